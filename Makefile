@@ -1,0 +1,50 @@
+# Trellis — one command sets everything up: `make test`, `make demo`, `make bench`.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEB_STAMP := $(VENV)/.debs
+DEB_PACKAGES := curl
+
+.PHONY: test demo bench lint typecheck unit integration install clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+$(DEB_STAMP): Makefile | $(BIN)/python
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; \
+	fi
+	touch $@
+
+install: $(STAMP) $(DEB_STAMP)
+
+lint: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: install
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/pytest -q -m "not integration"
+
+test: install lint typecheck
+	$(BIN)/pytest -q
+
+demo: install
+	$(BIN)/python -m trellis.demo
+
+bench: install
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .trellis .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,62 @@
+"""MeshConfig: the mesh-wide singleton (cluster-scoped, named `mesh`)."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from trellis.model.base import Document, ObjectMeta, Spec
+from trellis.model.duration import Duration
+from trellis.model.routes import HTTPRetry, Timeouts
+
+MESH_CONFIG_NAME = "mesh"
+
+
+class MTLS(Spec):
+    mode: Literal["STRICT", "PERMISSIVE"] = "STRICT"
+
+
+class OutboundTrafficPolicy(Spec):
+    mode: Literal["ALLOW_ANY", "REGISTRY_ONLY"] = "ALLOW_ANY"
+
+
+class Tracing(Spec):
+    sampling: float = Field(default=1.0, ge=0, le=100)  # percent of requests
+
+
+class RouteDefaults(Spec):
+    timeouts: Timeouts | None = None
+    retry: HTTPRetry | None = None
+
+
+class MeshConfigSpec(Spec):
+    trust_domain: str = "trellis.local"
+    mtls: MTLS = Field(default_factory=MTLS)
+    certificate_ttl: Duration = Field(default="24h", alias="certificateTTL")
+    defaults: RouteDefaults = Field(default_factory=RouteDefaults)
+    outbound_traffic_policy: OutboundTrafficPolicy = Field(default_factory=OutboundTrafficPolicy)
+    tracing: Tracing = Field(default_factory=Tracing)
+
+    @field_validator("trust_domain")
+    @classmethod
+    def _trust_domain(cls, v: str) -> str:
+        if not re.match(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", v):
+            raise ValueError(f"{v!r} is not a valid trust domain (lower-case DNS name)")
+        return v
+
+
+class MeshConfig(Document):
+    KIND = "MeshConfig"
+    CLUSTER_SCOPED = True
+    kind: Literal["MeshConfig"] = "MeshConfig"
+    metadata: ObjectMeta = Field(default_factory=lambda: ObjectMeta(name=MESH_CONFIG_NAME))
+    spec: MeshConfigSpec = Field(default_factory=MeshConfigSpec)
+
+    @field_validator("metadata")
+    @classmethod
+    def _singleton(cls, v: ObjectMeta) -> ObjectMeta:
+        if v.name != MESH_CONFIG_NAME:
+            raise ValueError(f"name: the MeshConfig is a singleton named {MESH_CONFIG_NAME!r}")
+        return v.model_copy(update={"namespace": "default"})

@@ -1,0 +1,77 @@
+"""Checks between documents: what a route or policy names must exist.
+
+Pure: it takes the world as it would be after an apply (`world`) and the keys
+being written (`written`), and returns errors for the written documents only.
+Deleting a Service that routes still name is allowed (as in Kubernetes); the
+translator answers such backends as unknown clusters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from trellis.model.base import Document
+from trellis.model.errors import DocumentError, FieldError
+from trellis.model.keys import ResourceKey
+from trellis.model.policies import DestinationPolicy
+from trellis.model.routes import GRPCRoute, HTTPRoute
+from trellis.model.service import Service
+
+
+def key_of(doc: Document) -> ResourceKey:
+    return ResourceKey(doc.kind, doc.namespace, doc.name)
+
+
+def _check_service_ref(
+    world: Mapping[ResourceKey, Document], ns: str, name: str, port: int | None, path: str
+) -> FieldError | None:
+    svc = world.get(ResourceKey("Service", ns, name))
+    if not isinstance(svc, Service):
+        return FieldError(path, f"unknown service {ns}/{name}")
+    if port is not None and svc.port(port) is None:
+        known = ", ".join(str(p.port) for p in svc.spec.ports)
+        return FieldError(f"{path}.port", f"service {ns}/{name} has no port {port} (ports: {known})")
+    return None
+
+
+def _route_errors(route: HTTPRoute | GRPCRoute, world: Mapping[ResourceKey, Document]) -> list[FieldError]:
+    errors: list[FieldError] = []
+    ns = route.namespace
+    for i, parent in enumerate(route.spec.parent_refs):
+        e = _check_service_ref(world, parent.namespace or ns, parent.name, parent.port, f"spec.parentRefs[{i}]")
+        if e:
+            errors.append(e)
+    for r, rule in enumerate(route.spec.rules):
+        for b, backend in enumerate(rule.backend_refs):
+            path = f"spec.rules[{r}].backendRefs[{b}]"
+            e = _check_service_ref(world, backend.namespace or ns, backend.name, backend.port, path)
+            if e:
+                errors.append(e)
+        if rule.backend_refs and sum(b.weight for b in rule.backend_refs) == 0:
+            errors.append(FieldError(f"spec.rules[{r}].backendRefs", "weights must not all be 0"))
+        for f, filt in enumerate(rule.filters):
+            if filt.request_mirror is not None:
+                m = filt.request_mirror.backend_ref
+                path = f"spec.rules[{r}].filters[{f}].requestMirror.backendRef"
+                e = _check_service_ref(world, m.namespace or ns, m.name, m.port, path)
+                if e:
+                    errors.append(e)
+    return errors
+
+
+def check_references(
+    world: Mapping[ResourceKey, Document], written: Iterable[ResourceKey]
+) -> list[DocumentError]:
+    """Errors of the written documents against the whole world they would live in."""
+    problems = []
+    for key in written:
+        doc = world.get(key)
+        errors: list[FieldError] = []
+        if isinstance(doc, HTTPRoute | GRPCRoute):
+            errors = _route_errors(doc, world)
+        elif isinstance(doc, DestinationPolicy):
+            e = _check_service_ref(world, doc.namespace, doc.spec.service, None, "spec.service")
+            errors = [e] if e else []
+        if errors:
+            problems.append(DocumentError(str(key), tuple(errors)))
+    return problems

@@ -1,0 +1,322 @@
+"""HTTPRoute and GRPCRoute: the Gateway API shapes with GAMMA semantics.
+
+A route attaches to a Service through `parentRefs`. A route in the service's
+namespace (producer) applies to every client; one in another namespace
+(consumer) only to clients in that namespace. Trellis extensions, documented
+in docs/design/resources.md: `fault` on rules of both kinds, and `timeouts` /
+`retry` on GRPCRoute rules (the standard has them on HTTPRoute only).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from trellis.model.base import Document, Name, Spec
+from trellis.model.duration import Duration, parse_duration
+
+
+def _check_regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as e:
+        raise ValueError(f"invalid regular expression {value!r}: {e}") from None
+    return value
+
+
+class ParentRef(Spec):
+    group: str = ""
+    kind: Literal["Service"] = "Service"
+    name: Name
+    namespace: Name | None = None  # defaults to the route's namespace
+    port: int | None = Field(default=None, ge=1, le=65535)
+
+
+class BackendRef(Spec):
+    group: str = ""
+    kind: Literal["Service"] = "Service"
+    name: Name
+    namespace: Name | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    weight: int = Field(default=1, ge=0, le=1_000_000)
+
+
+class PathMatch(Spec):
+    type: Literal["Exact", "PathPrefix", "RegularExpression"] = "PathPrefix"
+    value: str = "/"
+
+    @model_validator(mode="after")
+    def _value(self) -> PathMatch:
+        if self.type == "RegularExpression":
+            _check_regex(self.value)
+        elif not self.value.startswith("/"):
+            raise ValueError("value: a path must start with '/'")
+        return self
+
+
+class HeaderMatch(Spec):
+    type: Literal["Exact", "RegularExpression"] = "Exact"
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9!#$%&'*+\-.^_`|~:]+$")
+    value: str
+
+    @model_validator(mode="after")
+    def _value(self) -> HeaderMatch:
+        if self.type == "RegularExpression":
+            _check_regex(self.value)
+        return self
+
+
+class QueryParamMatch(HeaderMatch):
+    pass
+
+
+Method = Literal["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"]
+
+
+class HTTPRouteMatch(Spec):
+    path: PathMatch | None = None
+    headers: list[HeaderMatch] = Field(default_factory=list)
+    query_params: list[QueryParamMatch] = Field(default_factory=list)
+    method: Method | None = None
+
+
+class HeaderValue(Spec):
+    name: str = Field(min_length=1)
+    value: str
+
+
+class HeaderModifier(Spec):
+    set: list[HeaderValue] = Field(default_factory=list)
+    add: list[HeaderValue] = Field(default_factory=list)
+    remove: list[str] = Field(default_factory=list)
+
+
+class PathModifier(Spec):
+    type: Literal["ReplaceFullPath", "ReplacePrefixMatch"]
+    replace_full_path: str | None = None
+    replace_prefix_match: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> PathModifier:
+        want = "replace_full_path" if self.type == "ReplaceFullPath" else "replace_prefix_match"
+        if getattr(self, want) is None:
+            raise ValueError(f"{self.type} needs {want.replace('_f', 'F').replace('_p', 'P')}")
+        return self
+
+
+class RequestRedirect(Spec):
+    scheme: Literal["http", "https"] | None = None
+    hostname: str | None = None
+    path: PathModifier | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    status_code: Literal[301, 302, 303, 307, 308] = 302
+
+
+class URLRewrite(Spec):
+    hostname: str | None = None
+    path: PathModifier | None = None
+
+
+class RequestMirror(Spec):
+    backend_ref: BackendRef
+    percent: int = Field(default=100, ge=0, le=100)
+
+
+# filter type -> the field that carries its settings (attribute name, YAML name)
+_FILTER_FIELDS = {
+    "RequestHeaderModifier": ("request_header_modifier", "requestHeaderModifier"),
+    "ResponseHeaderModifier": ("response_header_modifier", "responseHeaderModifier"),
+    "RequestRedirect": ("request_redirect", "requestRedirect"),
+    "URLRewrite": ("url_rewrite", "urlRewrite"),
+    "RequestMirror": ("request_mirror", "requestMirror"),
+}
+
+
+def _require_filter_field(obj: object, filter_type: str) -> None:
+    attr, yaml_name = _FILTER_FIELDS[filter_type]
+    if getattr(obj, attr) is None:
+        raise ValueError(f"type {filter_type} needs its {yaml_name} field")
+
+
+class HTTPRouteFilter(Spec):
+    type: Literal[
+        "RequestHeaderModifier",
+        "ResponseHeaderModifier",
+        "RequestRedirect",
+        "URLRewrite",
+        "RequestMirror",
+    ]
+    request_header_modifier: HeaderModifier | None = None
+    response_header_modifier: HeaderModifier | None = None
+    request_redirect: RequestRedirect | None = None
+    url_rewrite: URLRewrite | None = None
+    request_mirror: RequestMirror | None = None
+
+    @model_validator(mode="after")
+    def _matches_type(self) -> HTTPRouteFilter:
+        _require_filter_field(self, self.type)
+        return self
+
+
+class Timeouts(Spec):
+    """GEP-1742: `request` bounds the whole exchange, `backendRequest` each attempt."""
+
+    request: Duration | None = None
+    backend_request: Duration | None = None
+
+    @model_validator(mode="after")
+    def _order(self) -> Timeouts:
+        if self.request and self.backend_request:
+            req, per_try = parse_duration(self.request), parse_duration(self.backend_request)
+            if req != 0 and (per_try == 0 or per_try > req):
+                raise ValueError(
+                    f"backendRequest ({self.backend_request}) must not be longer than request "
+                    f"({self.request})"
+                )
+        return self
+
+
+class HTTPRetry(Spec):
+    """GEP-1731: retry on these HTTP status codes, `attempts` retries, `backoff` base interval."""
+
+    codes: list[int] = Field(default_factory=list)
+    attempts: int = Field(default=1, ge=0, le=10)
+    backoff: Duration | None = None
+
+    @field_validator("codes")
+    @classmethod
+    def _codes(cls, v: list[int]) -> list[int]:
+        for c in v:
+            if not 400 <= c <= 599:
+                raise ValueError(f"retry code {c} is not an HTTP error status (400-599)")
+        return v
+
+
+class FaultDelay(Spec):
+    fixed_delay: Duration
+    percent: float = Field(default=100, ge=0, le=100)
+
+
+class FaultAbort(Spec):
+    http_status: int | None = Field(default=None, ge=200, le=599)
+    grpc_status: int | None = Field(default=None, ge=0, le=16)
+    percent: float = Field(default=100, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _one(self) -> FaultAbort:
+        if (self.http_status is None) == (self.grpc_status is None):
+            raise ValueError("set exactly one of httpStatus or grpcStatus")
+        return self
+
+
+class Fault(Spec):
+    """Trellis extension: inject delays and aborts (Envoy HTTPFault, gRFC A33)."""
+
+    delay: FaultDelay | None = None
+    abort: FaultAbort | None = None
+
+
+class HTTPRouteRule(Spec):
+    name: str | None = None
+    matches: list[HTTPRouteMatch] = Field(default_factory=lambda: [HTTPRouteMatch()])
+    filters: list[HTTPRouteFilter] = Field(default_factory=list)
+    backend_refs: list[BackendRef] = Field(default_factory=list)
+    timeouts: Timeouts | None = None
+    retry: HTTPRetry | None = None
+    fault: Fault | None = None
+
+
+class HTTPRouteSpec(Spec):
+    parent_refs: list[ParentRef] = Field(min_length=1)
+    hostnames: list[str] = Field(default_factory=list)
+    rules: list[HTTPRouteRule] = Field(default_factory=lambda: [HTTPRouteRule()], max_length=64)
+
+
+class HTTPRoute(Document):
+    KIND = "HTTPRoute"
+    kind: Literal["HTTPRoute"] = "HTTPRoute"
+    spec: HTTPRouteSpec
+
+
+GRPC_CODES = (
+    "OK CANCELLED UNKNOWN INVALID_ARGUMENT DEADLINE_EXCEEDED NOT_FOUND ALREADY_EXISTS "
+    "PERMISSION_DENIED RESOURCE_EXHAUSTED FAILED_PRECONDITION ABORTED OUT_OF_RANGE "
+    "UNIMPLEMENTED INTERNAL UNAVAILABLE DATA_LOSS UNAUTHENTICATED"
+).split()
+GrpcCode = Literal[
+    "CANCELLED",
+    "DEADLINE_EXCEEDED",
+    "INTERNAL",
+    "RESOURCE_EXHAUSTED",
+    "UNAVAILABLE",
+]
+
+
+class GRPCMethodMatch(Spec):
+    type: Literal["Exact", "RegularExpression"] = "Exact"
+    service: str | None = None
+    method: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> GRPCMethodMatch:
+        if not self.service and not self.method:
+            raise ValueError("set service, method or both")
+        if self.type == "RegularExpression":
+            for v in (self.service, self.method):
+                if v:
+                    _check_regex(v)
+        else:
+            if self.service and not re.match(r"^[A-Za-z_][A-Za-z_0-9]*(\.[A-Za-z_][A-Za-z_0-9]*)*$", self.service):
+                raise ValueError(f"service: {self.service!r} is not a gRPC service name")
+            if self.method and not re.match(r"^[A-Za-z_][A-Za-z_0-9]*$", self.method):
+                raise ValueError(f"method: {self.method!r} is not a gRPC method name")
+        return self
+
+
+class GRPCRouteMatch(Spec):
+    method: GRPCMethodMatch | None = None
+    headers: list[HeaderMatch] = Field(default_factory=list)
+
+
+class GRPCRetry(Spec):
+    """Trellis extension (GEP-1731 shape): retry on these gRPC status codes."""
+
+    codes: list[GrpcCode] = Field(default_factory=lambda: ["UNAVAILABLE"])
+    attempts: int = Field(default=1, ge=0, le=4)  # gRFC A44: at most 5 attempts in all
+    backoff: Duration | None = None
+
+
+class GRPCRouteFilter(Spec):
+    type: Literal["RequestHeaderModifier", "ResponseHeaderModifier", "RequestMirror"]
+    request_header_modifier: HeaderModifier | None = None
+    response_header_modifier: HeaderModifier | None = None
+    request_mirror: RequestMirror | None = None
+
+    @model_validator(mode="after")
+    def _matches_type(self) -> GRPCRouteFilter:
+        _require_filter_field(self, self.type)
+        return self
+
+
+class GRPCRouteRule(Spec):
+    name: str | None = None
+    matches: list[GRPCRouteMatch] = Field(default_factory=lambda: [GRPCRouteMatch()])
+    filters: list[GRPCRouteFilter] = Field(default_factory=list)
+    backend_refs: list[BackendRef] = Field(default_factory=list)
+    timeouts: Timeouts | None = None
+    retry: GRPCRetry | None = None
+    fault: Fault | None = None
+
+
+class GRPCRouteSpec(Spec):
+    parent_refs: list[ParentRef] = Field(min_length=1)
+    hostnames: list[str] = Field(default_factory=list)
+    rules: list[GRPCRouteRule] = Field(default_factory=lambda: [GRPCRouteRule()], max_length=64)
+
+
+class GRPCRoute(Document):
+    KIND = "GRPCRoute"
+    kind: Literal["GRPCRoute"] = "GRPCRoute"
+    spec: GRPCRouteSpec
