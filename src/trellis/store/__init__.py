@@ -19,6 +19,8 @@ from trellis.store.base import (
     Snapshot,
     Store,
 )
+from trellis.store.errors import MissingWorkload
+from trellis.store.sqlite import SqliteStore
 
 __all__ = [
     "ApplyResult",
@@ -29,9 +31,11 @@ __all__ = [
     "DeleteLease",
     "Event",
     "Lease",
+    "MissingWorkload",
     "Op",
     "Put",
     "PutLease",
     "Snapshot",
+    "SqliteStore",
     "Store",
 ]

@@ -1,0 +1,40 @@
+"""The translator's contract: type URLs, the result shape, and `generate`."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass, field
+
+from google.protobuf.message import Message
+
+from trellis.control.push.context import PushContext
+from trellis.control.translate.node import NodeInfo
+
+LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
+ROUTE_TYPE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+ENDPOINT_TYPE = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+# Make-before-break: clusters and endpoints before the listeners/routes that use them.
+TYPE_ORDER = (CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE)
+
+
+@dataclass(frozen=True, slots=True)
+class Generated:
+    """What one node gets for one type.
+
+    `resources`: name -> resource message (not packed in Any).
+    `errors`: name -> reason, for requested names that exist nowhere; the ADS
+    server answers them in `DiscoveryResponse.resource_errors` as NOT_FOUND.
+    """
+
+    resources: dict[str, Message] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def generate(
+    node: NodeInfo, push: PushContext, type_url: str, names: Collection[str] | None
+) -> Generated:
+    """Resources of `type_url` for `node`; `names` None means a wildcard subscription."""
+    from trellis.control.translate.generators import GENERATORS
+
+    return GENERATORS[node.kind].generate(node, push, type_url, names)

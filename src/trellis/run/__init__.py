@@ -1,0 +1,1 @@
+"""`trellis run`: what a workload needs to join the mesh (bootstrap, registration)."""
