@@ -49,10 +49,12 @@ def wait_for(
             value = condition()
             if value:
                 return value
-        except Exception as e:  # noqa: BLE001 - reported below if it never succeeds
+        except Exception as e:
             last_error = e
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last_error})")
+    raise AssertionError(
+        f"timed out after {timeout}s waiting for {what} (last error: {last_error})"
+    )
 
 
 class Proc:
@@ -188,7 +190,9 @@ class ControlPlane:
         return dict(r.json())
 
     def endpoints(self, service: str, namespace: str = "default") -> list[dict[str, Any]]:
-        r = httpx.get(f"{self.api}/api/v1/describe/services/{service}", params={"namespace": namespace})
+        r = httpx.get(
+            f"{self.api}/api/v1/describe/services/{service}", params={"namespace": namespace}
+        )
         r.raise_for_status()
         return list(r.json()["endpoints"])
 
@@ -215,17 +219,27 @@ class Mesh:
         self.procs: list[Proc] = []
 
     def backend(
-        self, name: str, labels: dict[str, str], *, ttl: float = 3.0, fail_first: bool = False,
+        self,
+        name: str,
+        labels: dict[str, str],
+        *,
+        ttl: float = 3.0,
+        fail_first: bool = False,
         namespace: str = "default",
     ) -> Proc:
         argv = [
             sys.executable,
             str(PROGRAMS / "grpc_backend.py"),
-            "--name", name,
-            "--namespace", namespace,
-            "--api", self.cp.api,
-            "--token", TOKEN,
-            "--ttl", str(ttl),
+            "--name",
+            name,
+            "--namespace",
+            namespace,
+            "--api",
+            self.cp.api,
+            "--token",
+            TOKEN,
+            "--ttl",
+            str(ttl),
         ]
         for k, v in labels.items():
             argv += ["--label", f"{k}={v}"]
@@ -240,7 +254,9 @@ class Mesh:
         path = self.tmp / f"bootstrap-{workload}.{namespace}.json"
         path.write_text(
             bootstrap_json(
-                control_planes=[self.cp.xds], workload=workload, namespace=namespace,
+                control_planes=[self.cp.xds],
+                workload=workload,
+                namespace=namespace,
                 labels={"app": workload},
             )
         )
@@ -253,7 +269,11 @@ class Mesh:
         return env
 
     def client(
-        self, target: str, *args: str, namespace: str = "default", workload: str = "client",
+        self,
+        target: str,
+        *args: str,
+        namespace: str = "default",
+        workload: str = "client",
         fast_not_found: bool = False,
     ) -> Proc:
         env = self.client_env(self.bootstrap(workload, namespace), fast_not_found)

@@ -107,8 +107,12 @@ spec:
     backendRefs: [{name: greeter-v2, port: 50051}]
   - backendRefs: [{name: greeter-v1, port: 50051}]
 """)
-    canary = mesh.run_client(TARGET, "--calls", "100", "--header", "x-canary=yes", "--wait-ready", "10")
-    stable = mesh.run_client(TARGET, "--calls", "100", "--header", "x-canary=no", "--csds", "--wait-ready", "10")
+    canary = mesh.run_client(
+        TARGET, "--calls", "100", "--header", "x-canary=yes", "--wait-ready", "10"
+    )
+    stable = mesh.run_client(
+        TARGET, "--calls", "100", "--header", "x-canary=no", "--csds", "--wait-ready", "10"
+    )
     assert canary["peers"] == {"greeter-b": 100}, canary
     assert stable["peers"] == {"greeter-a": 100}, stable
     assert_all_acked(stable)
@@ -139,9 +143,13 @@ spec:
 def test_change_applied_while_client_runs_takes_effect_within_1s(mesh: Mesh) -> None:
     two_versions(mesh)
     mesh.cp.apply(split_route(100, 0))
-    client = mesh.client(TARGET, "--duration", "6", "--interval", "0.005", "--stream", "--wait-ready", "10")
+    client = mesh.client(
+        TARGET, "--duration", "6", "--interval", "0.005", "--stream", "--wait-ready", "10"
+    )
     client.wait_line(lambda line: '"peer": "greeter-a"' in line, 20)
-    time.sleep(1.5)  # let the client run on the first config: this is load, not a wait for a condition
+    time.sleep(
+        1.5
+    )  # let the client run on the first config: this is load, not a wait for a condition
     applied = time.time()
     mesh.cp.apply(split_route(0, 100))
     client.wait_line(lambda line: line.startswith('{"summary"'), 30)
@@ -173,7 +181,9 @@ def test_backend_whose_heartbeats_stop_leaves_the_rotation(mesh: Mesh) -> None:
 def test_control_plane_restart_keeps_clients_serving(mesh: Mesh) -> None:
     two_versions(mesh)
     mesh.cp.apply(split_route(100, 0))
-    client = mesh.client(TARGET, "--duration", "25", "--interval", "0.01", "--stream", "--wait-ready", "10")
+    client = mesh.client(
+        TARGET, "--duration", "25", "--interval", "0.01", "--stream", "--wait-ready", "10"
+    )
     client.wait_line(lambda line: '"peer": "greeter-a"' in line, 20)
     mesh.cp.kill()
     killed = time.time()
@@ -181,7 +191,7 @@ def test_control_plane_restart_keeps_clients_serving(mesh: Mesh) -> None:
     client.wait_line(lambda line: line.startswith('{"t"') and _after(line, killed + 2.0), 10)
     mesh.cp.start()
     restarted = time.time()
-    # The restarted control plane serves the endpoints it stored, without waiting for re-registration.
+    # The restarted control plane serves the endpoints it stored (no re-registration needed).
     names = sorted(e["workload"] for e in mesh.cp.endpoints("greeter"))
     assert names == ["greeter-a", "greeter-b"]
     mesh.cp.apply(split_route(0, 100))
@@ -206,7 +216,9 @@ def _after(line: str, t: float) -> bool:
 def test_unknown_service_fails_fast(mesh: Mesh) -> None:
     mesh.cp.apply(SERVICES)
     started = time.monotonic()
-    summary = mesh.run_client("xds:///nosuch:50051", "--calls", "1", "--timeout", "20", fast_not_found=True)
+    summary = mesh.run_client(
+        "xds:///nosuch:50051", "--calls", "1", "--timeout", "20", fast_not_found=True
+    )
     elapsed = time.monotonic() - started
     assert summary["errors"] == {"UNAVAILABLE": 1}, summary
     assert elapsed < 5, f"took {elapsed:.1f}s: the client waited for its does-not-exist timer"
@@ -215,11 +227,17 @@ def test_unknown_service_fails_fast(mesh: Mesh) -> None:
 
 @pytest.mark.parametrize("namespace", ["shop"])
 def test_short_names_resolve_in_the_clients_namespace(mesh: Mesh, namespace: str) -> None:
-    mesh.cp.apply(SERVICES.replace("metadata: {name: greeter}", "metadata: {name: greeter, namespace: shop}"))
+    mesh.cp.apply(
+        SERVICES.replace("metadata: {name: greeter}", "metadata: {name: greeter, namespace: shop}")
+    )
     mesh.backend("greeter-shop", {"app": "greeter"}, namespace="shop")
     wait_for(lambda: len(mesh.cp.endpoints("greeter", "shop")) == 1, 10, "shop endpoint")
-    in_shop = mesh.run_client("xds:///greeter:50051", "--calls", "5", "--csds", namespace="shop", workload="c1")
+    in_shop = mesh.run_client(
+        "xds:///greeter:50051", "--calls", "5", "--csds", namespace="shop", workload="c1"
+    )
     assert in_shop["peers"] == {"greeter-shop": 5}, in_shop
-    full = mesh.run_client("xds:///greeter.shop.svc.mesh:50051", "--calls", "5", namespace="default", workload="c2")
+    full = mesh.run_client(
+        "xds:///greeter.shop.svc.mesh:50051", "--calls", "5", namespace="default", workload="c2"
+    )
     assert full["peers"] == {"greeter-shop": 5}, full
     assert_all_acked(in_shop)

@@ -7,30 +7,26 @@ documents against each other (a route to an unknown service, ...).
 
 from trellis.model.documents import (
     ALIASES,
-    PLURALS,
-    InvalidDocument,
-    plural,
     KINDS,
+    PLURALS,
     AnyDocument,
-    AuthorizationPolicy,
-    DestinationPolicy,
     Document,
-    GRPCRoute,
-    HTTPRoute,
-    MeshConfig,
-    Service,
-    Workload,
+    InvalidDocument,
     parse_document,
+    plural,
 )
 from trellis.model.errors import DocumentError, FieldError, InvalidDocuments
 from trellis.model.keys import ResourceKey
+from trellis.model.mesh_config import MeshConfig
+from trellis.model.policies import AuthorizationPolicy, DestinationPolicy
+from trellis.model.routes import GRPCRoute, HTTPRoute
+from trellis.model.service import Service
+from trellis.model.workload import Workload
 
 __all__ = [
     "ALIASES",
-    "PLURALS",
-    "InvalidDocument",
-    "plural",
     "KINDS",
+    "PLURALS",
     "AnyDocument",
     "AuthorizationPolicy",
     "DestinationPolicy",
@@ -39,10 +35,12 @@ __all__ = [
     "FieldError",
     "GRPCRoute",
     "HTTPRoute",
+    "InvalidDocument",
     "InvalidDocuments",
     "MeshConfig",
     "ResourceKey",
     "Service",
     "Workload",
     "parse_document",
+    "plural",
 ]

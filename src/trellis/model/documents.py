@@ -14,7 +14,15 @@ from trellis.model.routes import GRPCRoute, HTTPRoute
 from trellis.model.service import Service
 from trellis.model.workload import Workload
 
-AnyDocument = Service | Workload | HTTPRoute | GRPCRoute | DestinationPolicy | AuthorizationPolicy | MeshConfig
+AnyDocument = (
+    Service
+    | Workload
+    | HTTPRoute
+    | GRPCRoute
+    | DestinationPolicy
+    | AuthorizationPolicy
+    | MeshConfig
+)
 
 KINDS: dict[str, type[Document]] = {
     cls.KIND: cls
@@ -30,7 +38,9 @@ KINDS: dict[str, type[Document]] = {
 }
 
 # REST paths and CLI arguments use the plural, lower-case form.
-PLURALS: dict[str, str] = {kind.lower() + ("es" if kind.endswith("s") else "s"): kind for kind in KINDS}
+PLURALS: dict[str, str] = {
+    kind.lower() + ("es" if kind.endswith("s") else "s"): kind for kind in KINDS
+}
 ALIASES: dict[str, str] = {
     **{kind.lower(): kind for kind in KINDS},
     **PLURALS,
@@ -72,7 +82,9 @@ def field_errors(err: ValidationError, prefix: tuple[int | str, ...] = ()) -> li
     """pydantic's errors as field paths in the YAML spelling (camelCase aliases)."""
     out = []
     for e in err.errors(include_url=False):
-        loc = tuple(p for p in (*prefix, *e["loc"]) if not (isinstance(p, str) and "[" in p and "]" in p))
+        loc = tuple(
+            p for p in (*prefix, *e["loc"]) if not (isinstance(p, str) and "[" in p and "]" in p)
+        )
         msg = e["msg"]
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]
@@ -106,7 +118,12 @@ def parse_document(
     # Fields the store owns are not the user's to set.
     meta = raw.get("metadata")
     if isinstance(meta, dict):
-        raw = {**raw, "metadata": {k: v for k, v in meta.items() if k not in ("resourceVersion", "creationRevision")}}
+        raw = {
+            **raw,
+            "metadata": {
+                k: v for k, v in meta.items() if k not in ("resourceVersion", "creationRevision")
+            },
+        }
     try:
         doc = KINDS[kind].model_validate(raw)
     except ValidationError as e:
@@ -124,4 +141,13 @@ class InvalidDocument(Exception):
         self.error = error
 
 
-__all__ = ["ALIASES", "KINDS", "PLURALS", "AnyDocument", "Document", "InvalidDocument", "parse_document", "plural"]
+__all__ = [
+    "ALIASES",
+    "KINDS",
+    "PLURALS",
+    "AnyDocument",
+    "Document",
+    "InvalidDocument",
+    "parse_document",
+    "plural",
+]

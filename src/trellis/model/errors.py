@@ -14,8 +14,7 @@ class FieldError:
     line: int | None = None  # 1-based line of the field in the source YAML, when known
 
     def __str__(self) -> str:
-        text = f"{self.path}: {self.reason}" if self.path else self.reason
-        return f"line {self.line}: {text}" if self.line is not None else text
+        return f"{self.path}: {self.reason}" if self.path else self.reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,11 +28,14 @@ class DocumentError:
     source: str | None = None  # file name, when known
 
     def __str__(self) -> str:
-        where = self.source or ""
-        if self.line is not None:
-            where += f"{':' if where else 'line '}{self.line}"
-        prefix = f"{self.document}" + (f" ({where})" if where else "")
-        return "\n".join(f"{prefix}: {e}" for e in self.errors)
+        """Compiler style, one line per field: `mesh.yaml:12: HTTPRoute shop/r: spec.x: reason`."""
+        lines = []
+        for e in self.errors:
+            line = e.line if e.line is not None else self.line
+            where = ":".join(str(p) for p in (self.source, line) if p is not None)
+            text = f"{e.path}: {e.reason}" if e.path else e.reason
+            lines.append(f"{where + ': ' if where else ''}{self.document}: {text}")
+        return "\n".join(lines)
 
     def to_json(self) -> dict[str, object]:
         return {

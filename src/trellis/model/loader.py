@@ -24,8 +24,12 @@ def _line_of(node: yaml.Node, path: str) -> int | None:
         if key and isinstance(current, yaml.MappingNode):
             found = next((v for k, v in current.value if getattr(k, "value", None) == key), None)
             if found is None:
-                found = next((k for k, _ in current.value if getattr(k, "value", None) == key), None)
-                return found.start_mark.line + 1 if found is not None else current.start_mark.line + 1
+                found = next(
+                    (k for k, _ in current.value if getattr(k, "value", None) == key), None
+                )
+                return (
+                    found.start_mark.line + 1 if found is not None else current.start_mark.line + 1
+                )
             current = found
         elif idx and isinstance(current, yaml.SequenceNode) and int(idx) < len(current.value):
             current = current.value[int(idx)]
@@ -44,7 +48,11 @@ def load_documents(text: str, source: str | None = None) -> list[Document]:
         mark = getattr(e, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         raise InvalidDocuments(
-            [DocumentError("YAML", (FieldError("", f"not valid YAML: {e}"),), line=line, source=source)]
+            [
+                DocumentError(
+                    "YAML", (FieldError("", f"not valid YAML: {e}"),), line=line, source=source
+                )
+            ]
         ) from None
     index = 0
     for node in nodes:
@@ -60,7 +68,9 @@ def load_documents(text: str, source: str | None = None) -> list[Document]:
                 FieldError(e.path, e.reason, _line_of(node, e.path) if e.path else line)
                 for e in err.errors
             )
-            problems.append(DocumentError(err.document, located, index=index, line=line, source=source))
+            problems.append(
+                DocumentError(err.document, located, index=index, line=line, source=source)
+            )
         index += 1
     if problems:
         raise InvalidDocuments(problems)

@@ -8,13 +8,13 @@ translator answers such backends as unknown clusters.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from trellis.model.base import Document
 from trellis.model.errors import DocumentError, FieldError
 from trellis.model.keys import ResourceKey
 from trellis.model.policies import DestinationPolicy
-from trellis.model.routes import GRPCRoute, HTTPRoute
+from trellis.model.routes import GRPCRoute, GRPCRouteRule, HTTPRoute, HTTPRouteRule
 from trellis.model.service import Service
 
 
@@ -30,18 +30,25 @@ def _check_service_ref(
         return FieldError(path, f"unknown service {ns}/{name}")
     if port is not None and svc.port(port) is None:
         known = ", ".join(str(p.port) for p in svc.spec.ports)
-        return FieldError(f"{path}.port", f"service {ns}/{name} has no port {port} (ports: {known})")
+        return FieldError(
+            f"{path}.port", f"service {ns}/{name} has no port {port} (ports: {known})"
+        )
     return None
 
 
-def _route_errors(route: HTTPRoute | GRPCRoute, world: Mapping[ResourceKey, Document]) -> list[FieldError]:
+def _route_errors(
+    route: HTTPRoute | GRPCRoute, world: Mapping[ResourceKey, Document]
+) -> list[FieldError]:
     errors: list[FieldError] = []
     ns = route.namespace
     for i, parent in enumerate(route.spec.parent_refs):
-        e = _check_service_ref(world, parent.namespace or ns, parent.name, parent.port, f"spec.parentRefs[{i}]")
+        e = _check_service_ref(
+            world, parent.namespace or ns, parent.name, parent.port, f"spec.parentRefs[{i}]"
+        )
         if e:
             errors.append(e)
-    for r, rule in enumerate(route.spec.rules):
+    rules: Sequence[HTTPRouteRule | GRPCRouteRule] = route.spec.rules
+    for r, rule in enumerate(rules):
         for b, backend in enumerate(rule.backend_refs):
             path = f"spec.rules[{r}].backendRefs[{b}]"
             e = _check_service_ref(world, backend.namespace or ns, backend.name, backend.port, path)

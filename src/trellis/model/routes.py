@@ -240,11 +240,6 @@ class HTTPRoute(Document):
     spec: HTTPRouteSpec
 
 
-GRPC_CODES = (
-    "OK CANCELLED UNKNOWN INVALID_ARGUMENT DEADLINE_EXCEEDED NOT_FOUND ALREADY_EXISTS "
-    "PERMISSION_DENIED RESOURCE_EXHAUSTED FAILED_PRECONDITION ABORTED OUT_OF_RANGE "
-    "UNIMPLEMENTED INTERNAL UNAVAILABLE DATA_LOSS UNAUTHENTICATED"
-).split()
 GrpcCode = Literal[
     "CANCELLED",
     "DEADLINE_EXCEEDED",
@@ -268,7 +263,9 @@ class GRPCMethodMatch(Spec):
                 if v:
                     _check_regex(v)
         else:
-            if self.service and not re.match(r"^[A-Za-z_][A-Za-z_0-9]*(\.[A-Za-z_][A-Za-z_0-9]*)*$", self.service):
+            if self.service and not re.match(
+                r"^[A-Za-z_][A-Za-z_0-9]*(\.[A-Za-z_][A-Za-z_0-9]*)*$", self.service
+            ):
                 raise ValueError(f"service: {self.service!r} is not a gRPC service name")
             if self.method and not re.match(r"^[A-Za-z_][A-Za-z_0-9]*$", self.method):
                 raise ValueError(f"method: {self.method!r} is not a gRPC method name")
@@ -280,10 +277,14 @@ class GRPCRouteMatch(Spec):
     headers: list[HeaderMatch] = Field(default_factory=list)
 
 
+def _default_grpc_retry_codes() -> list[GrpcCode]:
+    return ["UNAVAILABLE"]
+
+
 class GRPCRetry(Spec):
     """Trellis extension (GEP-1731 shape): retry on these gRPC status codes."""
 
-    codes: list[GrpcCode] = Field(default_factory=lambda: ["UNAVAILABLE"])
+    codes: list[GrpcCode] = Field(default_factory=lambda: _default_grpc_retry_codes())
     attempts: int = Field(default=1, ge=0, le=4)  # gRFC A44: at most 5 attempts in all
     backoff: Duration | None = None
 

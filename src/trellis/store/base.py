@@ -20,6 +20,7 @@ Semantics (an etcd backend must keep them):
 from __future__ import annotations
 
 import abc
+import builtins
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -109,7 +110,9 @@ class Store(abc.ABC):
     async def get(self, key: ResourceKey) -> Document | None: ...
 
     @abc.abstractmethod
-    async def list(self, kind: str | None = None, namespace: str | None = None) -> list[Document]:
+    async def list(
+        self, kind: str | None = None, namespace: str | None = None
+    ) -> builtins.list[Document]:
         """Documents sorted by (kind, namespace, name)."""
 
     @abc.abstractmethod
@@ -128,7 +131,7 @@ class Store(abc.ABC):
     async def get_lease(self, key: ResourceKey) -> Lease | None: ...
 
     @abc.abstractmethod
-    async def list_leases(self) -> list[Lease]: ...
+    async def list_leases(self) -> builtins.list[Lease]: ...
 
     @abc.abstractmethod
     async def aclose(self) -> None: ...

@@ -14,10 +14,10 @@ Prints `READY <port>` once registered.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import threading
-import time
 from concurrent import futures
 
 import grpc
@@ -70,7 +70,9 @@ def main() -> None:
     http = httpx.Client(base_url=args.api, headers=headers, timeout=2.0)
 
     def register() -> None:
-        r = http.post("/api/v1/registry/register", json={"workload": workload, "ttlSeconds": args.ttl})
+        r = http.post(
+            "/api/v1/registry/register", json={"workload": workload, "ttlSeconds": args.ttl}
+        )
         r.raise_for_status()
 
     register()
@@ -103,12 +105,10 @@ def main() -> None:
     print(f"READY {port}", flush=True)
     while not stop.wait(0.2):
         pass
-    try:
+    with contextlib.suppress(httpx.HTTPError):
         http.post(
             "/api/v1/registry/deregister", json={"namespace": args.namespace, "name": args.name}
         )
-    except httpx.HTTPError:
-        pass
     server.stop(grace=1).wait()
     sys.exit(0)
 
