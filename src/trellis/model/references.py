@@ -14,7 +14,14 @@ from trellis.model.base import Document
 from trellis.model.errors import DocumentError, FieldError
 from trellis.model.keys import ResourceKey
 from trellis.model.policies import DestinationPolicy
-from trellis.model.routes import GRPCRoute, GRPCRouteRule, HTTPRoute, HTTPRouteRule
+from trellis.model.routes import (
+    GRPCRoute,
+    GRPCRouteFilter,
+    GRPCRouteRule,
+    HTTPRoute,
+    HTTPRouteFilter,
+    HTTPRouteRule,
+)
 from trellis.model.service import Service
 
 
@@ -56,7 +63,8 @@ def _route_errors(
                 errors.append(e)
         if rule.backend_refs and sum(b.weight for b in rule.backend_refs) == 0:
             errors.append(FieldError(f"spec.rules[{r}].backendRefs", "weights must not all be 0"))
-        for f, filt in enumerate(rule.filters):
+        filters: Sequence[HTTPRouteFilter | GRPCRouteFilter] = rule.filters
+        for f, filt in enumerate(filters):
             if filt.request_mirror is not None:
                 m = filt.request_mirror.backend_ref
                 path = f"spec.rules[{r}].filters[{f}].requestMirror.backendRef"

@@ -97,3 +97,8 @@ class DescribeService(Body):
     routes: list[dict[str, Any]]
     endpoints: list[EndpointOut]
     subscribers: list[str]
+
+
+class DeregisterOut(Body):
+    revision: int
+    action: str  # "deleted", or "absent" when it was not registered

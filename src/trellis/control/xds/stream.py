@@ -70,7 +70,16 @@ class Nack:
 class TypeState:
     """What one stream knows about one resource type."""
 
-    __slots__ = ("acked_version", "nack", "names", "not_found", "sent", "sent_nonce", "sent_version", "type_url")
+    __slots__ = (
+        "acked_version",
+        "nack",
+        "names",
+        "not_found",
+        "sent",
+        "sent_nonce",
+        "sent_version",
+        "type_url",
+    )
 
     def __init__(self, type_url: str, names: frozenset[str] | None) -> None:
         self.type_url = type_url
@@ -117,7 +126,9 @@ class AdsStream:
 
     # -- inputs ---------------------------------------------------------------------------
 
-    def on_request(self, req: discovery_pb2.DiscoveryRequest) -> list[discovery_pb2.DiscoveryResponse]:
+    def on_request(
+        self, req: discovery_pb2.DiscoveryRequest
+    ) -> list[discovery_pb2.DiscoveryResponse]:
         """Handle one request; returns the responses to send (zero or one). Raises BadRequest."""
         if self.node is None:
             self.node = _parse_node(req)
@@ -135,8 +146,11 @@ class AdsStream:
         if req.response_nonce != state.sent_nonce:
             log.debug(
                 "%s %s stale nonce %s (latest %s): ignored",
-                self.node.id, short_type_name(type_url), req.response_nonce, state.sent_nonce or "-",
-            )  # fmt: skip
+                self.node.id,
+                short_type_name(type_url),
+                req.response_nonce,
+                state.sent_nonce or "-",
+            )
             return []
 
         changed = names != state.names
@@ -146,9 +160,12 @@ class AdsStream:
             state.nack = Nack(state.sent_version, req.error_detail.message)
             log.warning(
                 "%s NACKed %s version %s (keeps %s): %s",
-                self.node.id, short_type_name(type_url), state.sent_version,
-                req.version_info or "nothing", req.error_detail.message,
-            )  # fmt: skip
+                self.node.id,
+                short_type_name(type_url),
+                state.sent_version,
+                req.version_info or "nothing",
+                req.error_detail.message,
+            )
         else:
             state.nack = None
         return self._respond(state, force=False) if changed else []
@@ -164,9 +181,10 @@ class AdsStream:
         if responses:
             log.debug(
                 "%s push %s: %s",
-                self.node.id, getattr(push, "revision", "?"),
+                self.node.id,
+                getattr(push, "revision", "?"),
                 ", ".join(f"{short_type_name(r.type_url)} v{r.version_info}" for r in responses),
-            )  # fmt: skip
+            )
         return responses
 
     # -- queries --------------------------------------------------------------------------
@@ -202,8 +220,9 @@ class AdsStream:
         except Exception:
             log.exception(
                 "%s: generating %s failed; the client keeps what it has",
-                self.node.id, short_type_name(state.type_url),
-            )  # fmt: skip
+                self.node.id,
+                short_type_name(state.type_url),
+            )
             return []
 
         errors: dict[str, str] = {}
@@ -218,7 +237,8 @@ class AdsStream:
 
         version = content_version(resources, errors)
         if not force and (
-            version == state.sent_version or (state.nack is not None and version == state.nack.version)
+            version == state.sent_version
+            or (state.nack is not None and version == state.nack.version)
         ):
             return []
 
