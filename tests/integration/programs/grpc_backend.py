@@ -2,8 +2,8 @@
 
 Service `trellis.test.Echo`, method `Call`: answers with its own workload name
 (raw bytes, no generated code). It registers through the control plane's
-registry API and heartbeats every ttl/3 seconds, as `trellis run --proxyless`
-will. Signals: SIGUSR1 stops heartbeats (the process keeps serving), SIGTERM
+registry API and heartbeats (trellis.run.registration), as `trellis run
+--proxyless` will. Signals: SIGUSR1 stops heartbeats (the process keeps serving), SIGTERM
 deregisters and exits.
 
 Options: --fail-first answers UNAVAILABLE to every first attempt (a call
@@ -14,14 +14,14 @@ Prints `READY <port>` once registered.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import signal
 import sys
 import threading
 from concurrent import futures
 
 import grpc
-import httpx
+
+from trellis.run.registration import Registration
 
 SERVICE = "trellis.test.Echo"
 
@@ -66,49 +66,16 @@ def main() -> None:
             "ports": [{"name": "grpc", "port": port, "protocol": "grpc"}],
         },
     }
-    headers = {"Authorization": f"Bearer {args.token}"}
-    http = httpx.Client(base_url=args.api, headers=headers, timeout=2.0)
-
-    def register() -> None:
-        r = http.post(
-            "/api/v1/registry/register", json={"workload": workload, "ttlSeconds": args.ttl}
-        )
-        r.raise_for_status()
-
-    register()
-    heartbeating = threading.Event()
-    heartbeating.set()
+    registration = Registration(args.api, args.token, workload, ttl=args.ttl)
+    registration.start()
     stop = threading.Event()
-
-    def heartbeat_loop() -> None:
-        while not stop.wait(args.ttl / 3):
-            if not heartbeating.is_set():
-                continue
-            try:
-                r = http.post(
-                    "/api/v1/registry/heartbeat",
-                    json={"namespace": args.namespace, "name": args.name, "healthy": True},
-                )
-                if r.status_code == 404:
-                    register()
-            except httpx.HTTPError:
-                pass  # control plane away: keep serving, keep trying
-
-    threading.Thread(target=heartbeat_loop, daemon=True).start()
-    signal.signal(signal.SIGUSR1, lambda *_: heartbeating.clear())
-
-    def terminate(*_: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, terminate)
-    signal.signal(signal.SIGINT, terminate)
+    signal.signal(signal.SIGUSR1, lambda *_: registration.pause())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
     print(f"READY {port}", flush=True)
     while not stop.wait(0.2):
         pass
-    with contextlib.suppress(httpx.HTTPError):
-        http.post(
-            "/api/v1/registry/deregister", json={"namespace": args.namespace, "name": args.name}
-        )
+    registration.close()
     server.stop(grace=1).wait()
     sys.exit(0)
 
