@@ -27,7 +27,6 @@ import yaml
 
 from trellis.run.bootstrap import bootstrap_json
 
-PROGRAMS = Path(__file__).parent / "programs"
 VENV_BIN = Path(sys.executable).parent
 TOKEN = "integration-test-admin-token"
 
@@ -229,7 +228,8 @@ class Mesh:
     ) -> Proc:
         argv = [
             sys.executable,
-            str(PROGRAMS / "grpc_backend.py"),
+            "-m",
+            "trellis.demo.echo_server",
             "--name",
             name,
             "--namespace",
@@ -277,7 +277,7 @@ class Mesh:
         fast_not_found: bool = False,
     ) -> Proc:
         env = self.client_env(self.bootstrap(workload, namespace), fast_not_found)
-        argv = [sys.executable, str(PROGRAMS / "xds_client.py"), "--target", target, *args]
+        argv = [sys.executable, "-m", "trellis.demo.xds_client", "--target", target, *args]
         proc = Proc(argv, env=env, name=f"client {target}")
         self.procs.append(proc)
         return proc

@@ -1,4 +1,4 @@
-"""A real grpcio client using grpc's own xDS support: `grpc.insecure_channel("xds:///NAME")`.
+"""A proxyless gRPC client: `grpc.insecure_channel("xds:///NAME")`, for the demo and tests.
 
 The bootstrap comes from GRPC_XDS_BOOTSTRAP, as for any proxyless app. Calls
 `trellis.test.Echo/Call` either `--calls N` times or for `--duration S`
@@ -39,7 +39,7 @@ def csds_dump() -> list[dict[str, str]]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--target", required=True)
     p.add_argument("--method", default="Call")
     p.add_argument("--calls", type=int, default=0)

@@ -1,0 +1,1 @@
+"""The sample application `make demo` runs, and its small building blocks."""
