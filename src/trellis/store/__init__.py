@@ -13,13 +13,13 @@ from trellis.store.base import (
     DeleteLease,
     Event,
     Lease,
+    MissingWorkload,
     Op,
     Put,
     PutLease,
     Snapshot,
     Store,
 )
-from trellis.store.errors import MissingWorkload
 from trellis.store.sqlite import SqliteStore
 
 __all__ = [

@@ -98,6 +98,14 @@ class Conflict(Exception):
     """`expect_revision` did not match the store's current revision."""
 
 
+class MissingWorkload(LookupError):
+    """A `PutLease` named a Workload that does not exist (nor is Put earlier in the same apply).
+
+    The whole apply is rolled back. The registry turns it into `UnknownWorkload`:
+    the client must register again.
+    """
+
+
 class Compacted(Exception):
     """The events a watch asked for are no longer kept: re-read a snapshot."""
 

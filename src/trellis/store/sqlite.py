@@ -37,6 +37,7 @@ what the control plane does with events, the registry's expiry policy.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import json
 import os
@@ -59,13 +60,13 @@ from trellis.store.base import (
     DeleteLease,
     Event,
     Lease,
+    MissingWorkload,
     Op,
     Put,
     PutLease,
     Snapshot,
     Store,
 )
-from trellis.store.errors import MissingWorkload
 
 SCHEMA_VERSION = 1
 
@@ -322,10 +323,10 @@ class SqliteStore(Store):
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             yield
+            self._conn.execute("COMMIT")
         except BaseException:
             self._rollback()
             raise
-        self._conn.execute("COMMIT")
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
@@ -403,7 +404,7 @@ class SqliteStore(Store):
             ).fetchone()
         return None if row is None else _lease_row(row)
 
-    async def list_leases(self) -> list[Lease]:
+    async def list_leases(self) -> builtins.list[Lease]:
         with self._read() as conn:
             rows = conn.execute("SELECT * FROM leases ORDER BY kind, namespace, name").fetchall()
         return [_lease_row(r) for r in rows]
@@ -434,26 +435,24 @@ class SqliteStore(Store):
                 txn.run(op)
             if txn.revision is not None:
                 self._finish(txn.revision, compacted)
+            if dry_run:
+                self._rollback()
+                return ApplyResult(current, tuple(txn.changes))
+            self._conn.execute("COMMIT")
         except BaseException:
             self._rollback()
             raise
-        if dry_run:
-            self._rollback()
-            return ApplyResult(current, tuple(txn.changes))
-        self._conn.execute("COMMIT")
         if txn.revision is not None:
             self._notify()
         return ApplyResult(txn.revision or current, tuple(txn.changes))
 
     def _finish(self, revision: int, compacted: int) -> None:
         """Record the new revision and drop events older than the kept history."""
-        keep_from = revision - self._history
-        if keep_from > compacted:
-            self._conn.execute("DELETE FROM events WHERE revision <= ?", (keep_from,))
-            compacted = keep_from
-        self._conn.execute(
-            "UPDATE state SET revision = ?, compacted = ?", (revision, compacted)
-        )
+        drop_through = revision - self._history
+        if drop_through > compacted:
+            self._conn.execute("DELETE FROM events WHERE revision <= ?", (drop_through,))
+            compacted = drop_through
+        self._conn.execute("UPDATE state SET revision = ?, compacted = ?", (revision, compacted))
 
     # -- watch -----------------------------------------------------------------------
 
