@@ -18,6 +18,7 @@ import time
 from collections import Counter
 
 import grpc
+from envoy.admin.v3 import config_dump_shared_pb2
 from envoy.service.status.v3 import csds_pb2
 from grpc._cython import cygrpc
 
@@ -30,7 +31,7 @@ def csds_dump() -> list[dict[str, str]]:
             entry = {
                 "type": generic.type_url.rsplit(".", 1)[-1],
                 "name": generic.name,
-                "status": csds_pb2.ClientResourceStatus.Name(generic.client_status),
+                "status": config_dump_shared_pb2.ClientResourceStatus.Name(generic.client_status),
             }
             if generic.HasField("error_state"):
                 entry["error"] = generic.error_state.details

@@ -236,11 +236,8 @@ class AdsStream:
                     )
 
         version = content_version(resources, errors)
-        if not force and (
-            version == state.sent_version
-            or (state.nack is not None and version == state.nack.version)
-        ):
-            return []
+        if not force and version == state.sent_version:
+            return []  # nothing new; after a NACK this also keeps the rejected version unsent
 
         self._nonce += 1
         state.sent_version = version

@@ -1,0 +1,196 @@
+"""The ADS server: grpc.aio transport around one `AdsStream` state machine per stream.
+
+Each stream has two tasks. A reader task moves the client's requests into
+the stream's inbox; the handler task (gRPC's own) takes from the inbox,
+feeds `AdsStream` and writes its responses, so one writer only. `push()`
+drops a single "push" marker in every inbox (repeated pushes while one is
+queued merge into it), so each stream recomputes from the newest
+PushContext. When the client goes away gRPC cancels the handler; the
+`finally` ends the reader and forgets the stream.
+
+Owns: gRPC registration, the per-stream tasks, the set of live streams.
+Must not know: how resources are generated (the injected `generate`), what a
+PushContext contains, or where pushes come from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Final
+
+import grpc
+from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+
+from trellis.control.push.context import PushContext
+from trellis.control.translate import api as translate
+from trellis.control.xds.status import NodeStatus
+from trellis.control.xds.stream import AdsStream, BadRequest, GenerateFn
+
+log = logging.getLogger("trellis.xds")
+
+_PUSH: Final = object()  # inbox marker: a new PushContext is waiting
+_EOF: Final = object()  # inbox marker: the client stopped sending
+
+
+class _Connection:
+    """One live stream: its protocol state and its inbox."""
+
+    __slots__ = ("inbox", "push_queued", "stream")
+
+    def __init__(self, stream: AdsStream) -> None:
+        self.stream = stream
+        self.inbox: asyncio.Queue[object] = asyncio.Queue()
+        self.push_queued = False
+
+    def notify_push(self) -> None:
+        if not self.push_queued:
+            self.push_queued = True
+            self.inbox.put_nowait(_PUSH)
+
+
+class AdsServer:
+    """Serves StreamAggregatedResources (state of the world) to every connected node.
+
+    `push()` and the queries must be called on the event loop the gRPC server runs on.
+    """
+
+    def __init__(
+        self, generate: GenerateFn = translate.generate, push: PushContext | None = None
+    ) -> None:
+        self._generate = generate
+        self._push = push if push is not None else PushContext.empty()
+        self._connections: set[_Connection] = set()
+        self._stats = {"streams_total": 0, "pushes": 0, "responses": 0, "refused": 0}
+
+    def register(self, server: grpc.aio.Server) -> None:
+        """Add the AggregatedDiscoveryService servicer to `server` (before it starts)."""
+        ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(_Servicer(self), server)
+
+    def push(self, push: PushContext) -> None:
+        """Adopt `push`; every stream recomputes and sends what changed for it. Non-blocking."""
+        self._push = push
+        self._stats["pushes"] += 1
+        log.debug(
+            "push revision %s to %d streams", getattr(push, "revision", "?"), len(self._connections)
+        )
+        for connection in self._connections:
+            connection.notify_push()
+
+    @property
+    def current(self) -> PushContext:
+        return self._push
+
+    def statistics(self) -> dict[str, int]:
+        """Counters since start, and the streams open now."""
+        return {**self._stats, "streams": len(self._connections)}
+
+    def nodes(self) -> list[NodeStatus]:
+        """One status per stream that has identified its node, sorted by node id."""
+        statuses = [s for c in self._connections if (s := c.stream.status()) is not None]
+        return sorted(statuses, key=lambda s: (s.node_id, s.connected_at, s.peer))
+
+    def subscribers(self, resource_name: str) -> list[str]:
+        """Ids of the nodes subscribed to `resource_name` under any type, sorted."""
+        return sorted(
+            {
+                c.stream.node.id
+                for c in self._connections
+                if c.stream.node is not None and c.stream.subscribes(resource_name)
+            }
+        )
+
+    async def serve_stream(
+        self,
+        requests: AsyncIterator[discovery_pb2.DiscoveryRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> None:
+        stream = AdsStream(
+            self._generate, self._push, peer=context.peer() or "", connected_at=time.time()
+        )
+        connection = _Connection(stream)
+        self._connections.add(connection)
+        self._stats["streams_total"] += 1
+        reader = asyncio.create_task(_read(requests, connection.inbox))
+        try:
+            await self._handle(connection, context)
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+            self._connections.discard(connection)
+            if stream.node is not None:
+                log.info(
+                    "xDS disconnect: %s from %s after %.1fs",
+                    stream.node.id,
+                    stream.peer,
+                    time.time() - stream.connected_at,
+                )
+
+    async def _handle(self, connection: _Connection, context: grpc.aio.ServicerContext) -> None:
+        stream = connection.stream
+        while True:
+            item = await connection.inbox.get()
+            if item is _EOF:
+                return
+            if item is _PUSH:
+                connection.push_queued = False
+                responses = stream.on_push(self._push)
+            else:
+                assert isinstance(item, discovery_pb2.DiscoveryRequest)
+                known = stream.node is not None
+                try:
+                    responses = stream.on_request(item)
+                except BadRequest as exc:
+                    log.warning("xDS stream from %s refused: %s", stream.peer, exc)
+                    self._stats["refused"] += 1
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+                    return
+                if not known and stream.node is not None:
+                    log.info(
+                        "xDS connect: %s (%s) from %s",
+                        stream.node.id,
+                        stream.node.kind,
+                        stream.peer,
+                    )
+            for response in responses:
+                await context.write(response)
+                self._stats["responses"] += 1
+
+
+async def _read(
+    requests: AsyncIterator[discovery_pb2.DiscoveryRequest], inbox: asyncio.Queue[object]
+) -> None:
+    """Move requests into `inbox` until the client half-closes or goes away, then EOF."""
+    try:
+        async for request in requests:
+            inbox.put_nowait(request)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # the client went away mid-read; the handler ends on EOF
+        log.debug("xDS stream read ended: %r", exc)
+    inbox.put_nowait(_EOF)
+
+
+class _Servicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignore[misc]
+    def __init__(self, server: AdsServer) -> None:
+        self._server = server
+
+    async def StreamAggregatedResources(
+        self,
+        request_iterator: AsyncIterator[discovery_pb2.DiscoveryRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> None:
+        await self._server.serve_stream(request_iterator, context)
+
+    async def DeltaAggregatedResources(
+        self,
+        request_iterator: AsyncIterator[discovery_pb2.DiscoveryRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> None:
+        await context.abort(
+            grpc.StatusCode.UNIMPLEMENTED, "Trellis serves state-of-the-world ADS only"
+        )
