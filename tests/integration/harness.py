@@ -73,8 +73,12 @@ class Proc:
         self.lines: queue.Queue[str] = queue.Queue()
         self.all_lines: list[str] = []
         self.stderr_lines: list[str] = []
-        threading.Thread(target=self._pump, daemon=True).start()
-        threading.Thread(target=self._pump_err, daemon=True).start()
+        self._pumps = [
+            threading.Thread(target=self._pump, daemon=True),
+            threading.Thread(target=self._pump_err, daemon=True),
+        ]
+        for t in self._pumps:
+            t.start()
 
     def _pump(self) -> None:
         assert self.popen.stdout is not None
@@ -114,6 +118,14 @@ class Proc:
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, sig)
 
+    def _reap(self) -> None:
+        """After exit: let the pumps read to EOF, then close the pipes."""
+        for t in self._pumps:
+            t.join(timeout=5)
+        for pipe in (self.popen.stdout, self.popen.stderr):
+            if pipe is not None:
+                pipe.close()
+
     def stop(self, timeout: float = 5.0) -> int | None:
         if self.popen.poll() is None:
             self.signal(signal.SIGTERM)
@@ -122,14 +134,18 @@ class Proc:
             except subprocess.TimeoutExpired:
                 self.signal(signal.SIGKILL)
                 self.popen.wait(5)
+        self._reap()
         return self.popen.returncode
 
     def kill(self) -> None:
         self.signal(signal.SIGKILL)
         self.popen.wait(5)
+        self._reap()
 
     def wait(self, timeout: float) -> int:
-        return self.popen.wait(timeout)
+        code = self.popen.wait(timeout)
+        self._reap()
+        return code
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import signal
 import time
+from typing import Any
 
 import pytest
 
@@ -79,9 +80,27 @@ def test_round_robin_with_default_policy_is_acked(mesh: Mesh) -> None:
     # grpcio runs round robin under the default policy (WrrLocality[LeastRequest, RoundRobin]).
     assert abs(peers["greeter-a"] - peers["greeter-b"]) <= 20, peers
     assert_all_acked(summary)
-    # The control plane sees the same: every type ACKed by this node, nothing NACKed.
-    status = wait_for(lambda: mesh.cp.status()["nodes"] or None, 5, "node status")
-    assert status is not None
+
+
+def test_status_shows_every_type_acked_by_a_connected_client(mesh: Mesh) -> None:
+    two_versions(mesh)
+    client = mesh.client(TARGET, "--duration", "30", "--interval", "0.05", "--stream")
+    client.wait_line(lambda line: '"ok": true' in line, 20)
+
+    def acked_node() -> dict[str, Any] | None:
+        for node in mesh.cp.status()["nodes"]:
+            types = node["types"]
+            if node["id"] == "proxyless~client.default" and all(
+                types.get(t, {}).get("acked") for t in ("LDS", "RDS", "CDS", "EDS")
+            ):
+                return dict(node)
+        return None
+
+    node = wait_for(acked_node, 10, "the client's node to ACK every type")
+    assert node["kind"] == "proxyless"
+    assert not any(t["nacked"] for t in node["types"].values()), node
+    assert "greeter:50051" in node["types"]["LDS"]["names"]
+    client.stop()
 
 
 def test_weighted_split_80_20(mesh: Mesh) -> None:

@@ -32,7 +32,7 @@ class ConnectionPool(Spec):
 
 
 class OutlierDetection(Spec):
-    consecutive_5xx_errors: int | None = Field(default=None, ge=0)
+    consecutive_5xx_errors: int | None = Field(default=None, ge=0, alias="consecutive5xxErrors")
     consecutive_gateway_errors: int | None = Field(default=None, ge=0)
     interval: Duration = "10s"
     base_ejection_time: Duration = "30s"

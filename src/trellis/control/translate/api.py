@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from google.protobuf.message import Message
 
@@ -29,6 +30,14 @@ class Generated:
 
     resources: dict[str, Message] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+
+
+class Generator(Protocol):
+    """What one node kind answers: pure, no I/O, no clock."""
+
+    def generate(
+        self, node: NodeInfo, push: PushContext, type_url: str, names: Collection[str] | None
+    ) -> Generated: ...
 
 
 def generate(

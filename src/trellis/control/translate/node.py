@@ -26,7 +26,7 @@ class NodeInfo:
 
     @classmethod
     def parse(cls, node_id: str, metadata: Mapping[str, object]) -> NodeInfo:
-        """Build from `node.id` and `node.metadata` (as a plain dict); ValueError says what is wrong."""
+        """Build from `node.id` and `node.metadata` (a plain dict); ValueError says what's wrong."""
         kind, sep, rest = node_id.partition("~")
         if not sep or kind not in NODE_KINDS:
             raise ValueError(
@@ -37,7 +37,9 @@ class NodeInfo:
             raise ValueError(f"node id {node_id!r} must be KIND~WORKLOAD.NAMESPACE")
         meta_kind = metadata.get("kind", kind)
         if meta_kind != kind:
-            raise ValueError(f"node metadata kind {meta_kind!r} differs from the id's kind {kind!r}")
+            raise ValueError(
+                f"node metadata kind {meta_kind!r} differs from the id's kind {kind!r}"
+            )
         namespace = str(metadata.get("namespace") or id_ns)
         labels_raw = metadata.get("labels") or {}
         if not isinstance(labels_raw, Mapping):
@@ -46,12 +48,12 @@ class NodeInfo:
         if not isinstance(ports_raw, list | tuple):
             raise ValueError("node metadata ports must be a list of port numbers")
         try:
-            ports = tuple(int(p) for p in ports_raw)  # type: ignore[call-overload]
+            ports = tuple(int(p) for p in ports_raw)
         except (TypeError, ValueError):
             raise ValueError("node metadata ports must be a list of port numbers") from None
         return cls(
             id=node_id,
-            kind=kind,  # type: ignore[arg-type]
+            kind=kind,
             workload=workload,
             namespace=namespace,
             service_account=str(metadata.get("serviceAccount") or "default"),

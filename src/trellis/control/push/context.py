@@ -1,0 +1,214 @@
+"""PushContext: one immutable, indexed snapshot of the mesh, built once per push.
+
+It owns the mesh *semantics* every generator shares: which workloads are live
+endpoints (leases), which workloads a Service selects, which routes apply to
+a client (GAMMA producer/consumer), which DestinationPolicy governs a
+service, and the effective MeshConfig. It knows nothing of xDS or protobuf,
+does no I/O and reads no clock: `now` is given to `build`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from trellis.model.base import selector_matches
+from trellis.model.keys import ResourceKey
+from trellis.model.mesh_config import MeshConfig
+from trellis.model.policies import DestinationPolicy
+from trellis.model.routes import GRPCRoute, HTTPRoute
+from trellis.model.service import Service, ServicePort
+from trellis.model.workload import Locality, Workload
+from trellis.store.base import Lease, Snapshot
+
+Route = HTTPRoute | GRPCRoute
+ServiceKey = tuple[str, str]  # (namespace, name)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One way to reach one workload for one service port.
+
+    `port` is where peers connect: the app's port for a proxyless workload, the
+    sidecar's inbound port for a sidecar workload. `target_port` is the app's
+    own port (the same number for proxyless workloads).
+    """
+
+    workload: str  # "NAME.NAMESPACE"
+    address: str
+    port: int
+    target_port: int
+    sidecar: bool
+    locality: Locality
+    weight: int
+
+
+@dataclass(frozen=True, slots=True)
+class AttachedRoute:
+    """A route attached to a service: `port` None means every port of the service."""
+
+    route: Route
+    port: int | None
+
+    def applies_to_port(self, port: int) -> bool:
+        return self.port is None or self.port == port
+
+
+def _route_order(route: Route) -> tuple[int, str, str, str]:
+    """Gateway API tie-break: oldest first, then namespace/name."""
+    return (route.metadata.creation_revision or 0, route.namespace, route.name, route.kind)
+
+
+@dataclass(frozen=True, slots=True)
+class PushContext:
+    revision: int
+    mesh: MeshConfig
+    services: Mapping[ServiceKey, Service]
+    workloads: Mapping[ServiceKey, Workload]  # every workload, live or not
+    live: frozenset[ServiceKey]  # workloads that are endpoints (healthy lease or static)
+    members: Mapping[ServiceKey, tuple[Workload, ...]]  # live workloads a service selects
+    attached: Mapping[ServiceKey, tuple[AttachedRoute, ...]]  # oldest first
+    policies: Mapping[ServiceKey, DestinationPolicy]
+
+    # -- construction -----------------------------------------------------------------
+
+    @classmethod
+    def empty(cls) -> PushContext:
+        return cls.build(Snapshot(revision=0, docs=(), leases=()), now=0.0)
+
+    @classmethod
+    def build(cls, snapshot: Snapshot, now: float) -> PushContext:
+        """Index `snapshot`; a lease is live when healthy and `expires_at >= now`."""
+        services: dict[ServiceKey, Service] = {}
+        workloads: dict[ServiceKey, Workload] = {}
+        routes: list[Route] = []
+        policies: dict[ServiceKey, DestinationPolicy] = {}
+        mesh = MeshConfig()
+        for doc in snapshot.docs:
+            if isinstance(doc, Service):
+                services[(doc.namespace, doc.name)] = doc
+            elif isinstance(doc, Workload):
+                workloads[(doc.namespace, doc.name)] = doc
+            elif isinstance(doc, HTTPRoute | GRPCRoute):
+                routes.append(doc)
+            elif isinstance(doc, DestinationPolicy):
+                key = (doc.namespace, doc.spec.service)
+                # Several policies for one service: the oldest wins (as Istio does).
+                if key not in policies or _policy_order(doc) < _policy_order(policies[key]):
+                    policies[key] = doc
+            elif isinstance(doc, MeshConfig):
+                mesh = doc
+        live = frozenset(_live_workloads(workloads, snapshot.leases, now))
+        members = {
+            key: tuple(
+                workloads[w]
+                for w in sorted(live)
+                if w[0] == svc.namespace
+                and selector_matches(svc.spec.selector, dict(workloads[w].metadata.labels))
+            )
+            for key, svc in services.items()
+        }
+        return cls(
+            revision=snapshot.revision,
+            mesh=mesh,
+            services=MappingProxyType(services),
+            workloads=MappingProxyType(workloads),
+            live=live,
+            members=MappingProxyType(members),
+            attached=MappingProxyType(_attach(routes)),
+            policies=MappingProxyType(policies),
+        )
+
+    # -- queries ----------------------------------------------------------------------
+
+    def service(self, namespace: str, name: str) -> Service | None:
+        return self.services.get((namespace, name))
+
+    def all_services(self) -> list[Service]:
+        """Every service, sorted by (namespace, name)."""
+        return [self.services[k] for k in sorted(self.services)]
+
+    def workload(self, namespace: str, name: str) -> Workload | None:
+        return self.workloads.get((namespace, name))
+
+    def policy(self, service: Service) -> DestinationPolicy | None:
+        return self.policies.get((service.namespace, service.name))
+
+    def endpoints(self, service: Service, port: ServicePort) -> tuple[Endpoint, ...]:
+        """Live members of `service` reachable for `port`, sorted by workload.
+
+        A member whose ports do not contain the port's targetPort (by number or
+        name) is not an endpoint of that port, as in Kubernetes.
+        """
+        target = port.target_port if port.target_port is not None else port.port
+        out = []
+        for w in self.members.get((service.namespace, service.name), ()):
+            wp = w.port_for(target)
+            if wp is None:
+                continue
+            inbound = w.spec.inbound
+            out.append(
+                Endpoint(
+                    workload=f"{w.name}.{w.namespace}",
+                    address=w.spec.address,
+                    port=inbound.port if inbound is not None else wp.port,
+                    target_port=wp.port,
+                    sidecar=inbound is not None,
+                    locality=w.spec.locality,
+                    weight=w.spec.weight,
+                )
+            )
+        return tuple(out)
+
+    def routes_for(self, service: Service, port: int, client_namespace: str) -> tuple[Route, ...]:
+        """Routes that apply to calls from `client_namespace` to `service`:`port` (GAMMA).
+
+        Consumer routes (in the client's namespace, when that is not the
+        service's) replace the producer routes for those clients; otherwise the
+        producer routes (in the service's namespace) apply. Oldest first.
+        """
+        attached = [
+            a
+            for a in self.attached.get((service.namespace, service.name), ())
+            if a.applies_to_port(port)
+        ]
+        if client_namespace != service.namespace:
+            consumer = [a.route for a in attached if a.route.namespace == client_namespace]
+            if consumer:
+                return tuple(_unique(consumer))
+        return tuple(_unique(a.route for a in attached if a.route.namespace == service.namespace))
+
+
+def _policy_order(p: DestinationPolicy) -> tuple[int, str]:
+    return (p.metadata.creation_revision or 0, p.name)
+
+
+def _live_workloads(
+    workloads: Mapping[ServiceKey, Workload], leases: Iterable[Lease], now: float
+) -> Iterable[ServiceKey]:
+    by_key: dict[ResourceKey, Lease] = {lease.key: lease for lease in leases}
+    for key in workloads:
+        lease = by_key.get(ResourceKey("Workload", *key))
+        # No lease: a static endpoint (applied by hand), always live.
+        if lease is None or (lease.healthy and lease.expires_at >= now):
+            yield key
+
+
+def _attach(routes: list[Route]) -> dict[ServiceKey, tuple[AttachedRoute, ...]]:
+    out: dict[ServiceKey, list[AttachedRoute]] = {}
+    for route in sorted(routes, key=_route_order):
+        for parent in route.spec.parent_refs:
+            ns = parent.namespace or route.namespace
+            out.setdefault((ns, parent.name), []).append(AttachedRoute(route, parent.port))
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def _unique(routes: Iterable[Route]) -> list[Route]:
+    seen: set[int] = set()
+    out = []
+    for r in routes:
+        if id(r) not in seen:
+            seen.add(id(r))
+            out.append(r)
+    return out

@@ -1,0 +1,141 @@
+"""Cluster builder: one EDS-over-ADS cluster per service port, shaped by its DestinationPolicy.
+
+Load balancing travels in `load_balancing_policy` only (never the legacy
+`lb_policy`: grpcio NACKs LEAST_REQUEST there):
+- LEAST_REQUEST (default) → WrrLocality{[LeastRequest(choice_count), RoundRobin]}:
+  grpcio falls back to round robin with locality weights, our sidecar uses P2C;
+- ROUND_ROBIN → WrrLocality{[RoundRobin]};
+- RING_HASH → RingHash (XX_HASH, the only hash grpcio knows); the hash key
+  comes from the route's `hash_policy`.
+Circuit breakers come from connectionPool, outlier detection from
+outlierDetection (only the ejections the user asks for are enforced).
+"""
+
+from __future__ import annotations
+
+from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2, outlier_detection_pb2
+from envoy.config.core.v3 import address_pb2, base_pb2, extension_pb2
+from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
+from envoy.extensions.load_balancing_policies.least_request.v3 import least_request_pb2
+from envoy.extensions.load_balancing_policies.ring_hash.v3 import ring_hash_pb2
+from envoy.extensions.load_balancing_policies.round_robin.v3 import round_robin_pb2
+from envoy.extensions.load_balancing_policies.wrr_locality.v3 import wrr_locality_pb2
+from google.protobuf.message import Message
+
+from trellis.control.translate import pb
+from trellis.model.policies import (
+    ConnectionPool,
+    DestinationPolicy,
+    LoadBalancer,
+    OutlierDetection,
+)
+
+LOCALHOST = "127.0.0.1"
+
+
+def outbound_cluster(name: str, policy: DestinationPolicy | None) -> cluster_pb2.Cluster:
+    cluster = cluster_pb2.Cluster(
+        name=name,
+        type=cluster_pb2.Cluster.EDS,
+        eds_cluster_config=cluster_pb2.Cluster.EdsClusterConfig(
+            eds_config=pb.ads(), service_name=name
+        ),
+    )
+    spec = policy.spec if policy is not None else None
+    lb = spec.load_balancer if spec is not None else LoadBalancer()
+    cluster.load_balancing_policy.CopyFrom(load_balancing_policy(lb))
+    if spec is not None and spec.connection_pool is not None:
+        cluster.circuit_breakers.CopyFrom(circuit_breakers(spec.connection_pool))
+    if spec is not None and spec.outlier_detection is not None:
+        cluster.outlier_detection.CopyFrom(outlier_detection(spec.outlier_detection))
+    return cluster
+
+
+def inbound_cluster(name: str, port: int) -> cluster_pb2.Cluster:
+    """A sidecar's local app: a STATIC cluster of 127.0.0.1:`port`."""
+    endpoint = endpoint_components_pb2.LbEndpoint(
+        endpoint=endpoint_components_pb2.Endpoint(
+            address=address_pb2.Address(
+                socket_address=address_pb2.SocketAddress(address=LOCALHOST, port_value=port)
+            )
+        )
+    )
+    locality = endpoint_components_pb2.LocalityLbEndpoints(lb_endpoints=[endpoint])
+    locality.load_balancing_weight.value = 1
+    cluster = cluster_pb2.Cluster(
+        name=name,
+        type=cluster_pb2.Cluster.STATIC,
+        load_assignment=endpoint_pb2.ClusterLoadAssignment(cluster_name=name, endpoints=[locality]),
+    )
+    cluster.load_balancing_policy.CopyFrom(load_balancing_policy(LoadBalancer(type="ROUND_ROBIN")))
+    return cluster
+
+
+def _policy(name: str, config: Message) -> cluster_pb2.LoadBalancingPolicy.Policy:
+    return cluster_pb2.LoadBalancingPolicy.Policy(
+        typed_extension_config=extension_pb2.TypedExtensionConfig(
+            name=name, typed_config=pb.pack(config)
+        )
+    )
+
+
+def load_balancing_policy(lb: LoadBalancer) -> cluster_pb2.LoadBalancingPolicy:
+    if lb.type == "RING_HASH":
+        ring = ring_hash_pb2.RingHash(hash_function=ring_hash_pb2.RingHash.XX_HASH)
+        if lb.ring_hash is not None:
+            ring.minimum_ring_size.value = lb.ring_hash.minimum_ring_size
+            ring.maximum_ring_size.value = lb.ring_hash.maximum_ring_size
+        policies = [_policy("envoy.load_balancing_policies.ring_hash", ring)]
+        return cluster_pb2.LoadBalancingPolicy(policies=policies)
+    picking = []
+    if lb.type == "LEAST_REQUEST":
+        least = least_request_pb2.LeastRequest()
+        least.choice_count.value = lb.choice_count
+        picking.append(_policy("envoy.load_balancing_policies.least_request", least))
+    picking.append(
+        _policy("envoy.load_balancing_policies.round_robin", round_robin_pb2.RoundRobin())
+    )
+    wrr = wrr_locality_pb2.WrrLocality(
+        endpoint_picking_policy=cluster_pb2.LoadBalancingPolicy(policies=picking)
+    )
+    return cluster_pb2.LoadBalancingPolicy(
+        policies=[_policy("envoy.load_balancing_policies.wrr_locality", wrr)]
+    )
+
+
+def circuit_breakers(pool: ConnectionPool) -> circuit_breaker_pb2.CircuitBreakers:
+    t = circuit_breaker_pb2.CircuitBreakers.Thresholds(priority=base_pb2.RoutingPriority.DEFAULT)
+    if pool.max_connections is not None:
+        t.max_connections.value = pool.max_connections
+    if pool.max_pending_requests is not None:
+        t.max_pending_requests.value = pool.max_pending_requests
+    if pool.max_requests is not None:
+        t.max_requests.value = pool.max_requests
+    if pool.max_retries is not None:
+        t.max_retries.value = pool.max_retries
+    return circuit_breaker_pb2.CircuitBreakers(thresholds=[t])
+
+
+def outlier_detection(od: OutlierDetection) -> outlier_detection_pb2.OutlierDetection:
+    """Envoy enables consecutive-5xx and success-rate ejection by default; we enable only
+    what the user sets (gRFC A50 reads the same enforcing_* fields)."""
+    out = outlier_detection_pb2.OutlierDetection(
+        interval=pb.duration(od.interval),
+        base_ejection_time=pb.duration(od.base_ejection_time),
+    )
+    out.max_ejection_percent.value = od.max_ejection_percent
+    out.enforcing_success_rate.value = 0
+    if od.consecutive_5xx_errors is not None:
+        out.consecutive_5xx.value = od.consecutive_5xx_errors
+        out.enforcing_consecutive_5xx.value = 100
+    else:
+        out.enforcing_consecutive_5xx.value = 0
+    if od.consecutive_gateway_errors is not None:
+        out.consecutive_gateway_failure.value = od.consecutive_gateway_errors
+        out.enforcing_consecutive_gateway_failure.value = 100
+    if od.failure_percentage_threshold is not None:
+        out.failure_percentage_threshold.value = od.failure_percentage_threshold
+        out.enforcing_failure_percentage.value = 100
+        out.failure_percentage_minimum_hosts.value = od.failure_percentage_minimum_hosts
+        out.failure_percentage_request_volume.value = od.failure_percentage_request_volume
+    return out

@@ -1,0 +1,56 @@
+"""ClusterLoadAssignment builder: live endpoints grouped by locality.
+
+grpcio needs a non-zero `load_balancing_weight` on every locality (else "no
+children in weighted_target policy"): a locality weighs the sum of its
+endpoints' weights. Every endpoint is HEALTHY (the PushContext already left
+out unhealthy and expired ones). A sidecar endpoint is its inbound port and
+carries `filter_metadata {"trellis": {"targetPort", "workload"}}` so the
+caller's sidecar can tell the inbound sidecar which app port it wants.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from envoy.config.core.v3 import address_pb2, base_pb2, health_check_pb2
+from envoy.config.endpoint.v3 import endpoint_components_pb2 as ec
+from envoy.config.endpoint.v3 import endpoint_pb2
+
+from trellis.control.push.context import Endpoint
+
+METADATA_NAMESPACE = "trellis"
+
+
+def load_assignment(name: str, endpoints: Iterable[Endpoint]) -> endpoint_pb2.ClusterLoadAssignment:
+    by_locality: dict[tuple[str, str, str], list[Endpoint]] = {}
+    for e in endpoints:
+        key = (e.locality.region, e.locality.zone, e.locality.sub_zone)
+        by_locality.setdefault(key, []).append(e)
+    cla = endpoint_pb2.ClusterLoadAssignment(cluster_name=name)
+    for (region, zone, sub_zone), members in sorted(by_locality.items()):
+        group = ec.LocalityLbEndpoints(
+            locality=base_pb2.Locality(region=region, zone=zone, sub_zone=sub_zone),
+            lb_endpoints=[
+                _lb_endpoint(e)
+                for e in sorted(members, key=lambda e: (e.address, e.port, e.workload))
+            ],
+        )
+        group.load_balancing_weight.value = sum(e.weight for e in members)
+        cla.endpoints.append(group)
+    return cla
+
+
+def _lb_endpoint(e: Endpoint) -> ec.LbEndpoint:
+    out = ec.LbEndpoint(
+        endpoint=ec.Endpoint(
+            address=address_pb2.Address(
+                socket_address=address_pb2.SocketAddress(address=e.address, port_value=e.port)
+            )
+        ),
+        health_status=health_check_pb2.HealthStatus.HEALTHY,
+    )
+    out.load_balancing_weight.value = e.weight
+    if e.sidecar:
+        meta = out.metadata.filter_metadata[METADATA_NAMESPACE]
+        meta.update({"targetPort": e.target_port, "workload": e.workload})
+    return out

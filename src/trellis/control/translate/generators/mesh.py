@@ -1,0 +1,134 @@
+"""The generator skeleton both client kinds share: type dispatch and name resolution.
+
+`MeshGenerator(kind)` answers LDS/RDS/CDS/EDS requests for one node. It turns
+requested names into (service, port) targets (names.py), asks the builders for
+resources, and records every name that resolves to nothing in
+`Generated.errors` (the ADS server answers them NOT_FOUND). What differs per
+kind — route timeouts/retries, inbound listener routes, local clusters — comes
+from a `KindPolicy`. Pure: no I/O, no clock.
+
+Wildcard (names None): LDS gets the `FQDN:PORT` listener of every service
+port, CDS every outbound cluster (plus the kind's local ones); RDS and EDS
+wildcards are not meaningful and return nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from typing import Protocol
+
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.route.v3 import route_pb2
+from google.protobuf.message import Message
+
+from trellis.control.push.context import PushContext
+from trellis.control.translate import names
+from trellis.control.translate.api import (
+    CLUSTER_TYPE,
+    ENDPOINT_TYPE,
+    LISTENER_TYPE,
+    ROUTE_TYPE,
+    Generated,
+)
+from trellis.control.translate.clusters import outbound_cluster
+from trellis.control.translate.endpoints import load_assignment
+from trellis.control.translate.listeners import inbound_listener, outbound_listener
+from trellis.control.translate.node import NodeInfo
+from trellis.control.translate.routes import RouteFlavor, route_configuration
+from trellis.control.translate.rules import entries
+
+
+class KindPolicy(RouteFlavor, Protocol):
+    """Everything a client kind decides for itself."""
+
+    def inbound_routes(
+        self, node: NodeInfo, push: PushContext, name: str
+    ) -> route_pb2.RouteConfiguration:
+        """The inline RouteConfiguration of the node's inbound listener `name`."""
+
+    def local_cluster(self, node: NodeInfo, port: int) -> cluster_pb2.Cluster | None:
+        """The `inbound|PORT||` cluster, or None when this kind has none."""
+
+    def local_ports(self, node: NodeInfo, push: PushContext) -> list[int]:
+        """The app ports that have `inbound|PORT||` clusters (none for proxyless)."""
+
+
+Builder = Callable[[NodeInfo, PushContext, str], Message]
+
+
+class MeshGenerator:
+    __slots__ = ("_builders", "kind")
+
+    def __init__(self, kind: KindPolicy) -> None:
+        self.kind = kind
+        self._builders: dict[str, Builder] = {
+            LISTENER_TYPE: self.listener,
+            ROUTE_TYPE: self.route_config,
+            CLUSTER_TYPE: self.cluster,
+            ENDPOINT_TYPE: self.endpoints,
+        }
+
+    def generate(
+        self, node: NodeInfo, push: PushContext, type_url: str, names_: Collection[str] | None
+    ) -> Generated:
+        build = self._builders.get(type_url)
+        if build is None:
+            return Generated()
+        wanted = self._wildcard(node, push, type_url) if names_ is None else sorted(set(names_))
+        out = Generated()
+        for name in wanted:
+            try:
+                out.resources[name] = build(node, push, name)
+            except names.Unresolved as e:
+                out.errors[name] = str(e)
+        return out
+
+    def _wildcard(self, node: NodeInfo, push: PushContext, type_url: str) -> list[str]:
+        if type_url == LISTENER_TYPE:
+            return [
+                names.route_config_name(svc, p.port)
+                for svc in push.all_services()
+                for p in svc.spec.ports
+            ]
+        if type_url == CLUSTER_TYPE:
+            outbound = [
+                names.outbound_cluster_name(svc.namespace, svc.name, p.port)
+                for svc in push.all_services()
+                for p in svc.spec.ports
+            ]
+            local = [names.inbound_cluster_name(p) for p in self.kind.local_ports(node, push)]
+            return outbound + local
+        return []
+
+    # -- one resource per type ----------------------------------------------------------
+
+    def listener(self, node: NodeInfo, push: PushContext, name: str) -> Message:
+        inbound = names.parse_inbound_listener(name)
+        if inbound is not None:
+            address, port = inbound
+            return inbound_listener(name, address, port, self.kind.inbound_routes(node, push, name))
+        target = names.resolve_host(push, name, node.namespace)
+        return outbound_listener(name, names.route_config_name(target.service, target.port.port))
+
+    def route_config(self, node: NodeInfo, push: PushContext, name: str) -> Message:
+        target = names.resolve_route_config(push, name)
+        domains = names.spellings(target.service, target.port.port, node.namespace)
+        rules = entries(push, target, node.namespace)
+        return route_configuration(name, domains, rules, self.kind, push)
+
+    def cluster(self, node: NodeInfo, push: PushContext, name: str) -> Message:
+        ref = names.parse_cluster_name(name)
+        if ref.direction == "inbound":
+            local = self.kind.local_cluster(node, ref.port)
+            if local is None:
+                raise names.Unresolved(f"{name!r}: {node.kind} nodes have no inbound clusters")
+            return local
+        target = names.resolve_cluster(push, ref)
+        return outbound_cluster(name, push.policy(target.service))
+
+    def endpoints(self, node: NodeInfo, push: PushContext, name: str) -> Message:
+        ref = names.parse_cluster_name(name)
+        if ref.direction == "inbound":
+            raise names.Unresolved(f"{name!r} is a STATIC cluster: it has no EDS resource")
+        target = names.resolve_cluster(push, ref)
+        return load_assignment(name, push.endpoints(target.service, target.port))

@@ -1,0 +1,114 @@
+"""Sidecars (and, for now, gateways): Envoy router semantics for HTTP.
+
+- `RouteAction.timeout` is always set: the request timeout, else `0s`
+  (no timeout; Envoy's default would be 15 s).
+- `retry_policy`: `per_try_timeout` from `backendRequest`; an HTTPRoute retries
+  on "connect-failure,reset,retriable-status-codes" with its codes in
+  `retriable_status_codes` (no codes: connect-failure,reset only); a
+  GRPCRoute retries on connect-failure,reset and its gRPC codes.
+  `num_retries` = attempts; backoff base from `backoff`, max 10x base.
+- Query-parameter matches and request mirrors are kept.
+- Ring hash without a header hashes the client's source IP.
+
+Inbound (simple for now, RBAC later): the listener
+`trellis/inbound?address=IP:PORT` routes to the app's ports through STATIC
+clusters `inbound|PORT||` = 127.0.0.1:PORT. With several app ports, the
+caller's sidecar names the one it wants in the `x-trellis-target-port` header
+(from the endpoint's `trellis.targetPort` metadata); a request without it goes
+to the first port.
+"""
+
+from __future__ import annotations
+
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.route.v3 import route_components_pb2 as rc
+from envoy.config.route.v3 import route_pb2
+from envoy.type.matcher.v3 import string_pb2
+
+from trellis.control.push.context import PushContext
+from trellis.control.translate import names, pb
+from trellis.control.translate.clusters import inbound_cluster
+from trellis.control.translate.generators.mesh import MeshGenerator
+from trellis.control.translate.generators.proxyless import retry_back_off
+from trellis.control.translate.node import NodeInfo
+from trellis.control.translate.rules import Entry
+from trellis.model.duration import parse_duration
+from trellis.model.routes import GRPCRetry
+
+TARGET_PORT_HEADER = "x-trellis-target-port"
+_ALWAYS = ["connect-failure", "reset"]
+
+
+class SidecarKind:
+    supports_query = True
+    supports_mirror = True
+
+    def apply_policies(self, action: rc.RouteAction, entry: Entry) -> None:
+        timeouts = entry.timeouts
+        request = parse_duration(timeouts.request) if timeouts and timeouts.request else 0.0
+        action.timeout.CopyFrom(pb.seconds(request))
+        per_try = (
+            parse_duration(timeouts.backend_request)
+            if timeouts and timeouts.backend_request
+            else 0.0
+        )
+        retry = entry.retry
+        if (retry is None or retry.attempts == 0) and per_try <= 0:
+            return
+        policy = rc.RetryPolicy()
+        policy.num_retries.value = retry.attempts if retry is not None else 0
+        if retry is not None and retry.attempts > 0:
+            if isinstance(retry, GRPCRetry):
+                on = _ALWAYS + sorted({c.lower().replace("_", "-") for c in retry.codes})
+            elif retry.codes:
+                on = [*_ALWAYS, "retriable-status-codes"]
+                policy.retriable_status_codes.extend(sorted(set(retry.codes)))
+            else:
+                on = list(_ALWAYS)
+            policy.retry_on = ",".join(on)
+            back_off = retry_back_off(retry.backoff)
+            if back_off is not None:
+                policy.retry_back_off.CopyFrom(back_off)
+        if per_try > 0:
+            policy.per_try_timeout.CopyFrom(pb.seconds(per_try))
+        action.retry_policy.CopyFrom(policy)
+
+    def connection_hash(self) -> rc.RouteAction.HashPolicy:
+        return rc.RouteAction.HashPolicy(
+            connection_properties=rc.RouteAction.HashPolicy.ConnectionProperties(source_ip=True)
+        )
+
+    def local_ports(self, node: NodeInfo, push: PushContext) -> list[int]:
+        if node.ports:
+            return list(dict.fromkeys(node.ports))
+        workload = push.workload(node.namespace, node.workload)
+        return [p.port for p in workload.spec.ports] if workload is not None else []
+
+    def inbound_routes(
+        self, node: NodeInfo, push: PushContext, name: str
+    ) -> route_pb2.RouteConfiguration:
+        ports = self.local_ports(node, push)
+        routes = []
+        for port in ports:
+            header = rc.HeaderMatcher(
+                name=TARGET_PORT_HEADER, string_match=string_pb2.StringMatcher(exact=str(port))
+            )
+            routes.append(_inbound_route(f"port-{port}", port, [header]))
+        if ports:
+            routes.append(_inbound_route("default", ports[0], []))
+        vhost = rc.VirtualHost(name="inbound", domains=["*"], routes=routes)
+        return route_pb2.RouteConfiguration(name=name, virtual_hosts=[vhost])
+
+    def local_cluster(self, node: NodeInfo, port: int) -> cluster_pb2.Cluster | None:
+        return inbound_cluster(names.inbound_cluster_name(port), port)
+
+
+def _inbound_route(name: str, port: int, headers: list[rc.HeaderMatcher]) -> rc.Route:
+    return rc.Route(
+        name=name,
+        match=rc.RouteMatch(prefix="/", headers=headers),
+        route=rc.RouteAction(cluster=names.inbound_cluster_name(port), timeout=pb.seconds(0)),
+    )
+
+
+GENERATOR = MeshGenerator(SidecarKind())

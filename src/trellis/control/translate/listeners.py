@@ -1,0 +1,68 @@
+"""Listener builders: outbound API listeners (one per spelling) and gRFC A36 inbound listeners.
+
+Outbound: `api_listener` = HttpConnectionManager with RDS over ADS and the
+HTTP filters [fault, router] — the router must be last (grpcio NACKs a
+listener without it). Inbound: a Listener whose `address` matches the bind
+string of its name, one filter chain with an HCM whose RouteConfiguration is
+inline. Authorization (RBAC filters before the router) comes later.
+"""
+
+from __future__ import annotations
+
+from envoy.config.core.v3 import address_pb2, base_pb2
+from envoy.config.listener.v3 import api_listener_pb2, listener_components_pb2, listener_pb2
+from envoy.config.route.v3 import route_pb2
+from envoy.extensions.filters.http.fault.v3 import fault_pb2
+from envoy.extensions.filters.http.router.v3 import router_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm_pb2,
+)
+
+from trellis.control.translate import pb
+
+HCM = hcm_pb2.HttpConnectionManager
+
+
+def http_filters() -> list[hcm_pb2.HttpFilter]:
+    """[fault, router]: per-route fault config needs the filter; the router goes last."""
+    return [
+        hcm_pb2.HttpFilter(name=pb.FAULT_FILTER, typed_config=pb.pack(fault_pb2.HTTPFault())),
+        hcm_pb2.HttpFilter(name=pb.ROUTER_FILTER, typed_config=pb.pack(router_pb2.Router())),
+    ]
+
+
+def outbound_listener(name: str, route_config_name: str) -> listener_pb2.Listener:
+    manager = HCM(
+        stat_prefix="outbound",
+        codec_type=HCM.AUTO,
+        rds=hcm_pb2.Rds(config_source=pb.ads(), route_config_name=route_config_name),
+        http_filters=http_filters(),
+    )
+    return listener_pb2.Listener(
+        name=name, api_listener=api_listener_pb2.ApiListener(api_listener=pb.pack(manager))
+    )
+
+
+def inbound_listener(
+    name: str, address: str, port: int, route_config: route_pb2.RouteConfiguration
+) -> listener_pb2.Listener:
+    manager = HCM(
+        stat_prefix="inbound",
+        codec_type=HCM.AUTO,
+        route_config=route_config,
+        http_filters=[
+            hcm_pb2.HttpFilter(name=pb.ROUTER_FILTER, typed_config=pb.pack(router_pb2.Router()))
+        ],
+    )
+    chain = listener_components_pb2.FilterChain(
+        name="inbound",
+        filters=[listener_components_pb2.Filter(name=pb.HCM_FILTER, typed_config=pb.pack(manager))],
+    )
+    return listener_pb2.Listener(
+        name=name,
+        address=address_pb2.Address(
+            socket_address=address_pb2.SocketAddress(address=address, port_value=port)
+        ),
+        filter_chains=[chain],
+        traffic_direction=base_pb2.TrafficDirection.INBOUND,
+    )
