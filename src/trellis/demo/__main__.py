@@ -170,6 +170,12 @@ class Demo:
                 proc.kill()
 
 
+def _short(path: Path) -> Path:
+    """`path` relative to the working directory when it lies below it."""
+    here = Path.cwd()
+    return path.relative_to(here) if path.is_relative_to(here) else path
+
+
 def _interrupt(*_: object) -> None:
     raise KeyboardInterrupt
 
@@ -191,8 +197,11 @@ def main() -> None:
         demo.apply(HERE / "mesh.yaml")
         print("applied mesh.yaml: frontend, greeter (v1 + v2), ratings; canary 90/10 on greeter")
         demo.start_services()
-        cli = f"TRELLIS_CONFIG={demo.data / 'cli.json'} {demo.trellis}"
-        print("every service is a proxyless gRPC process configured over xDS. Look with:")
+        config = demo.data / "cli.json"
+        trellis = Path(demo.trellis)
+        print("every service is a proxyless gRPC process configured over xDS. In another shell:")
+        print(f"  export TRELLIS_CONFIG={_short(config)}")
+        cli = _short(trellis)
         print(f"  {cli} status                    # each node: config versions, ACKED?")
         print(f"  {cli} describe service greeter  # routes, endpoints, subscribers")
         print(f"  {cli} get grpcroutes -o yaml")
