@@ -37,10 +37,16 @@ KINDS: dict[str, type[Document]] = {
     )
 }
 
-# REST paths and CLI arguments use the plural, lower-case form.
-PLURALS: dict[str, str] = {
-    kind.lower() + ("es" if kind.endswith("s") else "s"): kind for kind in KINDS
-}
+
+def _english_plural(kind: str) -> str:
+    lower = kind.lower()
+    if lower.endswith("y"):
+        return lower[:-1] + "ies"
+    return lower + ("es" if lower.endswith("s") else "s")
+
+
+# REST paths and CLI arguments use the plural, lower-case form (`destinationpolicies`).
+PLURALS: dict[str, str] = {_english_plural(kind): kind for kind in KINDS}
 ALIASES: dict[str, str] = {
     **{kind.lower(): kind for kind in KINDS},
     **PLURALS,

@@ -54,7 +54,9 @@ def load_or_create(data_dir: Path, preset: str | None = None) -> TokenSetup:
     if path.exists():
         digest = path.read_text().strip()
         if len(digest) != 64:
-            raise ValueError(f"{path} does not hold a SHA-256 hex digest; delete it to make a new token")
+            raise ValueError(
+                f"{path} does not hold a SHA-256 hex digest; delete it to make a new token"
+            )
         return TokenSetup(AdminToken(digest), None)
     token = preset or secrets.token_urlsafe(32)
     verifier = AdminToken.of(token)

@@ -12,7 +12,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from trellis.model import KINDS, Document, DocumentError, FieldError, InvalidDocument, parse_document
+from trellis.model import (
+    KINDS,
+    Document,
+    DocumentError,
+    FieldError,
+    InvalidDocument,
+    parse_document,
+)
 from trellis.model.keys import ResourceKey
 from trellis.model.references import check_references, key_of
 from trellis.store.base import ApplyResult, Conflict, Delete, Op, Put, Snapshot, Store
@@ -52,7 +59,12 @@ def parse_all(items: Iterable[RawDocument]) -> list[Document]:
         if key in seen:
             reason = f"{key} also appears as document {seen[key] + 1}"
             problems.append(
-                DocumentError(str(key), (FieldError("metadata.name", reason),), index=item.index, source=item.source)
+                DocumentError(
+                    str(key),
+                    (FieldError("metadata.name", reason),),
+                    index=item.index,
+                    source=item.source,
+                )
             )
         seen[key] = item.index
         docs.append(doc)
@@ -146,6 +158,8 @@ def _key_of_raw(item: RawDocument) -> ResourceKey | DocumentError:
     if not isinstance(namespace, str):
         errors.append(FieldError("metadata.namespace", "must be a string"))
     if errors:
-        return DocumentError(f"document {item.index + 1}", tuple(errors), index=item.index, source=item.source)
+        return DocumentError(
+            f"document {item.index + 1}", tuple(errors), index=item.index, source=item.source
+        )
     assert isinstance(kind, str) and isinstance(name, str) and isinstance(namespace, str)
     return ResourceKey(kind, "" if KINDS[kind].CLUSTER_SCOPED else namespace, name)

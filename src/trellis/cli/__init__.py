@@ -1,0 +1,1 @@
+"""The `trellis` command line: one module per command, all talking to the REST API."""

@@ -1,0 +1,63 @@
+"""The REST API's app factory: routers, and errors as `{"error": ...}` JSON bodies.
+
+`create_app(state)` builds a FastAPI app around live parts it is given; it
+starts nothing itself, so tests wrap it around a real store in tmp_path and
+`trellis control` serves it with uvicorn on its own loop.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from trellis.control.api import registry, resources, views
+from trellis.control.api.state import ApiState
+from trellis.control.api.writes import Rejected
+from trellis.store.base import Conflict
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _rejected(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, Rejected)
+    problems = [p.to_json() for p in exc.problems]
+    return JSONResponse({"error": "invalid", "problems": problems}, status_code=422)
+
+
+async def _bad_request(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    details = [
+        {"path": ".".join(str(p) for p in e.get("loc", ())), "reason": e.get("msg", "")}
+        for e in exc.errors()
+    ]
+    text = "; ".join(f"{d['path']}: {d['reason']}" for d in details)
+    return JSONResponse({"error": f"invalid request: {text}", "details": details}, status_code=422)
+
+
+async def _conflict(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"error": f"conflict: {exc}; retry"}, status_code=409)
+
+
+def create_app(state: ApiState) -> FastAPI:
+    app = FastAPI(
+        title="Trellis control plane",
+        version="v1",
+        description="Mesh resources, workload registry and proxy status. "
+        "Reads are open; writes need `Authorization: Bearer <admin token>`.",
+    )
+    app.state.api = state
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Rejected, _rejected)
+    app.add_exception_handler(RequestValidationError, _bad_request)
+    app.add_exception_handler(Conflict, _conflict)
+    app.include_router(views.health_router)
+    # Fixed paths before the `/{plural}` patterns that would otherwise swallow them.
+    app.include_router(views.router)
+    app.include_router(registry.router)
+    app.include_router(resources.router)
+    return app

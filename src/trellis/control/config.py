@@ -1,0 +1,44 @@
+"""`trellis control` settings: where state lives and where the API and xDS listen. Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_DATA_DIR = Path(".trellis")
+DEFAULT_API_LISTEN = "127.0.0.1:7070"
+# Loopback by default, like the API: exposing xDS to other hosts is a choice (`--xds-listen
+# 0.0.0.0:15010`), since the stream carries the whole mesh's config.
+DEFAULT_XDS_LISTEN = "127.0.0.1:15010"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True, slots=True)
+class HostPort:
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> HostPort:
+        """`HOST:PORT`, `[IPv6]:PORT` or `:PORT` (all interfaces); port 0 picks a free one."""
+        host, sep, port_text = text.rpartition(":")
+        if not sep or not port_text.isdigit() or int(port_text) > 65535:
+            raise ValueError(f"{text!r} is not HOST:PORT")
+        host = host.removeprefix("[").removesuffix("]") or "0.0.0.0"
+        return cls(host, int(port_text))
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class ControlConfig:
+    data_dir: Path = DEFAULT_DATA_DIR
+    api: HostPort = field(default_factory=lambda: HostPort.parse(DEFAULT_API_LISTEN))
+    xds: HostPort = field(default_factory=lambda: HostPort.parse(DEFAULT_XDS_LISTEN))
+    log_level: str = "info"
+    sweep_interval: float = 1.0
+
+    @property
+    def state_db(self) -> Path:
+        return self.data_dir / "state.db"
