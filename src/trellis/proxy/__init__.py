@@ -1,0 +1,1 @@
+"""The sidecar proxy: data plane of the mesh."""
