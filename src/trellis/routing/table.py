@@ -1,0 +1,191 @@
+"""RouteTable: a whole RouteConfiguration compiled once, and `select` for every request.
+
+Owns the composition: virtual hosts (domains.py) → routes in order, first
+match wins (route.py, matchers.py), plus what routes inherit from their
+virtual host and the route configuration. `select` parses the query string
+only for virtual hosts that have query-parameter matchers and touches no
+protobuf. Must not know about sockets, clocks or the proxy's layers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from envoy.config.route.v3 import route_pb2
+
+from trellis.routing.actions import ForwardAction
+from trellis.routing.domains import DomainIndex
+from trellis.routing.errors import RouteConfigError, field
+from trellis.routing.fault import Disabled, FaultPolicy
+from trellis.routing.headers import compile_mutation
+from trellis.routing.matchers import parse_query, split_target
+from trellis.routing.pb import check_fields
+from trellis.routing.retry import compile_retry
+from trellis.routing.route import (
+    Inherited,
+    Route,
+    compile_mirrors,
+    compile_route,
+    per_filter_fault,
+)
+
+_NO_QUERY: Mapping[str, str] = {}
+
+_CONFIG_APPLIED = (
+    "name",
+    "virtual_hosts",
+    "request_headers_to_add",
+    "request_headers_to_remove",
+    "response_headers_to_add",
+    "response_headers_to_remove",
+    "most_specific_header_mutations_wins",
+    "max_direct_response_body_size_bytes",
+    "request_mirror_policies",
+    "ignore_port_in_host_matching",
+    "typed_per_filter_config",
+)
+_CONFIG_IGNORED = ("internal_only_headers", "validate_clusters", "metadata")
+_VHOST_APPLIED = (
+    "name",
+    "domains",
+    "routes",
+    "request_headers_to_add",
+    "request_headers_to_remove",
+    "response_headers_to_add",
+    "response_headers_to_remove",
+    "typed_per_filter_config",
+    "retry_policy",
+    "request_mirror_policies",
+)
+_VHOST_IGNORED = (
+    "virtual_clusters",
+    "rate_limits",
+    "cors",
+    "include_request_attempt_count",
+    "include_attempt_count_in_response",
+    "include_is_timeout_retry_header",
+    "hedge_policy",
+    "per_request_buffer_limit_bytes",
+    "request_body_buffer_limit",
+    "metadata",
+)
+
+
+class VirtualHost:
+    """A compiled VirtualHost: its routes in order."""
+
+    __slots__ = ("domains", "name", "routes", "uses_query")
+
+    def __init__(self, name: str, domains: tuple[str, ...], routes: tuple[Route, ...]) -> None:
+        self.name = name
+        self.domains = domains
+        self.routes = routes
+        self.uses_query = any(r.match.query for r in routes)
+
+    def select(
+        self, authority: str, method: str, path: str, headers: Mapping[str, str]
+    ) -> Route | None:
+        """The first route of this virtual host that matches, or None."""
+        just_path, query_text = split_target(path)
+        query = parse_query(query_text) if self.uses_query and query_text else _NO_QUERY
+        for route in self.routes:
+            if route.match.matches(just_path, method, path, authority, headers, query):
+                return route
+        return None
+
+    def __repr__(self) -> str:
+        return f"VirtualHost({self.name!r}, {len(self.routes)} routes)"
+
+
+class RouteTable:
+    """A RouteConfiguration, compiled: build with `RouteTable.compile(rc)`."""
+
+    __slots__ = ("_clusters", "_index", "name", "virtual_hosts")
+
+    def __init__(self, name: str, virtual_hosts: tuple[VirtualHost, ...], index: Any) -> None:
+        self.name = name
+        self.virtual_hosts = virtual_hosts
+        self._index: DomainIndex[VirtualHost] = index
+        names: set[str] = set()
+        for vh in virtual_hosts:
+            for r in vh.routes:
+                if isinstance(r.action, ForwardAction):
+                    names |= r.action.cluster_names
+                names.update(cluster for cluster, _ in r.mirrors)
+        self._clusters = tuple(sorted(names))
+
+    @classmethod
+    def compile(cls, rc: route_pb2.RouteConfiguration) -> RouteTable:
+        """Compile `rc`; raises RouteConfigError for anything the proxy cannot apply."""
+        check_fields(rc, "", applied=_CONFIG_APPLIED, ignored=_CONFIG_IGNORED)
+        config_fault = per_filter_fault(rc, "", None)
+        base = Inherited(
+            config_request=compile_mutation(rc, "", "request"),
+            config_response=compile_mutation(rc, "", "response"),
+            most_specific_wins=rc.most_specific_header_mutations_wins,
+            fault=config_fault,
+            mirrors=compile_mirrors(rc.request_mirror_policies, "request_mirror_policies"),
+            max_direct_body=rc.max_direct_response_body_size_bytes.value
+            if rc.HasField("max_direct_response_body_size_bytes")
+            else 4096,
+        )
+        vhosts = tuple(
+            _virtual_host(vh, f"virtual_hosts[{i}]", base) for i, vh in enumerate(rc.virtual_hosts)
+        )
+        entries = [(f"virtual_hosts[{i}].domains", vh.domains, vh) for i, vh in enumerate(vhosts)]
+        index = DomainIndex(entries, ignore_port=rc.ignore_port_in_host_matching)
+        return cls(rc.name, vhosts, index)
+
+    def virtual_host(self, authority: str) -> VirtualHost | None:
+        """The virtual host for `authority` (host or host:port), by Envoy's domain rules."""
+        return self._index.find(authority)
+
+    def select(
+        self, authority: str, method: str, path: str, headers: Mapping[str, str]
+    ) -> Route | None:
+        """The route for a request, or None (Envoy answers 404).
+
+        `path` is the request target's path with its query string; `headers`
+        maps lower-case names to values, repeated headers joined with ",".
+        """
+        vhost = self._index.find(authority)
+        if vhost is None:
+            return None
+        return vhost.select(authority, method, path, headers)
+
+    def clusters(self) -> tuple[str, ...]:
+        """Every cluster a route may send to or mirror to, sorted."""
+        return self._clusters
+
+    def __repr__(self) -> str:
+        return f"RouteTable({self.name!r}, {len(self.virtual_hosts)} virtual hosts)"
+
+
+def _virtual_host(vh: Any, path: str, base: Inherited) -> VirtualHost:
+    check_fields(vh, path, applied=_VHOST_APPLIED, ignored=_VHOST_IGNORED)
+    fault: FaultPolicy | Disabled | None = per_filter_fault(vh, path, base.fault)
+    retry = (
+        compile_retry(vh.retry_policy, field(path, "retry_policy"))
+        if vh.HasField("retry_policy")
+        else None
+    )
+    mirrors = compile_mirrors(vh.request_mirror_policies, field(path, "request_mirror_policies"))
+    inherited = Inherited(
+        virtual_host=vh.name,
+        vhost_request=compile_mutation(vh, path, "request"),
+        vhost_response=compile_mutation(vh, path, "response"),
+        config_request=base.config_request,
+        config_response=base.config_response,
+        most_specific_wins=base.most_specific_wins,
+        retry=retry,
+        fault=fault,
+        mirrors=mirrors or base.mirrors,
+        max_direct_body=base.max_direct_body,
+    )
+    if not vh.name:
+        raise RouteConfigError(field(path, "name"), "a virtual host needs a name")
+    routes = tuple(
+        compile_route(r, f"{path}.routes[{j}]", inherited) for j, r in enumerate(vh.routes)
+    )
+    return VirtualHost(vh.name, tuple(vh.domains), routes)
