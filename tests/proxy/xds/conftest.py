@@ -31,4 +31,4 @@ async def control_plane(tmp_path: Path) -> AsyncIterator[ControlPlane]:
         await cp.apply(MESH + "---" + workload("reviews-1", "127.0.0.1", 15006))
         yield cp
     finally:
-        await cp.stop()
+        await cp.stop(wait_streams=2.0)

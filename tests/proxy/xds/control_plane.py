@@ -177,8 +177,19 @@ class ControlPlane:
             self.port, self.ads, self.store = port, ads, store
             self._stack = stack.pop_all()
 
-    async def stop(self) -> None:
-        """Stop serving (streams end at once), the push controller, then close the store."""
+    async def stop(self, *, wait_streams: float = 0.0) -> None:
+        """Stop serving (open streams end at once), the push controller, then close the store.
+
+        `wait_streams`: first give clients that went away this long to be noticed, so the
+        server does not cancel their handlers while stopping (grpc.aio prints those).
+        """
+        deadline = time.monotonic() + wait_streams
+        while (
+            self.ads is not None
+            and self.ads.statistics()["streams"]
+            and time.monotonic() < deadline
+        ):
+            await asyncio.sleep(0.01)
         stack, self._stack = self._stack, None
         self.ads = self.store = None
         if stack is not None:

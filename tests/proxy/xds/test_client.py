@@ -6,10 +6,12 @@ with a deadline (`wait_for`), never slept on.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
@@ -29,6 +31,7 @@ from tests.proxy.xds.control_plane import (
 )
 
 from trellis.proxy.xds import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, AdsClient
+from trellis.proxy.xds import client as client_module
 
 LISTENER = "reviews:9080"
 FAST = {"backoff_base": 0.02, "backoff_max": 0.2}
@@ -291,6 +294,42 @@ async def test_fails_over_to_the_next_server(control_plane: ControlPlane) -> Non
         assert stats["connectFailures"] >= 1
         assert dead in stats["lastError"]
         assert handler.connections == [(True, control_plane.address)]
+
+
+async def test_a_server_that_never_answers_is_given_up_after_the_connect_timeout(
+    control_plane: ControlPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A TCP listener that never speaks HTTP/2 keeps the channel CONNECTING: move on."""
+    monkeypatch.setattr(client_module, "CONNECT_TIMEOUT", 0.3)
+    peers: list[tuple[asyncio.StreamWriter, asyncio.Task[Any]]] = []
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        peers.append((writer, task))
+        await reader.read()  # until the client gives up and closes
+        writer.close()
+
+    silent = await asyncio.start_server(hold, "127.0.0.1", 0)
+    address = f"127.0.0.1:{silent.sockets[0].getsockname()[1]}"
+    handler = RecordingHandler()
+    try:
+        async with client([address, control_plane.address], handler) as ads:
+            ads.subscribe(LISTENER_TYPE, [LISTENER])
+            await wait_for(lambda: handler.has(LISTENER_TYPE, LISTENER), "the listener")
+            stats = ads.statistics()
+            assert stats["server"] == control_plane.address
+            assert stats["connectFailures"] == 1
+            assert address in stats["lastError"]
+            assert peers  # the silent server did get a connection
+        # gRPC gives up its handshake too, rather than 20 s later.
+        await wait_for(lambda: all(task.done() for _, task in peers), "the handshake to end")
+    finally:
+        silent.close()
+        for writer, _ in peers:
+            writer.close()
+        await asyncio.gather(*(task for _, task in peers), return_exceptions=True)
+        await silent.wait_closed()
 
 
 async def test_subscriptions_made_before_start_go_out_on_connect(

@@ -68,6 +68,17 @@ _CHANNEL_OPTIONS: Final = (
 )
 
 
+def _channel_options() -> list[tuple[str, int]]:
+    # gRPC keeps a handshake going for max(min_reconnect_backoff, initial backoff), 20 s by
+    # default, even after the channel is closed: make it give up when we do.
+    connect_ms = max(1, int(CONNECT_TIMEOUT * 1000))
+    return [
+        *_CHANNEL_OPTIONS,
+        ("grpc.min_reconnect_backoff_ms", connect_ms),
+        ("grpc.initial_reconnect_backoff_ms", connect_ms),
+    ]
+
+
 class XdsHandler(Protocol):
     """What the proxy does with what the control plane sends."""
 
@@ -247,9 +258,9 @@ class AdsClient:
     async def _attempt(self, server: str) -> bool:
         """Connect to `server` and serve one stream; True when it delivered a response."""
         if self._credentials is not None:
-            channel = grpc.aio.secure_channel(server, self._credentials, options=_CHANNEL_OPTIONS)
+            channel = grpc.aio.secure_channel(server, self._credentials, options=_channel_options())
         else:
-            channel = grpc.aio.insecure_channel(server, options=_CHANNEL_OPTIONS)
+            channel = grpc.aio.insecure_channel(server, options=_channel_options())
         try:
             reason = await _wait_ready(channel)
             if reason is not None:
@@ -296,8 +307,9 @@ class AdsClient:
             response = await call.read()
             if response is grpc.aio.EOF:
                 return
-            responses[0] += 1
             outbox.put_request(self._protocol.on_response(response, self._apply))
+            # Counted once applied: a response that breaks us must not reset the backoff.
+            responses[0] += 1
 
     async def _write(self, call: Any, outbox: _Outbox) -> None:
         while True:
