@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx
 from tests.cli.control_plane import control_plane
 
 SERVICE = """\
@@ -20,6 +21,9 @@ def test_restart_keeps_state_and_token_and_prints_the_token_only_once(tmp_path: 
     manifest.write_text(SERVICE)
     with control_plane(tmp_path) as first:
         assert first.banner[2] == "admin token: cli-test-token"
+        # The API tells clients (trellis run) where the xDS server is.
+        info = httpx.get(f"{first.api_url}/api/v1/info", timeout=10).json()
+        assert info["xds"] == first.xds_address
         assert first.run("apply", "-f", str(manifest)).returncode == 0
     config = Path(first.env["TRELLIS_CONFIG"])
     config.unlink()  # a restart must not write it again: it no longer knows the token

@@ -9,6 +9,8 @@ from trellis.cli.control import control
 from trellis.cli.delete import delete
 from trellis.cli.describe import describe
 from trellis.cli.get import get
+from trellis.cli.proxy import proxy
+from trellis.cli.run import run
 from trellis.cli.status import status
 
 app = typer.Typer(
@@ -24,6 +26,8 @@ app.command()(get)
 app.command()(delete)
 app.command()(describe)
 app.command()(status)
+app.command()(proxy)
+app.command(context_settings={"allow_interspersed_args": False})(run)
 
 if __name__ == "__main__":
     app()

@@ -76,7 +76,10 @@ async def serve(config: ControlConfig, *, out: TextIO = sys.stdout) -> None:
             Registry(store, sweep_interval=config.sweep_interval) as registry,
             PushController(store, on_push=ads.push) as push,
         ):
-            app = create_app(ApiState(store, registry, ads, tokens.verifier, push))
+            xds_local = client_url(HostPort(config.xds.host, xds_port)).removeprefix("http://")
+            app = create_app(
+                ApiState(store, registry, ads, tokens.verifier, push, xds_address=xds_local)
+            )
             uv_config = uvicorn.Config(
                 app,
                 log_config=None,

@@ -278,6 +278,7 @@ async def test_openapi_lists_the_paths(api: Api) -> None:
         "/api/v1/registry/deregister",
         "/api/v1/status",
         "/api/v1/describe/services/{name}",
+        "/api/v1/info",
     ]:
         assert path in spec["paths"], path
     assert "ApplyRequest" in spec["components"]["schemas"]

@@ -25,6 +25,13 @@ class Health(Body):
     revision: int
 
 
+class Info(Body):
+    """Where the control plane's other ports are, for `trellis run` and proxies."""
+
+    xds: str  # HOST:PORT of the ADS server, as a local client reaches it
+    revision: int
+
+
 class ItemList(Body):
     items: list[dict[str, Any]]
     revision: int

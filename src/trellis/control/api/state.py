@@ -41,3 +41,4 @@ class ApiState:
     ads: AdsPort
     tokens: AdminToken
     push: Any = None  # the PushController, when the API wants the pushed view
+    xds_address: str = ""  # HOST:PORT where clients reach the ADS server

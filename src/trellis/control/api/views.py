@@ -19,6 +19,11 @@ async def healthz(state: State) -> schemas.Health:
     return schemas.Health(status="ok", revision=await state.store.revision())
 
 
+@router.get("/info", response_model=schemas.Info)
+async def info(state: State) -> schemas.Info:
+    return schemas.Info(xds=state.xds_address, revision=await state.store.revision())
+
+
 @router.get("/status", response_model=schemas.StatusOut)
 async def status(state: State) -> schemas.StatusOut:
     nodes = [n.to_json() for n in state.ads.nodes()]

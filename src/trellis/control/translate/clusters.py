@@ -71,6 +71,24 @@ def inbound_cluster(name: str, port: int) -> cluster_pb2.Cluster:
     return cluster
 
 
+def passthrough_cluster(name: str) -> cluster_pb2.Cluster:
+    """Hosts outside the registry, reached at the address the request names (ALLOW_ANY)."""
+    cluster = cluster_pb2.Cluster(name=name, type=cluster_pb2.Cluster.ORIGINAL_DST)
+    cluster.load_balancing_policy.CopyFrom(load_balancing_policy(LoadBalancer(type="ROUND_ROBIN")))
+    return cluster
+
+
+def blackhole_cluster(name: str) -> cluster_pb2.Cluster:
+    """Hosts outside the registry, refused (REGISTRY_ONLY): a cluster with no endpoints."""
+    cluster = cluster_pb2.Cluster(
+        name=name,
+        type=cluster_pb2.Cluster.STATIC,
+        load_assignment=endpoint_pb2.ClusterLoadAssignment(cluster_name=name),
+    )
+    cluster.load_balancing_policy.CopyFrom(load_balancing_policy(LoadBalancer(type="ROUND_ROBIN")))
+    return cluster
+
+
 def _policy(name: str, config: Message) -> cluster_pb2.LoadBalancingPolicy.Policy:
     return cluster_pb2.LoadBalancingPolicy.Policy(
         typed_extension_config=extension_pb2.TypedExtensionConfig(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from envoy.config.core.v3 import address_pb2, base_pb2
 from envoy.config.listener.v3 import api_listener_pb2, listener_components_pb2, listener_pb2
+from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
 from envoy.extensions.filters.http.fault.v3 import fault_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
@@ -37,6 +38,30 @@ def outbound_listener(name: str, route_config_name: str) -> listener_pb2.Listene
         codec_type=HCM.AUTO,
         rds=hcm_pb2.Rds(config_source=pb.ads(), route_config_name=route_config_name),
         http_filters=http_filters(),
+    )
+    return listener_pb2.Listener(
+        name=name, api_listener=api_listener_pb2.ApiListener(api_listener=pb.pack(manager))
+    )
+
+
+def outbound_default_listener(name: str, cluster: str) -> listener_pb2.Listener:
+    """The sidecar's catch-all for hosts outside the registry: every request to `cluster`
+    (PassthroughCluster for ALLOW_ANY, BlackHoleCluster for REGISTRY_ONLY)."""
+    route = rc.Route(
+        name="outbound-traffic-policy",
+        match=rc.RouteMatch(prefix="/"),
+        route=rc.RouteAction(cluster=cluster, timeout=pb.seconds(0)),
+    )
+    config = route_pb2.RouteConfiguration(
+        name=name, virtual_hosts=[rc.VirtualHost(name=name, domains=["*"], routes=[route])]
+    )
+    manager = HCM(
+        stat_prefix="outbound",
+        codec_type=HCM.AUTO,
+        route_config=config,
+        http_filters=[
+            hcm_pb2.HttpFilter(name=pb.ROUTER_FILTER, typed_config=pb.pack(router_pb2.Router()))
+        ],
     )
     return listener_pb2.Listener(
         name=name, api_listener=api_listener_pb2.ApiListener(api_listener=pb.pack(manager))

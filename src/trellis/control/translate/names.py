@@ -20,6 +20,10 @@ from trellis.model.service import Service, ServicePort
 
 DOMAIN_SUFFIX = "svc.mesh"
 INBOUND_LISTENER_PREFIX = "trellis/inbound?address="
+# Sidecars only: what to do with hosts outside the registry (Istio's virtual outbound).
+OUTBOUND_DEFAULT_LISTENER = "trellis/outbound"
+PASSTHROUGH_CLUSTER = "PassthroughCluster"
+BLACKHOLE_CLUSTER = "BlackHoleCluster"
 
 
 def fqdn(namespace: str, name: str) -> str:

@@ -30,9 +30,17 @@ from trellis.control.translate.api import (
     ROUTE_TYPE,
     Generated,
 )
-from trellis.control.translate.clusters import outbound_cluster
+from trellis.control.translate.clusters import (
+    blackhole_cluster,
+    outbound_cluster,
+    passthrough_cluster,
+)
 from trellis.control.translate.endpoints import load_assignment
-from trellis.control.translate.listeners import inbound_listener, outbound_listener
+from trellis.control.translate.listeners import (
+    inbound_listener,
+    outbound_default_listener,
+    outbound_listener,
+)
 from trellis.control.translate.node import NodeInfo
 from trellis.control.translate.routes import RouteFlavor, route_configuration
 from trellis.control.translate.rules import entries
@@ -40,6 +48,9 @@ from trellis.control.translate.rules import entries
 
 class KindPolicy(RouteFlavor, Protocol):
     """Everything a client kind decides for itself."""
+
+    # Sidecars get `trellis/outbound` (outboundTrafficPolicy) and its two clusters.
+    outbound_default: bool
 
     def inbound_routes(
         self, node: NodeInfo, push: PushContext, name: str
@@ -103,6 +114,12 @@ class MeshGenerator:
     # -- one resource per type ----------------------------------------------------------
 
     def listener(self, node: NodeInfo, push: PushContext, name: str) -> Message:
+        if name == names.OUTBOUND_DEFAULT_LISTENER and self.kind.outbound_default:
+            policy = push.mesh.spec.outbound_traffic_policy.mode
+            cluster = (
+                names.PASSTHROUGH_CLUSTER if policy == "ALLOW_ANY" else names.BLACKHOLE_CLUSTER
+            )
+            return outbound_default_listener(name, cluster)
         inbound = names.parse_inbound_listener(name)
         if inbound is not None:
             address, port = inbound
@@ -117,6 +134,11 @@ class MeshGenerator:
         return route_configuration(name, domains, rules, self.kind, push)
 
     def cluster(self, node: NodeInfo, push: PushContext, name: str) -> Message:
+        if self.kind.outbound_default:
+            if name == names.PASSTHROUGH_CLUSTER:
+                return passthrough_cluster(name)
+            if name == names.BLACKHOLE_CLUSTER:
+                return blackhole_cluster(name)
         ref = names.parse_cluster_name(name)
         if ref.direction == "inbound":
             local = self.kind.local_cluster(node, ref.port)

@@ -52,6 +52,7 @@ def retry_back_off(backoff: str | None) -> rc.RetryPolicy.RetryBackOff | None:
 
 
 class ProxylessKind:
+    outbound_default = False
     supports_query = False
     supports_mirror = False
 

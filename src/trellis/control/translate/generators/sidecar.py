@@ -40,6 +40,7 @@ _ALWAYS = ["connect-failure", "reset"]
 
 
 class SidecarKind:
+    outbound_default = True
     supports_query = True
     supports_mirror = True
 

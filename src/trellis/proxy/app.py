@@ -1,0 +1,241 @@
+"""ProxyApp: the composition root of the sidecar — config, xDS, clusters, listeners, admin.
+
+Start-up, in order: bind the three listeners (so port 0 resolves to real
+ports and the inbound listener's resource name is known), connect the ADS
+stream and subscribe to the inbound listener and the outbound policy
+listener. The proxy is ready (`/ready`, `wait_ready`) once both arrived and
+the inbound clusters are usable; it serves the outbound side before that
+too, waiting for config per request.
+
+Shutdown (`drain`, then `aclose`):
+1. stop accepting on every listener;
+2. let requests in flight finish, up to the drain deadline; idle keep-alive
+   connections are closed at once;
+3. close what is left, the xDS stream and the upstream pools.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import time
+from typing import Any
+
+from trellis.proxy.config.state import ConfigState
+from trellis.proxy.config.types import LISTENER_TYPE, OUTBOUND_DEFAULT_LISTENER
+from trellis.proxy.listeners.admin import AdminListener, json_page
+from trellis.proxy.listeners.inbound import InboundListener
+from trellis.proxy.listeners.outbound import OutboundListener
+from trellis.proxy.listeners.server import RequestHandler, ServerConnection
+from trellis.proxy.options import Address, ProxyOptions, inbound_listener_name
+from trellis.proxy.stack.cluster import ClusterManager
+from trellis.proxy.stack.context import ListenerContext
+from trellis.proxy.telemetry.metrics import RequestMetrics
+from trellis.proxy.telemetry.recorder import Identity, Recorder, open_access_log
+from trellis.proxy.xds.client import AdsClient
+
+log = logging.getLogger("trellis.proxy")
+
+
+class ProxyApp:
+    def __init__(self, options: ProxyOptions) -> None:
+        self.options = options
+        self.state = ConfigState()
+        self.clusters = ClusterManager(self.state)
+        self.metrics = RequestMetrics()
+        self.metrics.gauges.append(self._connection_gauges)
+        self.connections: dict[str, set[ServerConnection]] = {
+            "outbound": set(),
+            "inbound": set(),
+            "admin": set(),
+        }
+        self.addresses: dict[str, Address] = {}
+        self.inbound_name = ""
+        self.started_at = time.time()
+        self._servers: list[asyncio.Server] = []
+        self._xds: AdsClient | None = None
+        self._access_log = open_access_log(options.access_log)
+        me = Identity(options.workload, options.namespace, options.app)
+        self.recorder = Recorder(me, self.metrics, self._access_log)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        opts = self.options
+        state, clusters = self.state, self.clusters
+        me = self.recorder.me
+        outbound_ctx = ListenerContext(
+            "outbound", state, clusters, self.recorder.outbound, peer_header=me.peer_header()
+        )
+        inbound_ctx = ListenerContext("inbound", state, clusters, self.recorder.inbound)
+        inbound = InboundListener(inbound_ctx, state, "")
+        await self._listen("inbound", opts.inbound, inbound)
+        bound = self.addresses["inbound"]
+        self.inbound_name = inbound.name = inbound_listener_name(bound.host, bound.port)
+        await self._listen("outbound", opts.outbound, OutboundListener(outbound_ctx, state))
+        await self._listen("admin", opts.admin, AdminListener(self._pages()))
+        own = {(a.host, a.port) for a in self.addresses.values()}
+        outbound_ctx.own_addresses = inbound_ctx.own_addresses = own
+        self._xds = AdsClient(opts.control, opts.node(), state)
+        state.bind(self._xds.subscribe)
+        self._xds.subscribe(LISTENER_TYPE, [self.inbound_name, OUTBOUND_DEFAULT_LISTENER])
+        await self._xds.__aenter__()
+
+    async def _listen(self, name: str, address: Address, handler: RequestHandler) -> None:
+        loop = asyncio.get_running_loop()
+        registry = self.connections[name]
+        try:
+            server = await loop.create_server(
+                lambda: ServerConnection(handler, registry),
+                address.host,
+                address.port,
+                reuse_address=True,
+                backlog=1024,
+            )
+        except OSError as e:
+            if not (self.options.pick_free_ports and e.errno == errno.EADDRINUSE):
+                raise OSError(f"cannot listen on {address} ({name}): {e.strerror or e}") from None
+            log.info("%s port %s taken: picking a free one", name, address)
+            await self._listen(name, Address(address.host, 0), handler)
+            return
+        self._servers.append(server)
+        sock = server.sockets[0].getsockname()
+        self.addresses[name] = Address(address.host, int(sock[1]))
+
+    def ready(self) -> tuple[bool, str]:
+        """(ready?, why not)."""
+        state = self.state
+        listener = state.listeners.get(self.inbound_name)
+        if listener is None:
+            return False, f"waiting for {self.inbound_name}"
+        if OUTBOUND_DEFAULT_LISTENER not in state.listeners:
+            return False, f"waiting for {OUTBOUND_DEFAULT_LISTENER}"
+        if listener.routes is not None:
+            for name in listener.routes.clusters():
+                if self.clusters.get(name) is None:
+                    return False, f"waiting for cluster {name}"
+        return True, ""
+
+    async def wait_ready(self, timeout: float) -> None:
+        """Return once ready; TimeoutError with the reason after `timeout`."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            ok, why = self.ready()
+            if ok:
+                return
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                raise TimeoutError(why)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.state.wait_changed(), min(left, 0.5))
+
+    def in_flight(self) -> int:
+        return sum(
+            1
+            for name in ("outbound", "inbound")
+            for conn in self.connections[name]
+            if conn.exchange is not None
+        )
+
+    async def drain(self, timeout: float) -> int:
+        """Stop accepting, wait for requests in flight (up to `timeout`); returns how many
+        were still in flight at the deadline."""
+        for server in self._servers:
+            server.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            for name in ("outbound", "inbound", "admin"):
+                for conn in list(self.connections[name]):
+                    if conn.exchange is None:
+                        conn.close()
+            left = self.in_flight()
+            if left == 0 or loop.time() >= deadline:
+                return left
+            await asyncio.sleep(0.02)
+
+    async def aclose(self) -> None:
+        for server in self._servers:
+            server.close()
+        for conns in self.connections.values():
+            for conn in list(conns):
+                conn.abort()
+        if self._xds is not None:
+            await self._xds.aclose()
+        self.clusters.close()
+        if self._access_log is not None and self.options.access_log not in ("", "-"):
+            self._access_log.close()
+
+    async def __aenter__(self) -> ProxyApp:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- admin pages ----------------------------------------------------------------------
+
+    def _pages(self) -> dict[str, Any]:
+        def ready() -> tuple[int, str, bytes]:
+            ok, why = self.ready()
+            return (
+                (200, "text/plain; charset=utf-8", b"ready\n")
+                if ok
+                else (
+                    503,
+                    "text/plain; charset=utf-8",
+                    f"not ready: {why}\n".encode(),
+                )
+            )
+
+        def metrics() -> tuple[int, str, bytes]:
+            return 200, "text/plain; version=0.0.4; charset=utf-8", self.metrics.render().encode()
+
+        return {
+            "/ready": ready,
+            "/config_dump": json_page(self.state.dump),
+            "/clusters": json_page(self.clusters.statistics),
+            "/metrics": metrics,
+            "/stats": json_page(self.statistics),
+        }
+
+    def statistics(self) -> dict[str, Any]:
+        ok, why = self.ready()
+        return {
+            "node": self.options.node_id,
+            "ready": ok,
+            "not_ready_reason": why or None,
+            "uptime_seconds": round(time.time() - self.started_at, 1),
+            "listeners": {name: str(a) for name, a in self.addresses.items()},
+            "inbound_listener": self.inbound_name,
+            "connections": {name: len(c) for name, c in self.connections.items()},
+            "in_flight": self.in_flight(),
+            "xds": self._xds.statistics() if self._xds is not None else None,
+        }
+
+    def _connection_gauges(self) -> list[str]:
+        lines = [
+            "# HELP trellis_upstream_connections Open upstream connections, by cluster.",
+            "# TYPE trellis_upstream_connections gauge",
+        ]
+        totals = [
+            "# HELP trellis_upstream_connections_opened_total Upstream connections opened.",
+            "# TYPE trellis_upstream_connections_opened_total counter",
+        ]
+        for name, cluster in sorted(self.clusters.clusters.items()):
+            lines.append(
+                f'trellis_upstream_connections{{cluster="{name}"}} {cluster.counters.active}'
+            )
+            totals.append(
+                f'trellis_upstream_connections_opened_total{{cluster="{name}"}}'
+                f" {cluster.counters.opened}"
+            )
+        lines += [
+            "# HELP trellis_downstream_connections Open downstream connections, by listener.",
+            "# TYPE trellis_downstream_connections gauge",
+        ]
+        for name, conns in self.connections.items():
+            lines.append(f'trellis_downstream_connections{{listener="{name}"}} {len(conns)}')
+        return lines + totals

@@ -1,0 +1,157 @@
+"""Message heads as the proxy sees them: request and response line, headers, framing.
+
+Headers stay as the raw `(name, value)` byte pairs that arrived, in order (the
+proxy forwards them as they were); `RequestHead.header_map()` builds, once and
+only when asked, the lower-case `str -> str` view that route matching uses
+(repeated headers joined with ","). Hop-by-hop headers (RFC 9110 §7.6.1) are
+dropped by `end_to_end()` when a message is forwarded.
+
+Must not know about sockets or routing.
+"""
+
+from __future__ import annotations
+
+Headers = list[tuple[bytes, bytes]]
+
+# RFC 9110 §7.6.1 and the usual non-standard ones; `te: trailers` is dropped too
+# (we do not forward trailers over HTTP/1.1).
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"content-length",  # re-written by the proxy from the framing it chose
+    }
+)
+
+
+def end_to_end(headers: Headers) -> Headers:
+    """`headers` without hop-by-hop ones, nor those the Connection header lists."""
+    listed: set[bytes] = set()
+    for name, value in headers:
+        if name.lower() == b"connection":
+            listed.update(t.strip().lower() for t in value.split(b","))
+    return [
+        (n, v)
+        for n, v in headers
+        if (low := n.lower()) not in HOP_BY_HOP and (not listed or low not in listed)
+    ]
+
+
+def header_map(headers: Headers) -> dict[str, str]:
+    """Lower-case name -> value; repeated names joined with "," (RFC 9110 §5.3)."""
+    out: dict[str, str] = {}
+    for name, value in headers:
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        if key in out:
+            out[key] = out[key] + "," + text
+        else:
+            out[key] = text
+    return out
+
+
+class RequestHead:
+    """A request as received: what it asks for and how its body is framed."""
+
+    __slots__ = (
+        "_map",
+        "absolute",
+        "authority",
+        "chunked",
+        "content_length",
+        "expect_continue",
+        "headers",
+        "keep_alive",
+        "method",
+        "path",
+        "target",
+        "version",
+    )
+
+    def __init__(
+        self,
+        method: str,
+        target: str,
+        path: str,
+        authority: str,
+        headers: Headers,
+        *,
+        absolute: bool = False,
+        version: str = "1.1",
+        keep_alive: bool = True,
+        content_length: int | None = None,
+        chunked: bool = False,
+        expect_continue: bool = False,
+    ) -> None:
+        self.method = method
+        self.target = target  # the request-target as sent
+        self.path = path  # path and query ("" for CONNECT)
+        self.authority = authority  # lower-case host[:port]: the absolute URI's, else Host
+        self.headers = headers
+        self.absolute = absolute  # absolute-form (a forward-proxy request)
+        self.version = version
+        self.keep_alive = keep_alive
+        self.content_length = content_length
+        self.chunked = chunked
+        self.expect_continue = expect_continue
+        self._map: dict[str, str] | None = None
+
+    @property
+    def has_body(self) -> bool:
+        return self.chunked or bool(self.content_length)
+
+    def header_map(self) -> dict[str, str]:
+        if self._map is None:
+            self._map = header_map(self.headers)
+        return self._map
+
+    def get(self, name: str) -> str | None:
+        """One header's value (lower-case `name`), repeated ones joined."""
+        return self.header_map().get(name)
+
+    def __repr__(self) -> str:
+        return f"<RequestHead {self.method} {self.target} authority={self.authority!r}>"
+
+
+class ResponseHead:
+    """A response as received from upstream, or made by the proxy."""
+
+    __slots__ = (
+        "chunked",
+        "close_delimited",
+        "content_length",
+        "headers",
+        "keep_alive",
+        "reason",
+        "status",
+        "version",
+    )
+
+    def __init__(
+        self,
+        status: int,
+        headers: Headers,
+        *,
+        reason: bytes = b"",
+        version: str = "1.1",
+        keep_alive: bool = True,
+        content_length: int | None = None,
+        chunked: bool = False,
+        close_delimited: bool = False,
+    ) -> None:
+        self.status = status
+        self.headers = headers
+        self.reason = reason
+        self.version = version
+        self.keep_alive = keep_alive
+        self.content_length = content_length
+        self.chunked = chunked
+        self.close_delimited = close_delimited  # body ends when the connection closes
+
+    def __repr__(self) -> str:
+        return f"<ResponseHead {self.status}>"

@@ -1,0 +1,1 @@
+"""Where traffic enters the proxy: outbound, inbound and admin listeners."""

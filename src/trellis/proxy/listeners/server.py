@@ -1,0 +1,274 @@
+"""ServerConnection: one downstream HTTP/1.1 connection, requests served one at a time.
+
+Theory of operation: bytes go to a `RequestReader`; each request head starts
+an exchange through the listener's `RequestHandler.start(conn, head)`, which
+attaches itself as `conn.exchange` before it does anything else (it may
+answer at once, and `done` detaches it); body
+pieces and the end go to that exchange. When the exchange has sent its whole
+response it calls `done(keep_alive)`: the connection closes, or takes the next
+request. Requests pipelined behind the current one are queued (reading is
+paused meanwhile, so the queue stays small) and replayed in order.
+
+A request the reader refuses gets the RFC answer (400, 413, 414, 431, 501,
+505) with `Connection: close`, and the connection closes; nothing of it goes
+upstream. A CONNECT request hands the connection over to a tunnel.
+
+Flow control: when the downstream socket's write buffer is full,
+`pause_writing` reaches the exchange, which stops reading from upstream.
+
+Must not know what a listener does with a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from typing import Any, Protocol, cast
+
+from trellis.proxy.http1.errors import ProtocolError
+from trellis.proxy.http1.head import RequestHead
+from trellis.proxy.http1.reader import RequestReader
+from trellis.proxy.http1.writer import local_response
+
+log = logging.getLogger("trellis.proxy.server")
+
+IDLE_TIMEOUT = 300.0  # a downstream connection with no request in flight for this long
+
+
+class Exchange(Protocol):
+    """What a connection drives: one request and its response."""
+
+    def on_request_body(self, data: bytes) -> None: ...
+    def on_request_end(self) -> None: ...
+    def on_downstream_lost(self) -> None: ...
+    def on_downstream_paused(self, paused: bool) -> None: ...
+
+
+class TunnelSink(Protocol):
+    """Where a connection's bytes go once CONNECT made it a tunnel."""
+
+    def downstream_data(self, data: bytes) -> None: ...
+    def downstream_eof(self) -> None: ...
+
+
+class RequestHandler(Protocol):
+    """A listener's per-request entry point."""
+
+    def start(self, conn: ServerConnection, head: RequestHead) -> Exchange: ...
+    def protocol_error(self, conn: ServerConnection, error: ProtocolError) -> None: ...
+
+
+_Event = tuple[str, Any]
+
+
+class ServerConnection(asyncio.Protocol):
+    __slots__ = (
+        "_early",
+        "_eof",
+        "_idle_handle",
+        "_queue",
+        "_reading_paused",
+        "_upgraded",
+        "closed",
+        "exchange",
+        "handler",
+        "peer",
+        "reader",
+        "registry",
+        "transport",
+        "tunnel",
+        "write_paused",
+    )
+
+    def __init__(
+        self, handler: RequestHandler, registry: set[ServerConnection] | None = None
+    ) -> None:
+        self.handler = handler
+        self.registry = registry
+        self.reader = RequestReader(self)
+        self.transport: asyncio.Transport | None = None
+        self.exchange: Exchange | None = None
+        self.peer: tuple[str, int] = ("", 0)
+        self.closed = False
+        self.write_paused = False
+        self._queue: list[_Event] | None = None  # events of pipelined requests
+        self._reading_paused = False
+        self._eof = False
+        self._early = b""  # bytes after a CONNECT head, before its tunnel exists
+        self._upgraded = False
+        self._idle_handle: asyncio.TimerHandle | None = None
+        self.tunnel: TunnelSink | None = None
+
+    # -- asyncio.Protocol -----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        if self.registry is not None:
+            self.registry.add(self)
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple):
+            self.peer = (str(peer[0]), int(peer[1]))
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.transport.set_write_buffer_limits(high=256 * 1024)
+        self._arm_idle()
+
+    def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.tunnel.downstream_data(data)
+            return
+        try:
+            rest = self.reader.feed(data)
+        except ProtocolError as e:
+            self._protocol_error(e)
+            return
+        if rest is not None:  # a CONNECT head: what follows belongs to the tunnel
+            if self.tunnel is not None:
+                if rest:
+                    self.tunnel.downstream_data(rest)
+            elif self.exchange is not None:  # the tunnel is being set up: hold the bytes
+                self._early = rest
+                self._upgraded = True
+                self.pause_reading(True)
+            else:
+                self.close()  # refused: the answer was written
+
+    def eof_received(self) -> bool | None:
+        # A half-close ends the request stream; answer what is in flight, then close.
+        self._eof = True
+        if self.tunnel is not None:
+            self.tunnel.downstream_eof()
+            return True
+        return self.exchange is not None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._cancel_idle()
+        if self.registry is not None:
+            self.registry.discard(self)
+        exchange = self.exchange
+        self.exchange = None
+        if exchange is not None:
+            exchange.on_downstream_lost()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        if self.exchange is not None:
+            self.exchange.on_downstream_paused(True)
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.exchange is not None:
+            self.exchange.on_downstream_paused(False)
+
+    # -- RequestReader events -------------------------------------------------------------
+
+    def on_request(self, head: RequestHead) -> None:
+        if self.exchange is not None or self._queue is not None:
+            self._enqueue(("head", head))
+            return
+        self._cancel_idle()
+        self.handler.start(self, head)  # the exchange attaches itself (`exchange`)
+
+    def on_body(self, data: bytes) -> None:
+        if self._queue is not None:
+            self._enqueue(("body", data))
+        elif self.exchange is not None:
+            self.exchange.on_request_body(data)
+
+    def on_request_end(self) -> None:
+        if self._queue is not None:
+            self._enqueue(("end", None))
+        elif self.exchange is not None:
+            self.exchange.on_request_end()
+
+    def _enqueue(self, event: _Event) -> None:
+        if self._queue is None:
+            self._queue = []
+        self._queue.append(event)
+        self.pause_reading(True)
+
+    # -- used by exchanges ----------------------------------------------------------------
+
+    def attach_tunnel(self, sink: TunnelSink) -> None:
+        """From now on the connection's bytes go to `sink` (CONNECT succeeded)."""
+        self.tunnel = sink
+        early, self._early = self._early, b""
+        if early:
+            sink.downstream_data(early)
+        self.pause_reading(False)
+
+    def write(self, data: bytes) -> None:
+        if not self.closed and self.transport is not None:
+            self.transport.write(data)
+
+    def pause_reading(self, paused: bool) -> None:
+        if self.transport is None or self.closed or paused == self._reading_paused:
+            return
+        self._reading_paused = paused
+        if paused:
+            self.transport.pause_reading()
+        else:
+            self.transport.resume_reading()
+
+    def done(self, keep_alive: bool) -> None:
+        """The exchange sent its whole response; serve the next request or close."""
+        self.exchange = None
+        if not keep_alive or self.closed or self._upgraded or (self._eof and not self._queue):
+            self.close()
+            return
+        queue = self._queue
+        self._queue = None
+        if queue:
+            for i, (kind, value) in enumerate(queue):
+                if kind == "head":
+                    if self.exchange is not None:  # the replayed request is still in flight
+                        self._queue = queue[i:]
+                        return
+                    self.handler.start(self, value)
+                elif kind == "body":
+                    self.on_body(value)
+                else:
+                    self.on_request_end()
+                if self.closed:
+                    return
+        if self.exchange is None:
+            self._arm_idle()
+        if self._queue is None:
+            self.pause_reading(False)
+
+    def close(self) -> None:
+        if not self.closed and self.transport is not None:
+            self.closed = True
+            self._cancel_idle()
+            self.transport.close()
+
+    def abort(self) -> None:
+        if not self.closed and self.transport is not None:
+            self.closed = True
+            self._cancel_idle()
+            self.transport.abort()
+
+    def _protocol_error(self, e: ProtocolError) -> None:
+        self.pause_reading(True)
+        exchange = self.exchange
+        if exchange is not None:
+            self.exchange = None
+            exchange.on_downstream_lost()
+        self.handler.protocol_error(self, e)
+        if not self.closed:
+            body = f"{e.reason}\n".encode()
+            self.write(local_response(e.status, body, flags="DPE", close=True))
+            self.close()
+
+    def _arm_idle(self) -> None:
+        self._cancel_idle()
+        loop = asyncio.get_event_loop()
+        self._idle_handle = loop.call_later(IDLE_TIMEOUT, self.close)
+
+    def _cancel_idle(self) -> None:
+        if self._idle_handle is not None:
+            self._idle_handle.cancel()
+            self._idle_handle = None

@@ -1,0 +1,277 @@
+"""Upstream HTTP/1.1 connections, pooled per host with keep-alive.
+
+`HostPool.acquire(user)` hands out an idle connection at once (most recently
+used first), or opens a new one and calls `user.on_connected(conn)` /
+`user.on_connect_failed(reason)` later. A connection serves one request at a
+time; `release()` puts it back when the response ended cleanly and both sides
+keep the connection alive, else closes it.
+
+Idle connections close after `idle_timeout` (4 s by default), shorter than
+the keep-alive timeout of the usual app servers (Node 5 s, uvicorn 5 s,
+nginx 75 s): the proxy, not the app, ends an idle connection, which avoids
+the race where a request goes out on a connection the app is closing — the
+503s Istio users know. gunicorn's 2 s is shorter: a request that finds its
+reused connection closed before any response byte is retried once on a new
+connection by the exchange (`reused`).
+
+Failure: every event ends up in exactly one call on the connection's user
+(`on_upstream_*`); a closed connection is never handed out again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Protocol, cast
+
+from trellis.proxy.http1.errors import ProtocolError
+from trellis.proxy.http1.head import ResponseHead
+from trellis.proxy.http1.reader import ResponseReader
+
+IDLE_TIMEOUT = 4.0
+MAX_IDLE_PER_HOST = 64
+
+
+class PoolUser(Protocol):
+    """What a request in flight hears from its upstream connection."""
+
+    def on_connected(self, conn: UpstreamConnection) -> None: ...
+    def on_connect_failed(self, reason: str) -> None: ...
+    def on_upstream_response(self, head: ResponseHead) -> None: ...
+    def on_upstream_body(self, data: bytes) -> None: ...
+    def on_upstream_end(self) -> None: ...
+    def on_upstream_lost(self, reason: str) -> None: ...
+    def on_upstream_paused(self, paused: bool) -> None: ...
+
+
+class UpstreamConnection(asyncio.Protocol):
+    __slots__ = (
+        "_idle_handle",
+        "closed",
+        "got_bytes",
+        "keep_alive",
+        "pool",
+        "reader",
+        "reused",
+        "transport",
+        "user",
+    )
+
+    def __init__(self, pool: HostPool) -> None:
+        self.pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.reader = ResponseReader(self)
+        self.user: PoolUser | None = None
+        self._idle_handle: asyncio.TimerHandle | None = None
+        self.closed = False
+        self.got_bytes = False  # a byte of the current response arrived
+        self.keep_alive = True
+        self.reused = False  # the current request is not the connection's first
+
+    # -- asyncio.Protocol -----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.transport.set_write_buffer_limits(high=256 * 1024)
+
+    def data_received(self, data: bytes) -> None:
+        if self.user is None:
+            self.close()  # bytes on an idle connection: nothing can be framed after this
+            return
+        self.got_bytes = True
+        try:
+            self.reader.feed(data)
+        except ProtocolError as e:
+            user = self.user
+            self.user = None
+            self.close()
+            if user is not None:
+                user.on_upstream_lost(e.reason)
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._cancel_idle()
+        self.pool.forget(self)
+        user = self.user
+        if user is None:
+            return
+        if self.reader.eof():  # a close-delimited body ended: on_response_end was called
+            return
+        self.user = None
+        user.on_upstream_lost(str(exc) if exc else "connection closed by upstream")
+
+    def pause_writing(self) -> None:
+        if self.user is not None:
+            self.user.on_upstream_paused(True)
+
+    def resume_writing(self) -> None:
+        if self.user is not None:
+            self.user.on_upstream_paused(False)
+
+    # -- ResponseHandler ------------------------------------------------------------------
+
+    def on_response(self, head: ResponseHead) -> None:
+        self.keep_alive = head.keep_alive and not head.close_delimited
+        if self.user is not None:
+            self.user.on_upstream_response(head)
+
+    def on_body(self, data: bytes) -> None:
+        if self.user is not None:
+            self.user.on_upstream_body(data)
+
+    def on_response_end(self) -> None:
+        user = self.user
+        if user is not None:
+            user.on_upstream_end()
+
+    # -- used by the exchange -------------------------------------------------------------
+
+    def start(self, user: PoolUser, head_request: bool) -> None:
+        """Attach `user` for one request; the caller writes the request next."""
+        self._cancel_idle()
+        self.user = user
+        self.got_bytes = False
+        self.reader.expect(head_request)
+
+    def write(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def pause_reading(self, paused: bool) -> None:
+        if self.transport is not None and not self.closed:
+            if paused:
+                self.transport.pause_reading()
+            else:
+                self.transport.resume_reading()
+
+    def release(self, reusable: bool) -> None:
+        """The request is over: back to the pool if `reusable` and the response allowed it."""
+        self.user = None
+        if reusable and self.keep_alive and self.reader.done and not self.closed:
+            self.reused = True
+            self.pause_reading(False)
+            self.pool.put_idle(self)
+        else:
+            self.close()
+
+    def close(self) -> None:
+        self.user = None
+        if not self.closed:
+            self.closed = True
+            self._cancel_idle()
+            self.pool.forget(self)
+            if self.transport is not None:
+                self.transport.close()
+
+    def abort(self) -> None:
+        self.user = None
+        self.closed = True
+        self._cancel_idle()
+        self.pool.forget(self)
+        if self.transport is not None:
+            self.transport.abort()
+
+    def idle(self, handle: asyncio.TimerHandle) -> None:
+        self._idle_handle = handle
+
+    def _cancel_idle(self) -> None:
+        if self._idle_handle is not None:
+            self._idle_handle.cancel()
+            self._idle_handle = None
+
+
+class PoolCounters:
+    """Connections of one cluster (shared by its hosts' pools), for limits and /clusters."""
+
+    __slots__ = ("active", "connect_failures", "opened")
+
+    def __init__(self) -> None:
+        self.active = 0
+        self.opened = 0
+        self.connect_failures = 0
+
+
+class HostPool:
+    __slots__ = (
+        "_idle",
+        "_loop",
+        "address",
+        "connect_timeout",
+        "counters",
+        "idle_timeout",
+        "port",
+        "total",
+    )
+
+    def __init__(
+        self,
+        address: str,
+        port: int,
+        counters: PoolCounters,
+        *,
+        connect_timeout: float = 5.0,
+        idle_timeout: float = IDLE_TIMEOUT,
+    ) -> None:
+        self.address = address
+        self.port = port
+        self.counters = counters
+        self.connect_timeout = connect_timeout
+        self.idle_timeout = idle_timeout
+        self._idle: list[UpstreamConnection] = []
+        self._loop = asyncio.get_event_loop()
+        self.total: set[UpstreamConnection] = set()
+
+    @property
+    def idle_count(self) -> int:
+        return len(self._idle)
+
+    def acquire(self, user: PoolUser) -> UpstreamConnection | None:
+        """An idle connection now, or None and a new one reported to `user` later."""
+        idle = self._idle
+        while idle:
+            conn = idle.pop()
+            if not conn.closed:
+                return conn
+        self._loop.create_task(self._connect(user))
+        return None
+
+    async def _connect(self, user: PoolUser) -> None:
+        conn = UpstreamConnection(self)
+        self.counters.opened += 1
+        try:
+            await asyncio.wait_for(
+                self._loop.create_connection(lambda: conn, self.address, self.port),
+                self.connect_timeout,
+            )
+        except (OSError, TimeoutError) as e:
+            self.counters.connect_failures += 1
+            reason = "connect timeout" if isinstance(e, TimeoutError) else str(e)
+            user.on_connect_failed(reason or type(e).__name__)
+            return
+        self.total.add(conn)
+        self.counters.active += 1
+        user.on_connected(conn)
+
+    def put_idle(self, conn: UpstreamConnection) -> None:
+        if len(self._idle) >= MAX_IDLE_PER_HOST:
+            conn.close()
+            return
+        self._idle.append(conn)
+        conn.idle(self._loop.call_later(self.idle_timeout, conn.close))
+
+    def forget(self, conn: UpstreamConnection) -> None:
+        if conn in self.total:
+            self.total.discard(conn)
+            self.counters.active -= 1
+        if conn in self._idle:
+            self._idle.remove(conn)
+
+    def close(self) -> None:
+        for conn in list(self.total):
+            conn.close()

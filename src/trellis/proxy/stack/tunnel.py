@@ -1,0 +1,185 @@
+"""CONNECT tunnels: bytes spliced between the client and an upstream, at L4.
+
+The exchange picks the host as for any request. Outside the mesh (and for the
+inbound side's local app) the tunnel connects straight to it. To a mesh
+service it goes through the peer's inbound sidecar, as Istio's HBONE does
+over HTTP/2: the tunnel first sends `CONNECT 127.0.0.1:APP_PORT` with the
+target-port and peer headers, and splices only after that sidecar answers
+2xx. The client then gets `200 Connection established`.
+
+Half-closes are passed on (EOF one way does not end the other way); the
+tunnel ends when both ways are done or either side resets. Each side's full
+write buffer pauses reading on the other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from trellis.proxy.stack.hosts import Host
+
+if TYPE_CHECKING:
+    from trellis.proxy.stack.exchange import Exchange
+
+ESTABLISHED = b"HTTP/1.1 200 Connection established\r\n\r\n"
+MAX_PREFACE_ANSWER = 16 * 1024
+
+
+class _Upstream(asyncio.Protocol):
+    __slots__ = ("tunnel",)
+
+    def __init__(self, tunnel: Tunnel) -> None:
+        self.tunnel = tunnel
+
+    def data_received(self, data: bytes) -> None:
+        self.tunnel.upstream_data(data)
+
+    def eof_received(self) -> bool:
+        self.tunnel.upstream_eof()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.tunnel.upstream_lost()
+
+    def pause_writing(self) -> None:
+        self.tunnel.ex.conn.pause_reading(True)
+
+    def resume_writing(self) -> None:
+        self.tunnel.ex.conn.pause_reading(False)
+
+
+class Tunnel:
+    __slots__ = (
+        "_answer",
+        "_down_eof",
+        "_pending",
+        "_up_eof",
+        "ex",
+        "host",
+        "preface",
+        "transport",
+    )
+
+    def __init__(self, ex: Exchange, host: Host, preface: bytes | None) -> None:
+        self.ex = ex
+        self.host = host
+        self.preface = preface  # a CONNECT for the peer's inbound sidecar, or None
+        self.transport: asyncio.Transport | None = None
+        self._pending: list[bytes] = []  # client bytes before the tunnel is open
+        self._answer = b""  # the peer sidecar's answer to the preface, while it arrives
+        self._down_eof = False
+        self._up_eof = False
+
+    def start(self) -> None:
+        self.ex.ctx.loop.create_task(self._connect())
+
+    async def _connect(self) -> None:
+        ex = self.ex
+        pool = self.host.pool
+        try:
+            transport, _ = await asyncio.wait_for(
+                ex.ctx.loop.create_connection(lambda: _Upstream(self), pool.address, pool.port),
+                pool.connect_timeout,
+            )
+        except (OSError, TimeoutError) as e:
+            ex.tunnel_failed(503, "UF", f"upstream connect error: {e or 'timeout'}")
+            return
+        if ex.finished:
+            transport.close()
+            return
+        self.transport = transport
+        if self.preface is not None:
+            transport.write(self.preface)
+        else:
+            self._open()
+
+    def _open(self) -> None:
+        ex = self.ex
+        ex.tunnel_established()
+        ex.conn.write(ESTABLISHED)
+        ex.conn.attach_tunnel(self)
+        pending, self._pending = self._pending, []
+        for data in pending:
+            self.downstream_data(data)
+
+    # -- client side ----------------------------------------------------------------------
+
+    def downstream_data(self, data: bytes) -> None:
+        self.ex.req_bytes += len(data)
+        if self.transport is None or self.preface is not None:
+            self._pending.append(data)
+            return
+        self.transport.write(data)
+
+    def downstream_eof(self) -> None:
+        self._down_eof = True
+        if self.transport is not None and self.transport.can_write_eof():
+            self.transport.write_eof()
+        self._maybe_done()
+
+    # -- upstream side --------------------------------------------------------------------
+
+    def upstream_data(self, data: bytes) -> None:
+        if self.preface is not None:
+            self._answer += data
+            end = self._answer.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self._answer) > MAX_PREFACE_ANSWER:
+                    self._fail_preface(b"answer too long")
+                return
+            status_line = self._answer.split(b"\r\n", 1)[0]
+            parts = status_line.split(b" ", 2)
+            if len(parts) < 2 or not parts[1].startswith(b"2"):
+                self._fail_preface(status_line)
+                return
+            rest = self._answer[end + 4 :]
+            self.preface = None
+            self._answer = b""
+            self._open()
+            if rest:
+                self.upstream_data(rest)
+            return
+        self.ex.resp_bytes += len(data)
+        self.ex.conn.write(data)
+
+    def _fail_preface(self, why: bytes) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+        self.transport = None
+        reason = why.decode("latin-1", "replace")
+        self.ex.tunnel_failed(502, "UC", f"peer sidecar refused the tunnel: {reason}")
+
+    def upstream_eof(self) -> None:
+        self._up_eof = True
+        transport = self.ex.conn.transport
+        if transport is not None and not self.ex.conn.closed and transport.can_write_eof():
+            transport.write_eof()
+        self._maybe_done()
+
+    def upstream_lost(self) -> None:
+        self.transport = None
+        if self.preface is not None and not self.ex.finished:
+            self.ex.tunnel_failed(502, "UC", "peer sidecar closed the tunnel")
+            return
+        self.ex.tunnel_closed(abort=not self._up_eof)
+
+    def _maybe_done(self) -> None:
+        if self._down_eof and self._up_eof:
+            if self.transport is not None:
+                self.transport.close()
+            self.ex.tunnel_closed(abort=False)
+
+    # -- used by the exchange -------------------------------------------------------------
+
+    def pause_upstream(self, paused: bool) -> None:
+        if self.transport is not None:
+            if paused:
+                self.transport.pause_reading()
+            else:
+                self.transport.resume_reading()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+            self.transport = None

@@ -1,0 +1,1 @@
+"""What the proxy tells about the traffic it carries: metrics and access logs."""

@@ -1,0 +1,137 @@
+"""Request metrics in Istio's shape, rendered as Prometheus text on the admin port.
+
+One series per label set: `trellis_requests_total`, the histogram
+`trellis_request_duration_milliseconds` (Istio's buckets), and the request
+and response byte totals. Labels are Istio's names (`reporter`,
+`source_workload`, `destination_service`, `response_code`, `response_flags`,
+`connection_security_policy`, ...). Recording is a dict lookup and a few
+additions: no locks, no prometheus_client objects on the hot path.
+
+Cardinality is bounded: at most MAX_SERIES label sets; later ones are
+counted under one series whose labels all say "overflow" (and
+`trellis_metrics_overflow_total` says it happened).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Iterable
+
+LABELS = (
+    "reporter",
+    "source_workload",
+    "source_workload_namespace",
+    "source_app",
+    "destination_workload",
+    "destination_workload_namespace",
+    "destination_app",
+    "destination_service",
+    "destination_service_name",
+    "destination_service_namespace",
+    "request_protocol",
+    "response_code",
+    "response_flags",
+    "connection_security_policy",
+)
+BUCKETS_MS = (0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000)
+MAX_SERIES = 2000
+_OVERFLOW = tuple("overflow" for _ in LABELS)
+
+Labels = tuple[str, ...]
+
+
+class _Series:
+    __slots__ = ("buckets", "count", "req_bytes", "resp_bytes", "sum_ms")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.sum_ms = 0.0
+        self.buckets = [0] * (len(BUCKETS_MS) + 1)
+        self.req_bytes = 0
+        self.resp_bytes = 0
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _label_text(labels: Labels, extra: str = "") -> str:
+    parts = [f'{k}="{_escape(v)}"' for k, v in zip(LABELS, labels, strict=True)]
+    if extra:
+        parts.append(extra)
+    return "{" + ",".join(parts) + "}"
+
+
+class RequestMetrics:
+    def __init__(self) -> None:
+        self._series: dict[Labels, _Series] = {}
+        self.overflowed = 0
+        self.gauges: list[Callable[[], Iterable[str]]] = []
+
+    def record(self, labels: Labels, duration_ms: float, req_bytes: int, resp_bytes: int) -> None:
+        series = self._series.get(labels)
+        if series is None:
+            if len(self._series) >= MAX_SERIES:
+                self.overflowed += 1
+                labels = _OVERFLOW
+                series = self._series.get(labels)
+            if series is None:
+                series = self._series[labels] = _Series()
+        series.count += 1
+        series.sum_ms += duration_ms
+        series.buckets[bisect.bisect_left(BUCKETS_MS, duration_ms)] += 1
+        series.req_bytes += req_bytes
+        series.resp_bytes += resp_bytes
+
+    def total(self, **match: str) -> int:
+        """Requests counted in series whose labels match (for tests and the CLI)."""
+        index = {k: LABELS.index(k) for k in match}
+        return sum(
+            s.count
+            for labels, s in self._series.items()
+            if all(labels[i] == match[k] for k, i in index.items())
+        )
+
+    def render(self) -> str:
+        lines = [
+            "# HELP trellis_requests_total Requests, by source, destination and response.",
+            "# TYPE trellis_requests_total counter",
+        ]
+        items = sorted(self._series.items())
+        for labels, s in items:
+            lines.append(f"trellis_requests_total{_label_text(labels)} {s.count}")
+        lines += [
+            "# HELP trellis_request_duration_milliseconds Request duration.",
+            "# TYPE trellis_request_duration_milliseconds histogram",
+        ]
+        for labels, s in items:
+            cumulative = 0
+            for bound, n in zip(BUCKETS_MS, s.buckets, strict=False):
+                cumulative += n
+                le = f'le="{bound:g}"'
+                lines.append(
+                    f"trellis_request_duration_milliseconds_bucket{_label_text(labels, le)}"
+                    f" {cumulative}"
+                )
+            inf = 'le="+Inf"'
+            lines.append(
+                f"trellis_request_duration_milliseconds_bucket{_label_text(labels, inf)} {s.count}"
+            )
+            text = _label_text(labels)
+            lines.append(f"trellis_request_duration_milliseconds_sum{text} {s.sum_ms:.3f}")
+            lines.append(f"trellis_request_duration_milliseconds_count{text} {s.count}")
+        for name, attr, help_ in (
+            ("trellis_request_bytes_total", "req_bytes", "Request body bytes."),
+            ("trellis_response_bytes_total", "resp_bytes", "Response body bytes."),
+        ):
+            lines += [f"# HELP {name} {help_}", f"# TYPE {name} counter"]
+            for labels, s in items:
+                lines.append(f"{name}{_label_text(labels)} {getattr(s, attr)}")
+        lines += [
+            "# HELP trellis_metrics_overflow_total Requests counted under overflow labels.",
+            "# TYPE trellis_metrics_overflow_total counter",
+            f"trellis_metrics_overflow_total {self.overflowed}",
+        ]
+        for gauge in self.gauges:
+            lines.extend(gauge())
+        return "\n".join(lines) + "\n"

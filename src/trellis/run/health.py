@@ -1,0 +1,81 @@
+"""Is the app serving? A TCP connect to its port, or an HTTP GET of its health path.
+
+`wait_serving` polls until the app answers (or exits, or the deadline
+passes) before the workload is registered, so an endpoint never appears
+before its app can take traffic. `HealthWatch` keeps checking afterwards and
+reports changes; the registration heartbeats carry them to the control plane,
+which takes an unhealthy workload out of the endpoints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+import httpx
+
+
+async def probe(port: int, path: str | None, timeout: float = 1.0) -> bool:
+    """One check: `path` answered 2xx/3xx, or (no path) the port accepts connections."""
+    if path is None:
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), timeout)
+        except (OSError, TimeoutError):
+            return False
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
+    try:
+        async with httpx.AsyncClient(trust_env=False, timeout=timeout) as client:
+            response = await client.get(f"http://127.0.0.1:{port}{path}")
+    except httpx.HTTPError:
+        return False
+    return response.status_code < 400
+
+
+async def wait_serving(
+    port: int, path: str | None, timeout: float, gone: Callable[[], bool], interval: float = 0.05
+) -> bool:
+    """True once the app serves; False if it exits (`gone()`) or `timeout` passes first."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if gone():
+            return False
+        if await probe(port, path):
+            return True
+        await asyncio.sleep(interval)
+    return False
+
+
+class HealthWatch:
+    """Checks every `interval`; calls `changed(healthy)` when the answer flips."""
+
+    def __init__(
+        self, port: int, path: str | None, changed: Callable[[bool], None], interval: float = 2.0
+    ) -> None:
+        self.port = port
+        self.path = path
+        self.changed = changed
+        self.interval = interval
+        self.healthy = True
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            healthy = await probe(self.port, self.path)
+            if healthy != self.healthy:
+                self.healthy = healthy
+                self.changed(healthy)
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

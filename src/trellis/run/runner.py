@@ -1,0 +1,341 @@
+"""`trellis run`: a sidecar and an app, started and stopped in the order the mesh needs.
+
+Start:
+1. ask the control plane where its xDS server is (unless `--control` says);
+2. create the Service when it does not exist (selector `app=SERVICE`);
+3. start the sidecar in this process (free ports when the defaults are taken)
+   and wait until it holds its config — the proxy is ready before the app;
+4. start the app with the mesh environment (run/env.py);
+5. once the app serves (its port accepts connections, or `--health-path`
+   answers), register the Workload with a lease and keep heartbeating, with
+   the app's health.
+
+Stop, on SIGTERM/SIGINT:
+1. deregister, so peers stop choosing this endpoint;
+2. drain: requests in flight finish, up to `--drain-timeout`;
+3. stop the app (SIGTERM, SIGKILL after the grace period);
+4. close the sidecar. The exit status is the app's.
+
+When the app exits by itself (a job), the same happens from step 1 without
+stopping the app, and the exit status is the app's.
+
+`--proxyless` runs no sidecar: the app (a grpcio xDS app) is the endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from trellis.proxy.app import ProxyApp
+from trellis.proxy.options import Address, ProxyOptions
+from trellis.run.app_process import AppProcess
+from trellis.run.bootstrap import bootstrap_json
+from trellis.run.env import app_environment
+from trellis.run.health import HealthWatch, wait_serving
+from trellis.run.registration import Registration
+
+log = logging.getLogger("trellis.run")
+
+API_VERSION = "trellis.dev/v1alpha1"
+
+
+class RunError(Exception):
+    """Something `trellis run` cannot go on with; the message says what and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    service: str
+    command: Sequence[str]
+    api: str
+    token: str
+    namespace: str = "default"
+    port: int | None = None
+    protocol: str = "http"
+    labels: Mapping[str, str] = field(default_factory=dict)
+    workload: str = ""
+    service_account: str = ""
+    control: tuple[str, ...] = ()  # xDS addresses; empty: ask the API
+    address: str = "127.0.0.1"  # where peers reach this workload
+    proxyless: bool = False
+    health_path: str | None = None
+    ttl: float = 10.0
+    startup_timeout: float = 60.0
+    drain_timeout: float = 10.0
+    stop_grace: float = 10.0
+    outbound_port: int = 15001
+    inbound_port: int = 15006
+    admin_port: int = 15000
+    access_log: str = ""
+    environment: Mapping[str, str] | None = None  # the app's base environment (default: ours)
+
+    @property
+    def workload_name(self) -> str:
+        return self.workload or f"{self.service}-{uuid.uuid4().hex[:6]}"
+
+    @property
+    def all_labels(self) -> dict[str, str]:
+        return {"app": self.service, **self.labels}
+
+
+class Runner:
+    def __init__(self, options: RunOptions) -> None:
+        self.options = options
+        self.workload = options.workload_name
+        self.proxy: ProxyApp | None = None
+        self.registration: Registration | None = None
+        self.health: HealthWatch | None = None
+        self.app: AppProcess | None = None
+        self._tmp = Path(tempfile.mkdtemp(prefix="trellis-run-"))
+        self._http = httpx.AsyncClient(
+            base_url=options.api,
+            headers={"Authorization": f"Bearer {options.token}"},
+            timeout=10.0,
+            trust_env=False,
+        )
+
+    # -- the whole life -------------------------------------------------------------------
+
+    async def run(self) -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await self._start()
+            assert self.app is not None
+            app_exit = asyncio.ensure_future(self.app.wait())
+            stopper = asyncio.ensure_future(stop.wait())
+            serving = await self._register_when_serving(app_exit, stopper)
+            if serving and self.health is not None:
+                self.health.start()
+            await asyncio.wait({app_exit, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            if app_exit.done():
+                log.info("app exited (%s): draining", app_exit.result())
+                await self._stop(stop_app=False)
+                return app_exit.result()
+            log.info("stop requested: deregistering, draining, stopping the app")
+            return await self._stop(stop_app=True)
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            await self._cleanup()
+
+    async def _start(self) -> None:
+        opts = self.options
+        control = opts.control or (await self._xds_address(),)
+        await self._ensure_service()
+        outbound: str | None = None
+        ports = (opts.port,) if opts.port is not None else ()
+        if not opts.proxyless:
+            self.proxy = ProxyApp(
+                ProxyOptions(
+                    control=control,
+                    workload=self.workload,
+                    namespace=opts.namespace,
+                    service_account=opts.service_account,
+                    labels=opts.all_labels,
+                    app_ports=ports,
+                    outbound=Address("127.0.0.1", opts.outbound_port),
+                    inbound=Address(opts.address, opts.inbound_port),
+                    admin=Address("127.0.0.1", opts.admin_port),
+                    access_log=opts.access_log,
+                    pick_free_ports=True,
+                )
+            )
+            await self.proxy.start()
+            try:
+                await self.proxy.wait_ready(opts.startup_timeout)
+            except TimeoutError as e:
+                raise RunError(
+                    f"the sidecar got no config from {', '.join(control)}: {e}"
+                ) from None
+            outbound = str(self.proxy.addresses["outbound"])
+            log.info(
+                "sidecar ready: outbound %s, inbound %s, admin %s",
+                outbound,
+                self.proxy.addresses["inbound"],
+                self.proxy.addresses["admin"],
+            )
+        bootstrap = self._tmp / "grpc-bootstrap.json"
+        bootstrap.write_text(
+            bootstrap_json(
+                control_planes=list(control),
+                workload=self.workload,
+                namespace=opts.namespace,
+                service_account=opts.service_account or None,
+                labels=opts.all_labels,
+                ports=list(ports),
+            )
+        )
+        env = app_environment(
+            opts.environment if opts.environment is not None else os.environ,
+            outbound=outbound,
+            bootstrap=str(bootstrap),
+            service=opts.service,
+            namespace=opts.namespace,
+            workload=self.workload,
+            port=opts.port,
+        )
+        self.app = AppProcess(opts.command, env)
+        try:
+            await self.app.start()
+        except OSError as e:
+            raise RunError(f"cannot start {opts.command[0]!r}: {e.strerror or e}") from None
+
+    async def _register_when_serving(
+        self, app_exit: asyncio.Future[int], stopper: asyncio.Future[Any]
+    ) -> bool:
+        opts = self.options
+        if opts.port is not None:
+            serving = await wait_serving(
+                opts.port,
+                opts.health_path,
+                opts.startup_timeout,
+                gone=lambda: app_exit.done() or stopper.done(),
+            )
+            if not serving:
+                if not (app_exit.done() or stopper.done()):
+                    log.warning(
+                        "app not serving on port %s after %ss: registering it unhealthy",
+                        opts.port,
+                        opts.startup_timeout,
+                    )
+                else:
+                    return False
+        registration = Registration(opts.api, opts.token, self._workload_doc(), ttl=opts.ttl)
+        try:
+            await asyncio.to_thread(registration.start)
+        except (httpx.HTTPError, RuntimeError) as e:
+            raise RunError(f"cannot register workload {self.workload}: {e}") from None
+        self.registration = registration
+        if opts.port is not None:
+
+            def changed(healthy: bool) -> None:
+                registration.healthy = healthy
+                log.warning("app is now %s", "healthy" if healthy else "unhealthy")
+
+            self.health = HealthWatch(opts.port, opts.health_path, changed)
+        return True
+
+    async def _stop(self, *, stop_app: bool) -> int:
+        opts = self.options
+        if self.health is not None:
+            await self.health.aclose()
+        if self.registration is not None:
+            registration, self.registration = self.registration, None
+            await asyncio.to_thread(registration.close, True)
+        status = 0
+        if self.proxy is not None:
+            left = await self.proxy.drain(opts.drain_timeout)
+            if left:
+                log.warning("%d request(s) still in flight after the drain deadline", left)
+        if stop_app and self.app is not None:
+            status = await self.app.stop(opts.stop_grace)
+        return status
+
+    async def _cleanup(self) -> None:
+        if self.health is not None:
+            await self.health.aclose()
+        if self.registration is not None:
+            await asyncio.to_thread(self.registration.close, True)
+        if self.app is not None and self.app.proc is not None and not self.app.exited:
+            await self.app.stop(self.options.stop_grace)
+        if self.proxy is not None:
+            await self.proxy.aclose()
+        await self._http.aclose()
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+    # -- the control plane ----------------------------------------------------------------
+
+    async def _xds_address(self) -> str:
+        try:
+            response = await self._http.get("/api/v1/info")
+        except httpx.HTTPError as e:
+            raise RunError(f"cannot reach the control plane at {self.options.api}: {e}") from None
+        if response.status_code != 200:
+            raise RunError(f"control plane answered {response.status_code} to /api/v1/info")
+        return str(response.json()["xds"])
+
+    async def _ensure_service(self) -> None:
+        opts = self.options
+        if opts.port is None:
+            return
+        path = f"/api/v1/services/{opts.service}"
+        params = {"namespace": opts.namespace}
+        got = await self._http.get(path, params=params)
+        if got.status_code == 200:
+            return
+        if got.status_code != 404:
+            raise RunError(f"cannot read service {opts.service}: HTTP {got.status_code}")
+        doc = {
+            "apiVersion": API_VERSION,
+            "kind": "Service",
+            "metadata": {"name": opts.service, "namespace": opts.namespace},
+            "spec": {
+                "selector": {"app": opts.service},
+                "ports": [
+                    {
+                        "name": opts.protocol,
+                        "port": opts.port,
+                        "targetPort": opts.protocol,
+                        "protocol": opts.protocol,
+                    }
+                ],
+            },
+        }
+        put = await self._http.put(path, params=params, json=doc)
+        if put.status_code not in (200, 201, 409):
+            raise RunError(f"cannot create service {opts.service}: {put.text}")
+        log.info("created service %s/%s", opts.namespace, opts.service)
+
+    def _workload_doc(self) -> dict[str, Any]:
+        opts = self.options
+        spec: dict[str, Any] = {"address": opts.address}
+        if opts.service_account:
+            spec["serviceAccount"] = opts.service_account
+        if opts.port is not None:
+            spec["ports"] = [{"name": opts.protocol, "port": opts.port, "protocol": opts.protocol}]
+        if opts.proxyless:
+            spec["proxyless"] = True
+        else:
+            assert self.proxy is not None
+            spec["inbound"] = {"port": self.proxy.addresses["inbound"].port}
+        return {
+            "apiVersion": API_VERSION,
+            "kind": "Workload",
+            "metadata": {
+                "name": self.workload,
+                "namespace": opts.namespace,
+                "labels": opts.all_labels,
+            },
+            "spec": spec,
+        }
+
+
+def run(options: RunOptions, log_level: str = "warning") -> int:
+    import uvloop
+
+    logging.basicConfig(
+        level=log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s trellis run: %(message)s",
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        return int(uvloop.run(Runner(options).run()))
+    return 130
