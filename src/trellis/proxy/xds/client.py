@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from collections import deque
@@ -93,8 +94,10 @@ class XdsHandler(Protocol):
 
         None ACKs; a string NACKs with that reason, and then the handler must
         have applied nothing. `errors` maps names to the control plane's
-        `resource_errors` messages (NOT_FOUND). Runs on the event loop; must
-        not block. An exception counts as a NACK with its text.
+        `resource_errors` messages (NOT_FOUND). Every response is passed on,
+        also for a type whose names were all unsubscribed meanwhile
+        (`AdsClient.subscriptions()` says what is wanted now). Runs on the
+        event loop; must not block. An exception counts as a NACK with its text.
         """
         ...
 
@@ -104,35 +107,48 @@ class XdsHandler(Protocol):
 
 
 class _Outbox:
-    """The writer's queue: type URLs (subscription changed) and built ACK/NACK requests."""
+    """The writer's queue, in order: subscription markers (type URLs) and built ACK/NACKs.
+
+    A marker says "tell the server this type's current names". An ACK/NACK
+    queued after it carries those names already, so it voids the marker; a
+    later change queues a new marker *behind* the ACK/NACK (never reviving the
+    old one, which would overtake it with the ACK's nonce and no error).
+    """
 
     def __init__(self) -> None:
-        self._items: deque[str | discovery_pb2.DiscoveryRequest] = deque()
-        self._pending: set[str] = set()  # types whose marker is queued and still wanted
+        self._items: deque[tuple[str, int] | discovery_pb2.DiscoveryRequest] = deque()
+        self._live: dict[str, int] = {}  # type URL -> token of its queued, still wanted marker
+        self._tokens = itertools.count()
         self._ready = asyncio.Event()
 
     def put_type(self, type_url: str) -> None:
-        if type_url not in self._pending:
-            self._pending.add(type_url)
-            self._items.append(type_url)
+        if type_url not in self._live:
+            token = self._live[type_url] = next(self._tokens)
+            self._items.append((type_url, token))
             self._ready.set()
 
     def put_request(self, request: discovery_pb2.DiscoveryRequest) -> None:
-        self._pending.discard(request.type_url)  # the request carries the current names
+        self._live.pop(request.type_url, None)
         self._items.append(request)
         self._ready.set()
 
-    async def get(self) -> str | discovery_pb2.DiscoveryRequest:
-        while True:
-            while not self._items:
-                self._ready.clear()
-                await self._ready.wait()
+    def get_nowait(self) -> str | discovery_pb2.DiscoveryRequest | None:
+        """The next request or marker's type URL; None when nothing is queued."""
+        while self._items:
             item = self._items.popleft()
-            if not isinstance(item, str):
+            if not isinstance(item, tuple):
                 return item
-            if item in self._pending:
-                self._pending.discard(item)
-                return item
+            type_url, token = item
+            if self._live.get(type_url) == token:
+                del self._live[type_url]
+                return type_url
+        return None
+
+    async def get(self) -> str | discovery_pb2.DiscoveryRequest:
+        while (item := self.get_nowait()) is None:
+            self._ready.clear()
+            await self._ready.wait()
+        return item
 
 
 class AdsClient:
@@ -299,7 +315,7 @@ class AdsClient:
                 task.cancel()
             outcome = await asyncio.gather(reader, writer, return_exceptions=True)
             self._set_connected(False, server)
-        self._log_end(server, call, outcome[0], outcome[1], responses[0])
+        self._log_end(server, outcome[0], outcome[1], responses[0])
         return responses[0] > 0
 
     async def _read(self, call: Any, outbox: _Outbox, responses: list[int]) -> None:
@@ -346,7 +362,7 @@ class AdsClient:
             self._stats["handlerErrors"] += 1
             log.exception("xDS handler failed on_connection(%s, %s)", connected, server)
 
-    def _log_end(self, server: str, call: Any, read: object, write: object, responses: int) -> None:
+    def _log_end(self, server: str, read: object, write: object, responses: int) -> None:
         """Log and count how a stream ended (`read`/`write`: the tasks' results or errors)."""
         error = next(
             (
