@@ -6,6 +6,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEB_STAMP := $(VENV)/.debs
 DEB_PACKAGES := curl
+# `make bench` only: HAProxy (backend and reference pair), wrk (max throughput), and
+# cryptography (certificates for the HAProxy mTLS pair).
+BENCH_STAMP := $(VENV)/.bench-deps
+BENCH_DEB_PACKAGES := haproxy wrk
+BENCH_PIP_PACKAGES := cryptography
 
 .PHONY: test demo bench lint typecheck unit integration install clean
 
@@ -23,6 +28,15 @@ $(DEB_STAMP): Makefile | $(BIN)/python
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; \
 	fi
+	touch $@
+
+$(BENCH_STAMP): Makefile | $(BIN)/python
+	@missing=""; for p in $(BENCH_DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; \
+	fi
+	$(BIN)/pip install -q $(BENCH_PIP_PACKAGES)
 	touch $@
 
 install: $(STAMP) $(DEB_STAMP)
@@ -43,7 +57,7 @@ test: install lint typecheck
 demo: install
 	$(BIN)/python -m trellis.demo
 
-bench: install
+bench: install $(BENCH_STAMP)
 	$(BIN)/python -m bench
 
 clean:

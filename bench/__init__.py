@@ -13,4 +13,5 @@ from __future__ import annotations
 
 BENCHMARKS: dict[str, str] = {
     "controlplane": "bench.controlplane",
+    "dataplane": "bench.dataplane",
 }
