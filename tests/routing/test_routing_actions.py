@@ -150,7 +150,7 @@ def test_regex_rewrite_redirect() -> None:
     ],
 )
 def test_redirect_status(code: str | None, status: int) -> None:
-    fields = {} if code is None else {"response_code": code}
+    fields: dict[str, Any] = {} if code is None else {"response_code": code}
     assert redirect(**fields).status == status
 
 

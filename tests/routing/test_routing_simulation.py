@@ -23,7 +23,9 @@ from tests.control.translate.translate_support import (
 
 from trellis.control.push.context import PushContext
 from trellis.control.translate import LISTENER_TYPE, ROUTE_TYPE
+from trellis.model.errors import InvalidDocuments
 from trellis.routing import (
+    DirectResponseAction,
     ForwardAction,
     NonForwardingAction,
     RedirectAction,
@@ -203,7 +205,8 @@ def test_the_default_rule_policies(mesh: PushContext) -> None:
     assert retry.retriable_status_codes == {500, 503}
     assert retry.num_retries == 7
     assert retry.per_try_timeout == 1.0  # backendRequest
-    assert (retry.backoff_base, retry.backoff_max) == (pytest.approx(0.05), pytest.approx(0.5))
+    assert retry.backoff_base == pytest.approx(0.05)
+    assert retry.backoff_max == pytest.approx(0.5)
     assert retry.should_retry_status(503) and retry.should_retry_status(500)
     assert not retry.should_retry_status(502)
     assert retry.should_retry_reset(connect_failure=True)
@@ -551,7 +554,8 @@ def test_timeouts_and_retries(
     assert route.timeout == 10.0
     retry = route.retry
     assert retry is not None
-    assert (retry.retry_on, retry.retriable_status_codes) == (retry_on, codes)
+    assert retry.retry_on == retry_on
+    assert retry.retriable_status_codes == codes
     assert (retry.num_retries, retry.per_try_timeout) == (num, per_try)
     assert retry.should_retry_status(503) is (503 in codes)
     assert retry.should_retry_status(500) is False
@@ -597,3 +601,26 @@ spec:
     assert goes_to(table, "/pkg.Svc/ListAll", method="POST") == to("b")
     assert goes_to(table, "/pkg.Svc/Delete", method="POST") == to("v1")
     assert goes_to(table, "/pkg.Other/Get", method="POST") is None
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="translator: a rule whose backendRefs all have weight 0 gets a RouteAction with no "
+    "cluster specifier, which every client NACKs (Gateway API: answer 500)",
+)
+@pytest.mark.parametrize("kind", ["sidecar", "proxyless"])
+def test_a_rule_with_only_zero_weights_answers_500(kind: str) -> None:
+    table = routes("    - backendRefs: [{name: v1, weight: 0}]\n", kind=kind)
+    route = call(table, "/")
+    assert route is not None and isinstance(route.action, DirectResponseAction)
+    assert route.action.status == 500
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="model: route regexes are checked with Python's re, so RE2-invalid ones (lookahead) "
+    "are accepted, translated, and NACKed by every client",
+)
+def test_a_regex_re2_rejects_is_refused_when_the_route_is_applied() -> None:
+    with pytest.raises(InvalidDocuments):
+        routes("    - matches: [{path: {type: RegularExpression, value: '/a(?=b).*'}}]\n")
