@@ -45,6 +45,11 @@ def run(
     access_log: Annotated[
         str, typer.Option("--access-log", help="sidecar JSON access log: '-' or a file")
     ] = "",
+    outbound_port: Annotated[
+        int, typer.Option("--outbound-port", help="0: a free port; taken: a free one")
+    ] = 15001,
+    inbound_port: Annotated[int, typer.Option("--inbound-port")] = 15006,
+    admin_port: Annotated[int, typer.Option("--admin-port")] = 15000,
     log_level: Annotated[str, typer.Option("--log-level")] = "warning",
 ) -> None:
     """Run CMD beside a sidecar: it joins the mesh and calls other services by name."""
@@ -82,6 +87,9 @@ def run(
         drain_timeout=drain_timeout,
         access_log=access_log,
         environment=app_base,
+        outbound_port=outbound_port,
+        inbound_port=inbound_port,
+        admin_port=admin_port,
     )
     try:
         code = run_app(options, log_level=log_level)

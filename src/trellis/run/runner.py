@@ -166,11 +166,13 @@ class Runner:
                     f"the sidecar got no config from {', '.join(control)}: {e}"
                 ) from None
             outbound = str(self.proxy.addresses["outbound"])
-            log.info(
-                "sidecar ready: outbound %s, inbound %s, admin %s",
-                outbound,
-                self.proxy.addresses["inbound"],
-                self.proxy.addresses["admin"],
+            a = self.proxy.addresses
+            # Always said (tools and tests read it): where this sidecar listens.
+            print(
+                f"trellis run: {self.workload} sidecar ready: outbound {a['outbound']}"
+                f" inbound {a['inbound']} admin {a['admin']}",
+                file=sys.stderr,
+                flush=True,
             )
         bootstrap = self._tmp / "grpc-bootstrap.json"
         bootstrap.write_text(
@@ -242,10 +244,12 @@ class Runner:
             await asyncio.to_thread(registration.close, True)
         status = 0
         if self.proxy is not None:
+            log.info("draining %d request(s) in flight", self.proxy.in_flight())
             left = await self.proxy.drain(opts.drain_timeout)
             if left:
                 log.warning("%d request(s) still in flight after the drain deadline", left)
         if stop_app and self.app is not None:
+            log.info("stopping the app (pid %d)", self.app.pid)
             status = await self.app.stop(opts.stop_grace)
         return status
 

@@ -67,7 +67,7 @@ class ClusterRuntime:
                 host.pool.connect_timeout = config.connect_timeout
             hosts.append(host)
         for gone in old.values():
-            gone.pool.close()  # in-flight requests keep their connection until they end
+            gone.pool.retire()  # in-flight requests keep their connection until they end
         self.hosts = hosts
         lb = config.lb
         if lb.kind == "ring_hash":
@@ -198,9 +198,8 @@ class ClusterManager:
             runtime = ClusterRuntime(config, (EndpointConfig(host, port),))
             if len(self._originals) >= MAX_ORIGINAL_DESTINATIONS:
                 oldest = next(iter(self._originals))
-                evicted = self._originals.pop(oldest)
-                if not evicted.active:
-                    evicted.close()
+                for host in self._originals.pop(oldest).hosts:
+                    host.pool.retire()
         self._originals[key] = runtime  # most recently used last
         return runtime
 

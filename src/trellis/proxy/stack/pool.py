@@ -206,6 +206,7 @@ class HostPool:
         "counters",
         "idle_timeout",
         "port",
+        "retired",
         "total",
     )
 
@@ -226,6 +227,7 @@ class HostPool:
         self._idle: list[UpstreamConnection] = []
         self._loop = asyncio.get_event_loop()
         self.total: set[UpstreamConnection] = set()
+        self.retired = False  # the host left the cluster: no connection goes back to idle
 
     @property
     def idle_count(self) -> int:
@@ -259,7 +261,7 @@ class HostPool:
         user.on_connected(conn)
 
     def put_idle(self, conn: UpstreamConnection) -> None:
-        if len(self._idle) >= MAX_IDLE_PER_HOST:
+        if self.retired or len(self._idle) >= MAX_IDLE_PER_HOST:
             conn.close()
             return
         self._idle.append(conn)
@@ -272,6 +274,15 @@ class HostPool:
         if conn in self._idle:
             self._idle.remove(conn)
 
+    def retire(self) -> None:
+        """The host left the cluster: close idle connections now, busy ones when their
+        request ends (a request in flight is not cut because EDS moved on)."""
+        self.retired = True
+        for conn in list(self._idle):
+            conn.close()
+
     def close(self) -> None:
+        """Close every connection, busy or not (the proxy is shutting down)."""
+        self.retired = True
         for conn in list(self.total):
             conn.close()

@@ -1,0 +1,179 @@
+"""A small HTTP/1.1 service for the demo and the tests: plain code, no mesh library.
+
+Every answer is JSON naming the workload that served it. The app calls other
+services by name only (`--call http://ratings:9080/`), with urllib, which
+honours HTTP_PROXY: under `trellis run` those calls go through the sidecar
+without the app knowing.
+
+Knobs in the query string, for the tests and the demo:
+- `status=N` answers N; `fail=odd` answers 503 to every other request
+  (counted per process); `fail=P` (0-100) answers 503 to P% of requests;
+- `delay=S` waits S seconds first; `size=N` answers N bytes of body;
+- a request body is read as it streams (Content-Length or chunked) and
+  answered with its length and SHA-256, never held whole.
+
+`--log-requests` prints `REQ METHOD TARGET` for every request it receives, so a
+test can tell that nothing reached the app. Prints `READY PORT` once listening.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import signal
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+CHUNK = 64 * 1024
+
+
+class App:
+    def __init__(self, name: str, calls: list[str], log_requests: bool) -> None:
+        self.name = name
+        self.calls = calls
+        self.log_requests = log_requests
+        self.count = 0
+        self.lock = threading.Lock()
+
+    def next_count(self) -> int:
+        with self.lock:
+            self.count += 1
+            return self.count
+
+
+def _read_body(handler: BaseHTTPRequestHandler) -> tuple[int, str]:
+    """Stream the request body: (length, sha256 hex)."""
+    digest = hashlib.sha256()
+    total = 0
+    if handler.headers.get("transfer-encoding", "").lower() == "chunked":
+        while True:
+            line = handler.rfile.readline(1024)
+            size = int(line.split(b";", 1)[0].strip() or b"0", 16)
+            if size == 0:
+                while handler.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                break
+            left = size
+            while left:
+                piece = handler.rfile.read(min(CHUNK, left))
+                if not piece:
+                    raise ConnectionError("body ended early")
+                digest.update(piece)
+                total += len(piece)
+                left -= len(piece)
+            handler.rfile.readline(16)
+    else:
+        left = int(handler.headers.get("content-length") or 0)
+        while left:
+            piece = handler.rfile.read(min(CHUNK, left))
+            if not piece:
+                raise ConnectionError("body ended early")
+            digest.update(piece)
+            total += len(piece)
+            left -= len(piece)
+    return total, digest.hexdigest()
+
+
+def _call(url: str) -> Any:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        return {"error": e.code, "flags": e.headers.get("x-trellis-flags")}
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        return {"error": str(e)}
+
+
+def make_handler(app: App) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "trellis-demo-web"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def _serve(self) -> None:
+            if app.log_requests:
+                print(f"REQ {self.command} {self.path}", flush=True)
+            count = app.next_count()
+            query = {k: v[-1] for k, v in parse_qs(urlsplit(self.path).query).items()}
+            body_len, body_sha = _read_body(self) if self.command != "GET" else (0, "")
+            if "delay" in query:
+                time.sleep(float(query["delay"]))
+            status = int(query.get("status", 200))
+            fail = query.get("fail")
+            if fail == "odd" and count % 2 == 1:
+                status = 503
+            elif fail and fail != "odd" and random.random() * 100 < float(fail):
+                status = 503
+            if "size" in query:
+                self._send_size(status, int(query["size"]))
+                return
+            answer: dict[str, Any] = {
+                "name": app.name,
+                "service": os.environ.get("TRELLIS_SERVICE", ""),
+                "method": self.command,
+                "path": self.path,
+                "headers": {k.lower(): v for k, v in self.headers.items()},
+                "body_bytes": body_len,
+                "body_sha256": body_sha,
+                "count": count,
+            }
+            if app.calls and status < 400:
+                answer["calls"] = {url: _call(url) for url in app.calls}
+            data = json.dumps(answer).encode()
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+
+        def _send_size(self, status: int, size: int) -> None:
+            self.send_response(status)
+            self.send_header("content-type", "application/octet-stream")
+            self.send_header("content-length", str(size))
+            self.end_headers()
+            block = b"x" * CHUNK
+            left = size
+            while left:
+                piece = block[: min(CHUNK, left)]
+                self.wfile.write(piece)
+                left -= len(piece)
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _serve
+
+    return Handler
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--name", default=os.environ.get("TRELLIS_WORKLOAD", "web"))
+    p.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
+    p.add_argument("--call", action="append", default=[], help="URL to call per request")
+    p.add_argument("--log-requests", action="store_true")
+    args = p.parse_args(argv)
+    app = App(args.name, args.call, args.log_requests)
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(app))
+    server.daemon_threads = True
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    print(f"READY {server.server_address[1]}", flush=True)
+    try:
+        server.serve_forever(poll_interval=0.1)
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        server.server_close()
+
+
+if __name__ == "__main__":
+    main()

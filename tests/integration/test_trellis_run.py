@@ -1,0 +1,122 @@
+"""`trellis run`: apps join the mesh with no code change, jobs keep their exit code, and
+SIGTERM lets requests in flight finish."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.integration.dataplane import TRELLIS, client_sidecar, run_service
+from tests.integration.harness import TOKEN, Mesh, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def mesh(tmp_path: Path) -> Iterator[Mesh]:
+    m = Mesh(tmp_path)
+    m.cp.start()
+    try:
+        yield m
+    finally:
+        m.close()
+
+
+def trellis_run(
+    mesh: Mesh, service: str, *command: str, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    argv = [
+        TRELLIS,
+        "run",
+        "--server",
+        mesh.cp.api,
+        "--service",
+        service,
+        "--outbound-port",
+        "0",
+        "--inbound-port",
+        "0",
+        "--admin-port",
+        "0",
+        "--",
+        *command,
+    ]
+    env = {"TRELLIS_TOKEN": TOKEN, "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin"}
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+HTTPX_CLIENT = """
+import json, sys, httpx
+out = {}
+for url in sys.argv[1:]:
+    r = httpx.get(url, timeout=10)  # HTTP_PROXY from the environment: the sidecar
+    out[url] = [r.status_code, r.json()["name"]]
+print(json.dumps(out))
+"""
+
+
+def test_httpx_and_curl_under_trellis_run_call_services_by_name(mesh: Mesh) -> None:
+    ratings = run_service(mesh, "ratings")
+    details = run_service(mesh, "details")
+    urls = [f"http://ratings:{ratings.port}/r", f"http://details:{details.port}/d"]
+
+    done = trellis_run(mesh, "web", sys.executable, "-c", HTTPX_CLIENT, *urls)
+    assert done.returncode == 0, done.stderr
+    answers = json.loads(done.stdout.strip().splitlines()[-1])
+    assert answers == {urls[0]: [200, ratings.workload], urls[1]: [200, details.workload]}
+
+    for url, member in zip(urls, (ratings, details), strict=True):
+        done = trellis_run(mesh, "shell", "curl", "-sS", "--fail", "--max-time", "10", url)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["name"] == member.workload
+
+
+def test_a_jobs_exit_code_comes_back(mesh: Mesh) -> None:
+    done = trellis_run(mesh, "job", sys.executable, "-c", "import sys; sys.exit(7)")
+    assert done.returncode == 7, done.stderr
+    done = trellis_run(mesh, "job", sys.executable, "-c", "print('fine')")
+    assert done.returncode == 0 and done.stdout.strip() == "fine"
+
+
+def test_sigterm_drains_requests_in_flight_then_stops(mesh: Mesh) -> None:
+    slow = run_service(mesh, "slow")
+    client = client_sidecar(mesh)
+    results: list[httpx.Response | BaseException] = []
+
+    def call() -> None:
+        try:
+            with client.client(timeout=20) as c:
+                results.append(c.get(f"http://slow:{slow.port}/?delay=2"))
+        except BaseException as e:
+            results.append(e)
+
+    worker = threading.Thread(target=call)
+    worker.start()
+    # The request has reached the app before the stop signal goes out.
+    wait_for(lambda: _in_flight(slow.sidecar.admin) > 0, 10, "the request in flight at the app")
+    slow.proc.signal(signal.SIGTERM)
+    worker.join(20)
+    assert len(results) == 1
+    response = results[0]
+    assert isinstance(response, httpx.Response), (
+        response,
+        slow.proc.stderr_lines[-20:],
+        client.proc.stderr_lines[-20:],
+    )
+    assert response.status_code == 200 and response.json()["name"] == slow.workload
+    # trellis run then leaves: deregistered, app stopped, exit status of the app.
+    assert slow.proc.wait(20) == 0
+    assert not any(e["workload"].startswith(slow.workload) for e in mesh.cp.endpoints("slow"))
+
+
+def _in_flight(admin: str) -> int:
+    stats = httpx.get(f"http://{admin}/stats", timeout=5, trust_env=False).json()
+    return int(stats["in_flight"])
