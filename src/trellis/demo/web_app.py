@@ -111,9 +111,8 @@ def make_handler(app: App) -> type[BaseHTTPRequestHandler]:
                 time.sleep(float(query["delay"]))
             status = int(query.get("status", 200))
             fail = query.get("fail")
-            if fail == "odd" and count % 2 == 1:
-                status = 503
-            elif fail and fail != "odd" and random.random() * 100 < float(fail):
+            odd = fail == "odd" and count % 2 == 1
+            if odd or (fail and fail != "odd" and random.random() * 100 < float(fail)):
                 status = 503
             if "size" in query:
                 self._send_size(status, int(query["size"]))

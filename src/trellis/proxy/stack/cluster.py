@@ -198,8 +198,8 @@ class ClusterManager:
             runtime = ClusterRuntime(config, (EndpointConfig(host, port),))
             if len(self._originals) >= MAX_ORIGINAL_DESTINATIONS:
                 oldest = next(iter(self._originals))
-                for host in self._originals.pop(oldest).hosts:
-                    host.pool.retire()
+                for evicted in self._originals.pop(oldest).hosts:
+                    evicted.pool.retire()
         self._originals[key] = runtime  # most recently used last
         return runtime
 
