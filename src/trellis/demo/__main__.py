@@ -1,10 +1,11 @@
 """`make demo`: a control plane and a meshed sample app, running in a minute.
 
 Steps: start `trellis control` (state in .trellis/demo, fresh each run), apply
-mesh.yaml, start the services (each a separate process that registers itself
-and gets its routes over xDS), drive load through `frontend`, print the
-traffic split every second, and tell where to look. Ctrl-C (or --seconds)
-stops every process it started, by PID.
+mesh.yaml, start the services — each app under `trellis run`, which gives it a
+sidecar, registers it and lets it call the others by name — then drive load
+through `productpage` (itself a meshed client), print the reviews split every
+second, and tell where to look. Ctrl-C (or --seconds) stops every process it
+started, by PID: each `trellis run` deregisters, drains and stops its app.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -19,7 +21,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
@@ -27,16 +28,17 @@ from typing import IO
 import httpx
 import yaml
 
-from trellis.run.bootstrap import bootstrap_json
-
 HERE = Path(__file__).parent
-SERVICES = [
-    # name, labels, downstream targets
-    ("ratings-1", {"app": "ratings"}, []),
-    ("greeter-v1", {"app": "greeter", "version": "v1"}, []),
-    ("greeter-v2", {"app": "greeter", "version": "v2"}, []),
-    ("frontend-1", {"app": "frontend"}, ["xds:///greeter:50051", "xds:///ratings:50051"]),
+APP = [sys.executable, "-m", "trellis.demo.web_app"]
+# workload, service, extra labels, URLs the app calls per request
+SERVICES: list[tuple[str, str, dict[str, str], list[str]]] = [
+    ("ratings-1", "ratings", {}, []),
+    ("details-1", "details", {}, []),
+    ("reviews-v1", "reviews", {"version": "v1"}, ["http://ratings:9080/"]),
+    ("reviews-v2", "reviews", {"version": "v2"}, ["http://ratings:9080/"]),
+    ("productpage-1", "productpage", {}, ["http://reviews:9080/", "http://details:9080/"]),
 ]
+_READY = re.compile(r"sidecar ready: outbound (\S+) inbound (\S+) admin (\S+)")
 
 
 def _port(preferred: int) -> int:
@@ -57,16 +59,26 @@ class Demo:
         self.xds_port = _port(15010)
         self.api = f"http://127.0.0.1:{self.api_port}"
         self.trellis = str(Path(sys.executable).parent / "trellis")
+        self.env = {
+            "TRELLIS_TOKEN": self.token,
+            "TRELLIS_CONFIG": str(self.data / "cli.json"),
+            "TRELLIS_SERVER": self.api,
+        }
 
-    def spawn(self, argv: list[str], env: dict[str, str], log: str) -> subprocess.Popen[str]:
+    def spawn(self, argv: list[str], log: str) -> subprocess.Popen[str]:
         out: IO[str] = open(self.data / log, "w")  # noqa: SIM115 - closed with the process
         proc = subprocess.Popen(
-            argv, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT, text=True
+            argv,
+            env={**os.environ, **self.env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,  # Ctrl-C reaches the demo only; it stops them in order
         )
         self.children.append(proc)
         return proc
 
-    def wait(self, what: str, check: Callable[[], bool], timeout: float = 30) -> None:
+    def wait(self, what: str, check: Callable[[], bool], timeout: float = 45) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -81,12 +93,11 @@ class Demo:
         raise SystemExit(f"demo: timed out waiting for {what}; logs in {self.data}")
 
     def start_control_plane(self) -> None:
-        env = {"TRELLIS_TOKEN": self.token, "TRELLIS_CONFIG": str(self.data / "cli.json")}
         argv = [
             self.trellis, "control", "--data-dir", str(self.data / "state"),
             "--listen", f"127.0.0.1:{self.api_port}", "--xds-listen", f"127.0.0.1:{self.xds_port}",
         ]  # fmt: skip
-        self.spawn(argv, env, "control.log")
+        self.spawn(argv, "control.log")
         self.wait("the control plane", lambda: httpx.get(f"{self.api}/healthz").status_code == 200)
 
     def apply(self, path: Path) -> None:
@@ -99,28 +110,21 @@ class Demo:
         if r.status_code != 200:
             raise SystemExit(f"demo: apply failed: {r.text}")
 
-    def grpc_env(self, workload: str, labels: dict[str, str]) -> dict[str, str]:
-        path = self.data / f"bootstrap-{workload}.json"
-        path.write_text(
-            bootstrap_json(
-                control_planes=[f"127.0.0.1:{self.xds_port}"], workload=workload, labels=labels
-            )
-        )
-        return {
-            "GRPC_XDS_BOOTSTRAP": str(path),
-            "GRPC_EXPERIMENTAL_XDS_DATA_ERROR_HANDLING": "true",
-            "grpc_proxy": "",
-        }
+    def run_argv(self, workload: str, service: str, labels: dict[str, str]) -> list[str]:
+        argv = [self.trellis, "run", "--service", service, "--workload", workload,
+                "--outbound-port", "0", "--inbound-port", "0", "--admin-port", "0"]  # fmt: skip
+        for k, v in labels.items():
+            argv += ["--label", f"{k}={v}"]
+        return argv
 
     def start_services(self) -> None:
-        for name, labels, calls in SERVICES:
-            argv = [sys.executable, "-m", "trellis.demo.echo_server", "--name", name,
-                    "--api", self.api, "--token", self.token, "--ttl", "5"]  # fmt: skip
-            for k, v in labels.items():
-                argv += ["--label", f"{k}={v}"]
-            for target in calls:
-                argv += ["--call", target]
-            self.spawn(argv, self.grpc_env(name, labels), f"{name}.log")
+        for workload, service, labels, calls in SERVICES:
+            port = _port(0)
+            argv = [*self.run_argv(workload, service, labels), "--port", str(port), "--", *APP,
+                    "--name", workload, "--port", str(port)]  # fmt: skip
+            for url in calls:
+                argv += ["--call", url]
+            self.spawn(argv, f"{workload}.log")
 
         def registered() -> bool:
             items = httpx.get(f"{self.api}/api/v1/workloads").json()["items"]
@@ -128,46 +132,49 @@ class Demo:
 
         self.wait("the services to register", registered)
 
+    def admin_of(self, workload: str) -> str:
+        match = _READY.search((self.data / f"{workload}.log").read_text())
+        return match.group(3) if match else "?"
+
     def load(self, seconds: float) -> int:
-        """Drive load through frontend and print the split every second; returns failed calls."""
-        env = self.grpc_env("loadgen", {"app": "loadgen"})
-        argv = [sys.executable, "-m", "trellis.demo.xds_client", "--target",
-                "xds:///frontend:50051", "--duration", str(seconds), "--interval", "0.005",
-                "--stream", "--wait-ready", "15"]  # fmt: skip
-        proc = subprocess.Popen(argv, env={**os.environ, **env}, stdout=subprocess.PIPE, text=True)
+        """Drive load through productpage and print the reviews split every second."""
+        argv = [*self.run_argv("loadgen", "loadgen", {}), "--", sys.executable, "-m",
+                "trellis.demo.load", "--url", "http://productpage:9080/",
+                "--seconds", str(seconds)]  # fmt: skip
+        proc = subprocess.Popen(
+            argv,
+            env={**os.environ, **self.env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+        )
         self.children.append(proc)
         assert proc.stdout is not None
-        window: Counter[str] = Counter()
         failed = 0
-        last = time.monotonic()
         for line in proc.stdout:
             record = json.loads(line)
             if "summary" in record:
+                failed = int(record["summary"]["failed"])
                 break
-            if record["ok"]:
-                greeter = next(p for p in record["peer"].split(" > ") if "greeter" in p)
-                window[greeter] += 1
-            else:
-                failed += 1
-                window["error:" + record["code"]] += 1
-            if time.monotonic() - last >= 1.0:
-                total = sum(window.values())
-                split = "  ".join(f"{k} {100 * v / total:5.1f}%" for k, v in sorted(window.items()))
-                print(f"  {total:4d} calls/s through frontend → greeter: {split}", flush=True)
-                window.clear()
-                last = time.monotonic()
+            total = record["calls"] or 1
+            split = "  ".join(
+                f"{k} {100 * v / total:5.1f}%" for k, v in sorted(record["split"].items())
+            )
+            print(f"  {record['calls']:3d} calls/s to productpage → reviews: {split}", flush=True)
         proc.wait()
         return failed
 
     def stop(self) -> None:
         for proc in reversed(self.children):
             if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+                os.kill(proc.pid, signal.SIGTERM)
         for proc in reversed(self.children):
             try:
-                proc.wait(5)
+                proc.wait(15)
             except subprocess.TimeoutExpired:
                 proc.kill()
+                proc.wait()
 
 
 def _short(path: Path) -> Path:
@@ -195,17 +202,19 @@ def main() -> None:
         print(f"Trellis demo: control plane API {demo.api}, xDS 127.0.0.1:{demo.xds_port}")
         demo.start_control_plane()
         demo.apply(HERE / "mesh.yaml")
-        print("applied mesh.yaml: frontend, greeter (v1 + v2), ratings; canary 90/10 on greeter")
+        print(
+            "applied mesh.yaml: productpage → reviews (v1 90%, v2 10%), details; reviews → ratings"
+        )
         demo.start_services()
-        config = demo.data / "cli.json"
-        trellis = Path(demo.trellis)
-        print("every service is a proxyless gRPC process configured over xDS. In another shell:")
-        print(f"  export TRELLIS_CONFIG={_short(config)}")
-        cli = _short(trellis)
-        print(f"  {cli} status                    # each node: config versions, ACKED?")
-        print(f"  {cli} describe service greeter  # routes, endpoints, subscribers")
-        print(f"  {cli} get grpcroutes -o yaml")
-        print(f"logs: {demo.data}/*.log.  Ctrl-C stops everything.", flush=True)
+        cli = _short(Path(demo.trellis))
+        print("every app runs under `trellis run` beside its sidecar. In another shell:")
+        print(f"  export TRELLIS_CONFIG={_short(demo.data / 'cli.json')}")
+        print(f"  {cli} status                    # every sidecar: config versions, ACKED?")
+        print(f"  {cli} describe service reviews  # routes, endpoints, subscribers")
+        admin = demo.admin_of("productpage-1")
+        print(f"  curl -s http://{admin}/metrics | grep trellis_requests_total  # its sidecar")
+        print(f"  curl -s http://{admin}/clusters   # endpoints, health, active requests")
+        print(f"logs: {_short(demo.data)}/*.log.  Ctrl-C stops everything.", flush=True)
         if args.seconds:
             failed = demo.load(args.seconds)
         else:

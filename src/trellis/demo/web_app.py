@@ -97,6 +97,9 @@ def make_handler(app: App) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "trellis-demo-web"
+        # Head and body go out in separate writes: without this, Nagle holds the body
+        # until the peer's delayed ACK (40 ms a response).
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
