@@ -59,7 +59,15 @@ async def serve(config: ControlConfig, *, out: TextIO = sys.stdout) -> None:
     api_address = HostPort(config.api.host, api_sock.getsockname()[1])
     store = SqliteStore(config.state_db)
     # No SO_REUSEPORT: a second control plane on the same port must fail, not share it.
-    grpc_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    grpc_server = grpc.aio.server(
+        options=[
+            ("grpc.so_reuseport", 0),
+            # Proxies ping every 30 s to notice a dead control plane; allow it (the
+            # default minimum, 5 minutes, answers faster pings with GOAWAY).
+            ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+        ]
+    )
     try:
         ads = AdsServer()
         ads.register(grpc_server)

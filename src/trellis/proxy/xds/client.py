@@ -59,10 +59,10 @@ _CHANNEL_OPTIONS: Final = (
     # Our own channel per attempt: a shared subchannel would carry gRPC's reconnect
     # backoff (up to 120 s) from one attempt to the next.
     ("grpc.use_local_subchannel_pool", 1),
-    # Notice a silently dead peer. The server's default minimum ping interval is
-    # 5 minutes (more often earns a GOAWAY), so stay above it.
-    ("grpc.keepalive_time_ms", 330_000),
-    ("grpc.keepalive_timeout_ms", 20_000),
+    # Notice a silently dead control plane within ~40 s. `trellis control` accepts
+    # pings every 10 s (gRPC's default minimum is 5 minutes: more often earns a GOAWAY).
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.http2.max_pings_without_data", 0),
     # The control plane may send big snapshots (all of a mesh's endpoints).
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
