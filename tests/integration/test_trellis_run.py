@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.integration.dataplane import TRELLIS, client_sidecar, run_service
-from tests.integration.harness import TOKEN, Mesh, wait_for
+from tests.integration.harness import TOKEN, Mesh, Proc, free_port, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -120,3 +120,41 @@ def test_sigterm_drains_requests_in_flight_then_stops(mesh: Mesh) -> None:
 def _in_flight(admin: str) -> int:
     stats = httpx.get(f"http://{admin}/stats", timeout=5, trust_env=False).json()
     return int(stats["in_flight"])
+
+
+def test_proxyless_grpc_app_under_trellis_run(mesh: Mesh) -> None:
+    """`--proxyless`: no sidecar; the grpcio app is the endpoint and gets routes over xDS."""
+    port = free_port()
+    argv = [
+        TRELLIS,
+        "run",
+        "--server",
+        mesh.cp.api,
+        "--service",
+        "greeter",
+        "--workload",
+        "greeter-1",
+        "--port",
+        str(port),
+        "--protocol",
+        "grpc",
+        "--proxyless",
+        "--",
+        sys.executable,
+        "-m",
+        "trellis.demo.echo_server",
+        "--name",
+        "greeter-1",
+        "--port",
+        str(port),
+    ]
+    proc = Proc(argv, env={"TRELLIS_TOKEN": TOKEN}, name="trellis run --proxyless")
+    mesh.procs.append(proc)
+    wait_for(lambda: mesh.cp.endpoints("greeter"), 30, "greeter's proxyless endpoint")
+    (endpoint,) = mesh.cp.endpoints("greeter")
+    assert endpoint["port"] == port
+    summary = mesh.run_client(f"xds:///greeter:{port}", "--calls", "20", "--wait-ready", "10")
+    assert summary["peers"] == {"greeter-1": 20} and not summary["errors"], summary
+    proc.signal(signal.SIGTERM)
+    assert proc.wait(20) == 0
+    assert mesh.cp.endpoints("greeter") == []

@@ -5,7 +5,7 @@ workload's name, followed by the answers of every `--call` target (called
 through grpc's own xDS client, so `--call xds:///ratings:50051` fans out
 through the mesh). No generated code: requests and replies are raw bytes.
 
-The process registers itself as a proxyless Workload through the registry
+The process registers itself (with `--api`) as a proxyless Workload through the registry
 API and heartbeats (trellis.run.registration). SIGUSR1 stops the heartbeats
 while it keeps serving; SIGTERM/SIGINT deregister and exit.
 
@@ -34,8 +34,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--name", required=True)
     p.add_argument("--namespace", default="default")
     p.add_argument("--label", action="append", default=[], help="k=v, repeatable")
-    p.add_argument("--api", required=True, help="control plane API URL")
-    p.add_argument("--token", required=True)
+    p.add_argument("--api", help="control plane API URL (none: do not register, e.g. under"
+                   " `trellis run --proxyless`, which registers the app)")  # fmt: skip
+    p.add_argument("--token", default="")
     p.add_argument("--ttl", type=float, default=3.0)
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--call", action="append", default=[], help="xds:/// target to call per request")
@@ -75,16 +76,18 @@ def main(argv: list[str] | None = None) -> None:
             "ports": [{"name": "grpc", "port": port, "protocol": "grpc"}],
         },
     }
-    registration = Registration(args.api, args.token, workload, ttl=args.ttl)
-    registration.start()
+    registration = Registration(args.api, args.token, workload, ttl=args.ttl) if args.api else None
+    if registration is not None:
+        registration.start()
+        signal.signal(signal.SIGUSR1, lambda *_: registration.pause())
     stop = threading.Event()
-    signal.signal(signal.SIGUSR1, lambda *_: registration.pause())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     print(f"READY {port}", flush=True)
     while not stop.wait(0.2):
         pass
-    registration.close()
+    if registration is not None:
+        registration.close()
     server.stop(grace=1).wait()
     sys.exit(0)
 
