@@ -474,28 +474,19 @@ def test_redirect_filter() -> None:
         "https://new.example:8443/new?q=1"
     )
     assert redirect_route("{hostname: other}").location("http", "reviews:9080", "/old?q=1") == (
-        "http://other/old?q=1"
+        "http://other:9080/old?q=1"
     )
     default = redirect_route("{port: 8080}")
     assert default.status == 302  # Gateway API's default
     assert default.location("http", "reviews:9080", "/old") == "http://reviews:8080/old"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="translator: a redirect's ReplacePrefixMatch on a PathPrefix (a regex route) "
-    "is emitted as RedirectAction.prefix_rewrite, which Envoy applies to the whole path",
-)
 def test_redirect_replace_prefix_match_keeps_the_rest_of_the_path() -> None:
     action = redirect_route("{path: {type: ReplacePrefixMatch, replacePrefixMatch: /new}}")
-    assert action.location("http", "reviews", "/old/page?q=1") == "http://reviews/new/page?q=1"
+    # No scheme and no port: Gateway API's listener port, the service port in a mesh.
+    assert action.location("http", "reviews", "/old/page?q=1") == "http://reviews:9080/new/page?q=1"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="translator: a scheme without a port keeps the request's port under Envoy's "
-    "rules; Gateway API wants the scheme's well-known port (port_redirect 443)",
-)
 def test_redirect_to_https_uses_port_443() -> None:
     action = redirect_route("{scheme: https}")
     location = action.location("http", "reviews:9080", "/old")
@@ -603,11 +594,6 @@ spec:
     assert goes_to(table, "/pkg.Other/Get", method="POST") is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="translator: a rule whose backendRefs all have weight 0 gets a RouteAction with no "
-    "cluster specifier, which every client NACKs (Gateway API: answer 500)",
-)
 @pytest.mark.parametrize("kind", ["sidecar", "proxyless"])
 def test_a_rule_with_only_zero_weights_answers_500(kind: str) -> None:
     table = routes("    - backendRefs: [{name: v1, weight: 0}]\n", kind=kind)
@@ -616,11 +602,6 @@ def test_a_rule_with_only_zero_weights_answers_500(kind: str) -> None:
     assert route.action.status == 500
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="model: route regexes are checked with Python's re, so RE2-invalid ones (lookahead) "
-    "are accepted, translated, and NACKed by every client",
-)
 def test_a_regex_re2_rejects_is_refused_when_the_route_is_applied() -> None:
     with pytest.raises(InvalidDocuments):
         routes("    - matches: [{path: {type: RegularExpression, value: '/a(?=b).*'}}]\n")

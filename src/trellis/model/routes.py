@@ -16,13 +16,19 @@ from pydantic import Field, field_validator, model_validator
 
 from trellis.model.base import Document, Name, Spec
 from trellis.model.duration import Duration, parse_duration
+from trellis.routing.regex import re2_problem
 
 
 def _check_regex(value: str) -> str:
+    """Valid for RE2, the engine of every client (Envoy, grpcio, our sidecar): a regex that
+    Python's `re` accepts but RE2 refuses would be translated and NACKed everywhere."""
     try:
         re.compile(value)
     except re.error as e:
         raise ValueError(f"invalid regular expression {value!r}: {e}") from None
+    problem = re2_problem(value)
+    if problem is not None:
+        raise ValueError(f"invalid regular expression {value!r}: {problem}")
     return value
 
 

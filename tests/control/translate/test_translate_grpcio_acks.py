@@ -155,6 +155,14 @@ spec:
         - type: RequestHeaderModifier
           requestHeaderModifier: {{set: [{{name: x-a, value: b}}]}}
       backendRefs: [{{name: plain}}]
+    - matches: [{{path: {{type: Exact, value: /zero}}}}]
+      backendRefs: [{{name: plain, weight: 0}}]  # a direct_response 500
+    - matches: [{{path: {{type: PathPrefix, value: /moved}}}}]
+      filters:
+        - type: RequestRedirect
+          requestRedirect:
+            scheme: https
+            path: {{type: ReplacePrefixMatch, replacePrefixMatch: /new}}
 ---
 apiVersion: trellis.dev/v1alpha1
 kind: DestinationPolicy

@@ -354,6 +354,7 @@ def test_header_modifiers_redirect_rewrite_and_mirror() -> None:
     assert redirect["redirect"] == {
         "host_redirect": "new.example",
         "path_redirect": "/new",
+        "port_redirect": 9080,  # no port, no scheme: the service port (Gateway API)
     }  # MOVED_PERMANENTLY is the enum's zero value
     action = rewrite["route"]
     assert action["host_rewrite_literal"] == "internal"

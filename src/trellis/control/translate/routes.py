@@ -67,7 +67,11 @@ def build_route(entry: Entry, flavor: RouteFlavor, push: PushContext) -> rc.Rout
         return None
     route = rc.Route(name=entry.name, match=match)
     if entry.redirect is not None:
-        route.redirect.CopyFrom(_redirect(entry.redirect))
+        route.redirect.CopyFrom(_redirect(entry.redirect, entry.match, entry.port))
+    elif not entry.backends:
+        # Every backendRef has weight 0: Gateway API answers 500 (a RouteAction with no
+        # cluster would be NACKed by every client).
+        route.direct_response.status = 500
     else:
         route.route.CopyFrom(_action(entry, flavor, push))
     if entry.request_headers is not None:
@@ -178,7 +182,13 @@ def _rewrite(action: rc.RouteAction, rewrite: URLRewrite, match: MatchSpec) -> N
         action.prefix_rewrite = (path.replace_prefix_match or "/").rstrip("/") + "/"
 
 
-def _redirect(redirect: RequestRedirect) -> rc.RedirectAction:
+_WELL_KNOWN_PORTS = {"http": 80, "https": 443}
+
+
+def _redirect(redirect: RequestRedirect, match: MatchSpec, port: int) -> rc.RedirectAction:
+    """Gateway API's redirect: the port is the one given, else the scheme's well-known
+    port, else the service port (GAMMA's listener port); a prefix replacement keeps what
+    follows a PathPrefix's segment prefix."""
     out = rc.RedirectAction(response_code=_REDIRECT_CODES[redirect.status_code])
     if redirect.scheme:
         out.scheme_redirect = redirect.scheme
@@ -186,9 +196,22 @@ def _redirect(redirect: RequestRedirect) -> rc.RedirectAction:
         out.host_redirect = redirect.hostname
     if redirect.port:
         out.port_redirect = redirect.port
+    elif redirect.scheme in _WELL_KNOWN_PORTS:
+        out.port_redirect = _WELL_KNOWN_PORTS[redirect.scheme]
+    elif port:
+        out.port_redirect = port
     if redirect.path is not None:
         if redirect.path.type == "ReplaceFullPath":
             out.path_redirect = redirect.path.replace_full_path or "/"
+        elif match.path.segment_prefix:
+            prefix = re.escape(match.path.segment_prefix)
+            replacement = (redirect.path.replace_prefix_match or "/").rstrip("/")
+            if replacement:
+                pattern, substitution = f"^{prefix}(/.*)?$", replacement + r"\1"
+            else:
+                pattern, substitution = f"^{prefix}/?(.*)$", r"/\1"
+            out.regex_rewrite.pattern.regex = pattern
+            out.regex_rewrite.substitution = substitution
         else:
             out.prefix_rewrite = redirect.path.replace_prefix_match or "/"
     return out

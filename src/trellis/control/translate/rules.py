@@ -102,6 +102,7 @@ class Entry:
     timeouts: Timeouts | None = None
     retry: HTTPRetry | GRPCRetry | None = None
     fault: Fault | None = None
+    port: int = 0  # the parent service port (a redirect without port or scheme keeps it)
 
 
 ROOT = PathSpec("prefix", "/", _RANK["prefix"], 1)
@@ -193,6 +194,7 @@ def _entry(
         timeouts=rule.timeouts or mesh.spec.defaults.timeouts,
         retry=rule.retry or mesh.spec.defaults.retry,
         fault=rule.fault,
+        port=target.port.port,
     )
 
 
