@@ -8,23 +8,38 @@ de-chunked) and the end (`on_request_end` / `on_response_end`). Several
 messages may come out of one `feed` (pipelining); the handler decides what to
 do with them.
 
+A request reader holds the events of a `feed` until all of its bytes have
+parsed: a feed that fails delivers nothing, so nothing that arrived together
+with a framing error (a bad chunk behind a valid head, a broken request
+pipelined behind a good one) is ever forwarded. Bytes that arrive later than
+a head cannot be judged before it goes upstream (bodies stream); there the
+handler is told through the error, and resets what it started.
+
 What llhttp already refuses (we rely on it, and the fuzz tests check it):
 Content-Length together with Transfer-Encoding, duplicate Content-Length,
-a non-digit Content-Length, a bad chunk size, a header line without a colon,
-whitespace before the colon, obs-fold, bare CR or LF, NUL in a value. What the
-reader adds: size limits (431/414) that also hold while a head arrives in
-pieces, exactly one valid Host on HTTP/1.1 (RFC 9112 §3.2), the request-target
-forms (RFC 9112 §3.2.1-4), HTTP/1.x only (505), `chunked` as the only transfer
-coding (501), and 100-continue detection.
+a non-digit Content-Length, a bad chunk size or extension, a header line
+without a colon, whitespace before the colon, obs-fold, bare CR or LF, NUL in a
+value. What the reader adds: size limits (431/414) that also hold while a head
+arrives in pieces, exactly one valid Host on HTTP/1.1 (RFC 9112 §3.2), the
+request-target forms (RFC 9112 §3.2.1-4), HTTP/1.x only (505), the
+Transfer-Encoding rules (RFC 9112 §6.1, §6.3: `chunked` final and once, else
+400; another coding besides it, 501), no content on an Upgrade request (llhttp
+skips it: 501), 100-continue detection (HTTP/1.1 only),
+and a bound on bytes that frame a body without carrying any (chunk lines,
+trailers), which llhttp and httptools would otherwise buffer without limit.
+Trailer fields are read and dropped: they never join the head's headers.
 
 Failure: every problem raises `ProtocolError` out of `feed`; after that the
-reader is unusable and the connection must be closed.
+reader is unusable and the connection must be closed. Bytes after a request
+with `Connection: close` (or an HTTP/1.0 one without keep-alive) are ignored
+(RFC 9112 §9.6), not an error.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import httptools
 
@@ -37,6 +52,12 @@ MAX_TARGET_BYTES = 16 * 1024
 
 _HOST_RE = re.compile(rb"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-_~%!$&'()*+,;=]*)(?::[0-9]{1,5})?$")
 _NO_BODY_STATUS = frozenset({204, 304})
+
+# llhttp's error reasons that are not a plain 400 (RFC 9112 §2.2: what cannot be parsed).
+_LLHTTP_STATUS = {
+    "Pause on PRI/Upgrade": 505,  # the HTTP/2 connection preface
+}
+_CLOSED = "Data after `Connection: close`"
 
 
 class RequestHandler(Protocol):
@@ -53,9 +74,63 @@ class ResponseHandler(Protocol):
 
 def _parse_error(e: httptools.HttpParserError) -> ProtocolError:
     reason = str(e) or type(e).__name__
-    if "Transfer-Encoding" in reason and "invalid" in reason.lower():
-        return ProtocolError(501, reason)
-    return ProtocolError(400, reason)
+    return ProtocolError(_LLHTTP_STATUS.get(reason, 400), reason)
+
+
+def _cause(e: httptools.HttpParserError) -> Exception | None:
+    """What one of our callbacks raised (a ProtocolError, or a bug), when that stopped llhttp."""
+    cause = e.__context__
+    if (
+        isinstance(e, httptools.HttpParserCallbackError)
+        and isinstance(cause, Exception)
+        and not isinstance(cause, httptools.HttpParserError)
+    ):
+        return cause
+    return None
+
+
+def transfer_chunked(value: bytes) -> bool:
+    """The Transfer-Encoding field (all lines joined with ",") of a request: True when the
+    body is chunked; ProtocolError when it cannot be framed (400) or uses a coding we do
+    not implement (501). RFC 9112 §6.1 and §6.3."""
+    codings = [c.strip().lower() for c in value.split(b",")]
+    codings = [c for c in codings if c]
+    if not codings or codings[-1] != b"chunked":
+        raise ProtocolError(400, "Transfer-Encoding without chunked as the final coding")
+    if codings.count(b"chunked") > 1:
+        raise ProtocolError(400, "chunked applied more than once")
+    if len(codings) > 1:
+        listed = b", ".join(codings).decode("latin-1")
+        raise ProtocolError(501, f"transfer coding {listed!r} not implemented")
+    return True
+
+
+class _Framing:
+    """Bytes that frame a body without carrying any (chunk-size lines, extensions,
+    trailers) are bounded: llhttp streams them, but httptools buffers a trailer field whole.
+    `progress()` on every sign of a message moving on; `stalled(n)` after each feed."""
+
+    __slots__ = ("bytes", "moved", "trailers")
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        self.moved = False
+        self.trailers = False  # after a chunk header with no data since: the last chunk
+
+    def progress(self) -> None:
+        self.moved = True
+        self.trailers = False
+
+    def stalled(self, fed: int, limit: int, status_trailers: int, status_chunks: int) -> None:
+        if self.moved:
+            self.bytes = 0
+            self.moved = False
+            return
+        self.bytes += fed
+        if self.bytes > limit:
+            if self.trailers:
+                raise ProtocolError(status_trailers, "trailer section too large")
+            raise ProtocolError(status_chunks, "chunk framing too large")
 
 
 class RequestReader:
@@ -63,16 +138,23 @@ class RequestReader:
     head (the tunnel's first bytes), else None."""
 
     __slots__ = (
+        "_accounted",
+        "_closed",
         "_content_length",
+        "_events",
         "_expect",
+        "_framing",
         "_handler",
         "_head_bytes",
+        "_head_offset",
         "_headers",
         "_hosts",
+        "_in_body",
         "_in_head",
         "_max_head",
         "_parser",
         "_te",
+        "_trailers",
         "_url",
     )
 
@@ -80,6 +162,12 @@ class RequestReader:
         self._handler = handler
         self._max_head = max_head_bytes
         self._parser = httptools.HttpRequestParser(self)
+        self._events: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
+        self._framing = _Framing()
+        self._closed = False
+        self._in_body = False
+        self._accounted = 0
+        self._head_offset = -1
         self._reset()
 
     def _reset(self) -> None:
@@ -91,38 +179,81 @@ class RequestReader:
         self._content_length: int | None = None
         self._te: bytes | None = None
         self._expect = False
+        self._trailers = 0
 
     def feed(self, data: bytes) -> bytes | None:
+        if self._closed:
+            return None  # after `Connection: close`: nothing more is read
+        events = self._events
+        events.clear()
+        self._accounted = 0
+        self._head_offset = -1
+        rest = None
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as e:
             offset = int(e.args[0]) if e.args else len(data)
-            return data[offset:]
+            rest = data[offset:]
         except httptools.HttpParserError as e:
-            cause = e.__context__
-            if isinstance(cause, Exception) and isinstance(e, httptools.HttpParserCallbackError):
-                raise cause from None  # ours (ProtocolError), or a handler's bug: not a 400
-            raise _parse_error(e) from None
+            if str(e) == _CLOSED:
+                self._closed = True  # RFC 9112 §9.6: the rest is not read
+            else:
+                events.clear()
+                cause = _cause(e)
+                raise (cause if cause is not None else _parse_error(e)) from None
+        else:
+            self._check_sizes(len(data))
+        self._deliver()
+        return rest
+
+    def _check_sizes(self, fed: int) -> None:
         if self._in_head:
             # The head is still arriving: llhttp buffers partial values where we cannot
-            # see them, so count every byte fed since the head began.
-            self._head_bytes += len(data)
+            # see them, so count every byte of it fed so far. When it began in this feed,
+            # what came before it (bodies, earlier heads) is not its.
+            if self._head_offset >= 0:
+                self._head_bytes = fed - self._head_offset
+            else:
+                self._head_bytes += fed
             if self._head_bytes > self._max_head:
+                self._events.clear()
                 raise ProtocolError(431, "request header section too large")
-        return None
+        elif self._in_body:
+            try:
+                self._framing.stalled(fed, self._max_head, 431, 400)
+            except ProtocolError:
+                self._events.clear()
+                raise
+
+    def _deliver(self) -> None:
+        events = self._events
+        if not events:
+            return
+        self._events = []
+        for callback, args in events:
+            callback(*args)
 
     # -- llhttp callbacks -----------------------------------------------------------------
 
     def on_message_begin(self) -> None:
         self._reset()
         self._in_head = True
+        self._head_offset = self._accounted
 
     def on_url(self, url: bytes) -> None:
         self._url += url
+        self._accounted += len(url)
         if len(self._url) > MAX_TARGET_BYTES:
             raise ProtocolError(414, "request-target too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._accounted += len(name) + len(value) + 4
+        if not self._in_head:
+            # A trailer field: read, bounded, dropped (never forwarded as a header).
+            self._trailers += 1
+            if self._trailers > MAX_HEADERS:
+                raise ProtocolError(431, f"more than {MAX_HEADERS} trailer fields")
+            return
         headers = self._headers
         headers.append((name, value))
         if len(headers) > MAX_HEADERS:
@@ -133,12 +264,14 @@ class RequestReader:
         elif low == b"content-length":
             self._content_length = int(value)
         elif low == b"transfer-encoding":
-            self._te = value.strip().lower() if self._te is None else self._te + b"," + value
+            self._te = value if self._te is None else self._te + b"," + value
         elif low == b"expect":
             self._expect = value.strip().lower() == b"100-continue"
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self._in_body = True
+        self._framing.progress()
         parser = self._parser
         version = parser.get_http_version()
         if not version.startswith("1."):
@@ -147,29 +280,34 @@ class RequestReader:
             raise ProtocolError(431, "request header section too large")
         chunked = False
         if self._te is not None:
-            if self._te != b"chunked":
-                raise ProtocolError(501, f"transfer coding {self._te.decode('latin-1')!r}")
             if version == "1.0":
                 raise ProtocolError(400, "Transfer-Encoding in an HTTP/1.0 request")
-            chunked = True
+            chunked = transfer_chunked(self._te)
         method = parser.get_method().decode("ascii")
+        content_length = self._content_length
+        if parser.should_upgrade():
+            # llhttp stops at this head and hands over the bytes after it. For CONNECT they
+            # are the tunnel's (RFC 9110 §9.3.6: no content); another Upgrade request is
+            # forwarded without the Upgrade, so a body it has could never follow it.
+            if method != "CONNECT" and (chunked or content_length):
+                raise ProtocolError(501, "an Upgrade request with content is not supported")
+            content_length, chunked = None, False
         target = self._url.decode("latin-1")
         path, authority, absolute = self._target(method, target, version)
-        self._handler.on_request(
-            RequestHead(
-                method,
-                target,
-                path,
-                authority,
-                self._headers,
-                absolute=absolute,
-                version=version,
-                keep_alive=parser.should_keep_alive(),
-                content_length=self._content_length,
-                chunked=chunked,
-                expect_continue=self._expect,
-            )
+        head = RequestHead(
+            method,
+            target,
+            path,
+            authority,
+            self._headers,
+            absolute=absolute,
+            version=version,
+            keep_alive=parser.should_keep_alive(),
+            content_length=content_length,
+            chunked=chunked,
+            expect_continue=self._expect and version == "1.1",  # RFC 9110 §10.1.1
         )
+        self._events.append((self._handler.on_request, (head,)))
 
     def _target(self, method: str, target: str, version: str) -> tuple[str, str, bool]:
         """(path, authority, absolute) from the request-target and Host (RFC 9112 §3.2)."""
@@ -181,6 +319,8 @@ class RequestReader:
         host = hosts[0].strip() if hosts else b""
         if not _HOST_RE.match(host):
             raise ProtocolError(400, "invalid Host header")
+        if "#" in target:
+            raise ProtocolError(400, "a fragment in the request-target")  # RFC 9112 §3.2
         if method == "CONNECT":
             if "/" in target or ":" not in target or not _HOST_RE.match(target.encode("latin-1")):
                 raise ProtocolError(400, "CONNECT needs an authority-form target (host:port)")
@@ -198,6 +338,8 @@ class RequestReader:
             if not url.host or url.userinfo:
                 raise ProtocolError(400, "invalid absolute-form target")
             authority = url.host.decode("latin-1").lower()
+            if ":" in authority:
+                authority = f"[{authority}]"  # an IPv6 literal keeps its brackets
             if url.port is not None:
                 authority = f"{authority}:{url.port}"
             path = (url.path or b"/").decode("latin-1")
@@ -206,32 +348,53 @@ class RequestReader:
             return path, authority, True
         raise ProtocolError(400, "invalid request-target")
 
+    def on_chunk_header(self) -> None:
+        self._framing.moved = True
+        self._framing.trailers = True  # until data comes: this may be the last chunk
+
+    def on_chunk_complete(self) -> None:
+        self._framing.progress()
+
     def on_body(self, body: bytes) -> None:
-        self._handler.on_body(body)
+        self._framing.progress()
+        self._accounted += len(body)
+        self._events.append((self._handler.on_body, (body,)))
 
     def on_message_complete(self) -> None:
-        self._handler.on_request_end()
+        self._in_body = False
+        self._framing.progress()
+        self._events.append((self._handler.on_request_end, ()))
 
 
 class ResponseReader:
     """Responses on an upstream connection, one per request sent.
 
     `expect(head_request)` is called before each request goes out: a response to
-    HEAD has no body whatever its framing headers say. 1xx responses (other than
-    101) are skipped. A close-delimited body ends with `eof()`.
+    HEAD has no body whatever its framing headers say, so it gets a parser of its
+    own and the next request a fresh one (llhttp would read the next response as
+    the body the HEAD response announced). 1xx responses (other than 101) are
+    skipped. A close-delimited body ends with `eof()`; a Transfer-Encoding whose
+    final coding is not chunked means close-delimited (RFC 9112 §6.3).
+
+    A status outside 100-599, a version other than 1.x, a 101, a body after a
+    response to HEAD and anything llhttp refuses raise ProtocolError(502): the
+    upstream is broken.
     """
 
     __slots__ = (
         "_content_length",
+        "_framing",
         "_handler",
         "_head",
         "_head_bytes",
         "_head_request",
         "_headers",
+        "_in_body",
         "_in_head",
         "_informational",
         "_parser",
         "_te",
+        "_trailers",
         "done",
     )
 
@@ -240,6 +403,8 @@ class ResponseReader:
         self._parser = httptools.HttpResponseParser(self)
         self._head_request = False
         self._head: ResponseHead | None = None
+        self._framing = _Framing()
+        self._in_body = False
         self.done = False
         self._reset()
 
@@ -248,17 +413,17 @@ class ResponseReader:
         self._head_bytes = 0
         self._headers: Headers = []
         self._content_length: int | None = None
-        self._te = False
+        self._te: bytes | None = None
         self._informational = False
+        self._trailers = 0
 
     def expect(self, head_request: bool) -> None:
+        if head_request or self._head_request:
+            self._parser = httptools.HttpResponseParser(self)
+            self._in_body = False
         self._head_request = head_request
         self._head = None
         self.done = False
-        if head_request:
-            # llhttp would wait for the body that Content-Length announces: a fresh parser
-            # per HEAD response, dropped once its head is read.
-            self._parser = httptools.HttpResponseParser(self)
 
     def feed(self, data: bytes) -> None:
         try:
@@ -266,14 +431,16 @@ class ResponseReader:
         except httptools.HttpParserUpgrade:
             raise ProtocolError(502, "upstream switched protocols") from None
         except httptools.HttpParserError as e:
-            cause = e.__context__
-            if isinstance(cause, Exception) and isinstance(e, httptools.HttpParserCallbackError):
+            cause = _cause(e)
+            if cause is not None:
                 raise cause from None
             raise ProtocolError(502, f"invalid upstream response: {e}") from None
         if self._in_head:
             self._head_bytes += len(data)
             if self._head_bytes > MAX_HEAD_BYTES:
                 raise ProtocolError(502, "upstream response header section too large")
+        elif self._in_body:
+            self._framing.stalled(len(data), MAX_HEAD_BYTES, 502, 502)
 
     def eof(self) -> bool:
         """The connection closed: True when that ended a close-delimited body."""
@@ -292,6 +459,11 @@ class ResponseReader:
         pass
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._in_head:
+            self._trailers += 1  # a trailer field: bounded, dropped
+            if self._trailers > MAX_HEADERS:
+                raise ProtocolError(502, "upstream response has too many trailer fields")
+            return
         self._headers.append((name, value))
         if len(self._headers) > MAX_HEADERS:
             raise ProtocolError(502, "upstream response has too many header fields")
@@ -299,26 +471,37 @@ class ResponseReader:
         if low == b"content-length":
             self._content_length = int(value)
         elif low == b"transfer-encoding":
-            self._te = True
+            self._te = value if self._te is None else self._te + b"," + value
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self._in_body = True
+        self._framing.progress()
         parser = self._parser
         status = parser.get_status_code()
-        if 100 <= status < 200:
+        version = parser.get_http_version()
+        if not 100 <= status <= 599:
+            raise ProtocolError(502, f"upstream response status {status} is not valid")
+        if not version.startswith("1."):
+            raise ProtocolError(502, f"upstream response is HTTP/{version}")
+        if status < 200:
             if status == 101:
                 raise ProtocolError(502, "upstream switched protocols")
             self._informational = True
             return
+        chunked = False
+        if self._te is not None:
+            codings = [c.strip().lower() for c in self._te.split(b",")]
+            chunked = [c for c in codings if c][-1:] == [b"chunked"]
         no_body = self._head_request or status in _NO_BODY_STATUS
         head = ResponseHead(
             status,
             self._headers,
-            version=parser.get_http_version(),
+            version=version,
             keep_alive=parser.should_keep_alive(),
             content_length=None if no_body else self._content_length,
-            chunked=self._te and not no_body,
-            close_delimited=not no_body and not self._te and self._content_length is None,
+            chunked=chunked and not no_body,
+            close_delimited=not no_body and not chunked and self._content_length is None,
         )
         self._head = head
         self._handler.on_response(head)
@@ -326,10 +509,23 @@ class ResponseReader:
             self.done = True
             self._handler.on_response_end()
 
+    def on_chunk_header(self) -> None:
+        self._framing.moved = True
+        self._framing.trailers = True
+
+    def on_chunk_complete(self) -> None:
+        self._framing.progress()
+
     def on_body(self, body: bytes) -> None:
+        if self._head_request:
+            # The response to HEAD ended with its head; the connection is out of step.
+            raise ProtocolError(502, "upstream sent a body in a response to HEAD")
+        self._framing.progress()
         self._handler.on_body(body)
 
     def on_message_complete(self) -> None:
+        self._in_body = False
+        self._framing.progress()
         if self._informational:
             self._informational = False
             return

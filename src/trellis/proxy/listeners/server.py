@@ -10,8 +10,13 @@ request. Requests pipelined behind the current one are queued (reading is
 paused meanwhile, so the queue stays small) and replayed in order.
 
 A request the reader refuses gets the RFC answer (400, 413, 414, 431, 501,
-505) with `Connection: close`, and the connection closes; nothing of it goes
-upstream. A CONNECT request hands the connection over to a tunnel.
+505) with `Connection: close`, and the connection closes; nothing that arrived
+with the bad bytes goes upstream (the reader delivers nothing of a feed that
+fails). When the refusal comes while a response is already on its way (the
+upstream answered before the request body was over), a second response cannot
+follow it: the connection is reset instead. Once the connection is closing,
+requests still parsed from it are dropped, not started. A CONNECT request
+hands the connection over to a tunnel.
 
 Flow control: when the downstream socket's write buffer is full,
 `pause_writing` reaches the exchange, which stops reading from upstream.
@@ -166,6 +171,8 @@ class ServerConnection(asyncio.Protocol):
     # -- RequestReader events -------------------------------------------------------------
 
     def on_request(self, head: RequestHead) -> None:
+        if self.closed:
+            return  # pipelined behind a request that closed the connection
         if self.exchange is not None or self._queue is not None:
             self._enqueue(("head", head))
             return
@@ -173,12 +180,16 @@ class ServerConnection(asyncio.Protocol):
         self.handler.start(self, head)  # the exchange attaches itself (`exchange`)
 
     def on_body(self, data: bytes) -> None:
+        if self.closed:
+            return
         if self._queue is not None:
             self._enqueue(("body", data))
         elif self.exchange is not None:
             self.exchange.on_request_body(data)
 
     def on_request_end(self) -> None:
+        if self.closed:
+            return
         if self._queue is not None:
             self._enqueue(("end", None))
         elif self.exchange is not None:
@@ -254,11 +265,17 @@ class ServerConnection(asyncio.Protocol):
     def _protocol_error(self, e: ProtocolError) -> None:
         self.pause_reading(True)
         exchange = self.exchange
+        answering = False
         if exchange is not None:
+            # The stack's exchange says whether its response has begun (others answer at
+            # once and are never in flight here).
+            answering = bool(getattr(exchange, "resp_started", False))
             self.exchange = None
             exchange.on_downstream_lost()
         self.handler.protocol_error(self, e)
-        if not self.closed:
+        if answering:
+            self.abort()  # a response is half sent: an error response cannot follow it
+        elif not self.closed:
             body = f"{e.reason}\n".encode()
             self.write(local_response(e.status, body, flags="DPE", close=True))
             self.close()

@@ -1,0 +1,169 @@
+"""RequestReader heads: the four request-target forms (RFC 9112 §3.2), Host rules, HTTP/1.0,
+keep-alive and 100-continue, as the proxy's listeners see them."""
+
+from __future__ import annotations
+
+import pytest
+from tests.proxy.http1.support import Recorder, request_messages
+
+from trellis.proxy.http1.head import RequestHead, end_to_end
+from trellis.proxy.http1.reader import RequestReader
+
+
+def head_of(data: bytes) -> RequestHead:
+    messages = request_messages(data)
+    assert len(messages) == 1 and messages[0].complete
+    return messages[0].request
+
+
+def get(
+    target: bytes, *headers: bytes, version: bytes = b"HTTP/1.1", method: bytes = b"GET"
+) -> bytes:
+    return b"%s %s %s\r\n%s\r\n" % (method, target, version, b"".join(h + b"\r\n" for h in headers))
+
+
+# -- origin-form ----------------------------------------------------------------------------
+
+
+def test_origin_form_takes_its_authority_from_host_lower_cased() -> None:
+    head = head_of(get(b"/a/b?c=D&e", b"Host: Reviews.Default:9080", b"X-Thing: 1"))
+    assert (head.method, head.target, head.path) == ("GET", "/a/b?c=D&e", "/a/b?c=D&e")
+    assert head.authority == "reviews.default:9080"
+    assert not head.absolute
+    assert head.version == "1.1"
+    assert head.headers == [(b"Host", b"Reviews.Default:9080"), (b"X-Thing", b"1")]
+
+
+def test_header_values_keep_their_bytes_and_repeated_ones_join() -> None:
+    head = head_of(get(b"/", b"Host: a", b"Accept: x", b"accept: y", b"X-Hi: \xe9t\xe9"))
+    assert head.get("accept") == "x,y"
+    assert head.header_map()["x-hi"] == "\xe9t\xe9"
+    assert head.get("missing") is None
+
+
+def test_an_empty_host_is_allowed_and_names_nothing() -> None:
+    # RFC 9112 §3.2: a client with no authority sends an empty Host.
+    assert head_of(get(b"/", b"Host:")).authority == ""
+
+
+# -- absolute-form --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("target", "authority", "path"),
+    [
+        (b"http://reviews:9080/x?y=1&z", "reviews:9080", "/x?y=1&z"),
+        (b"http://Reviews.Default/x", "reviews.default", "/x"),
+        (b"HTTP://SVC:81/X", "svc:81", "/X"),
+        (b"https://svc:8443/a/b", "svc:8443", "/a/b"),
+        (b"http://svc", "svc", "/"),
+        (b"http://svc?q=1", "svc", "/?q=1"),
+        (b"http://10.0.0.7:8080/", "10.0.0.7:8080", "/"),
+        (b"http://[::1]/x", "[::1]", "/x"),
+        (b"http://[fe80::1]:9080/x", "[fe80::1]:9080", "/x"),
+    ],
+)
+def test_absolute_form_names_the_destination(target: bytes, authority: str, path: str) -> None:
+    head = head_of(get(target, b"Host: ignored.example"))
+    assert head.absolute
+    assert head.target == target.decode()
+    assert (head.authority, head.path) == (authority, path)
+
+
+# -- authority-form and asterisk-form -------------------------------------------------------
+
+
+def test_connect_takes_an_authority_and_hands_over_the_bytes_after_its_head() -> None:
+    rec = Recorder()
+    reader = RequestReader(rec)
+    rest = reader.feed(
+        get(b"Reviews:443", b"Host: reviews:443", method=b"CONNECT") + b"\x16\x03tls"
+    )
+    assert rest == b"\x16\x03tls"
+    (message,) = rec.messages
+    head = message.request
+    assert (head.method, head.path, head.authority) == ("CONNECT", "", "reviews:443")
+    assert not head.has_body
+
+
+def test_connect_to_an_ipv6_authority() -> None:
+    head = head_of(get(b"[::1]:443", b"Host: [::1]:443", method=b"CONNECT"))
+    assert head.authority == "[::1]:443"
+
+
+def test_options_asterisk() -> None:
+    head = head_of(get(b"*", b"Host: svc", method=b"OPTIONS"))
+    assert (head.method, head.path, head.authority) == ("OPTIONS", "*", "svc")
+
+
+# -- HTTP/1.0, keep-alive, 100-continue -----------------------------------------------------
+
+
+def test_http_1_0_needs_no_host_and_closes_by_default() -> None:
+    head = head_of(get(b"/old", version=b"HTTP/1.0"))
+    assert (head.version, head.authority, head.keep_alive) == ("1.0", "", False)
+
+
+@pytest.mark.parametrize(
+    ("version", "connection", "keep_alive"),
+    [
+        (b"HTTP/1.1", None, True),
+        (b"HTTP/1.1", b"close", False),
+        (b"HTTP/1.1", b"CLOSE", False),
+        (b"HTTP/1.1", b"keep-alive, close", False),
+        (b"HTTP/1.1", b"keep-alive", True),
+        (b"HTTP/1.0", None, False),
+        (b"HTTP/1.0", b"keep-alive", True),
+        (b"HTTP/1.0", b"Keep-Alive", True),
+    ],
+)
+def test_keep_alive_rules(version: bytes, connection: bytes | None, keep_alive: bool) -> None:
+    headers = [b"Host: a"] + ([b"Connection: " + connection] if connection is not None else [])
+    assert head_of(get(b"/", *headers, version=version)).keep_alive is keep_alive
+
+
+@pytest.mark.parametrize(
+    ("version", "expect", "expected"),
+    [
+        (b"HTTP/1.1", b"100-continue", True),
+        (b"HTTP/1.1", b"100-Continue", True),
+        (b"HTTP/1.1", b" 100-continue ", True),
+        (b"HTTP/1.1", b"something-else", False),
+        (b"HTTP/1.0", b"100-continue", False),  # RFC 9110 §10.1.1: ignored from HTTP/1.0
+    ],
+)
+def test_100_continue_detection(version: bytes, expect: bytes, expected: bool) -> None:
+    data = get(
+        b"/up",
+        b"Host: a",
+        b"Expect: " + expect,
+        b"Content-Length: 2",
+        version=version,
+        method=b"POST",
+    )
+    head = head_of(data + b"hi")
+    assert head.expect_continue is expected
+    assert head.content_length == 2 and head.has_body
+
+
+def test_no_100_continue_without_an_expectation() -> None:
+    assert not head_of(get(b"/", b"Host: a")).expect_continue
+
+
+# -- forwarding helpers ---------------------------------------------------------------------
+
+
+def test_end_to_end_drops_hop_by_hop_and_connection_listed_headers() -> None:
+    headers = [
+        (b"Host", b"a"),
+        (b"Connection", b"close, X-Secret"),
+        (b"Keep-Alive", b"timeout=5"),
+        (b"Transfer-Encoding", b"chunked"),
+        (b"Content-Length", b"3"),
+        (b"TE", b"trailers"),
+        (b"Upgrade", b"websocket"),
+        (b"Proxy-Connection", b"keep-alive"),
+        (b"x-secret", b"1"),
+        (b"X-Kept", b"2"),
+    ]
+    assert end_to_end(headers) == [(b"Host", b"a"), (b"X-Kept", b"2")]
