@@ -109,7 +109,7 @@ def make_handler(app: App) -> type[BaseHTTPRequestHandler]:
                 print(f"REQ {self.command} {self.path}", flush=True)
             count = app.next_count()
             query = {k: v[-1] for k, v in parse_qs(urlsplit(self.path).query).items()}
-            body_len, body_sha = _read_body(self) if self.command != "GET" else (0, "")
+            body_len, body_sha = _read_body(self)  # a GET may have a body too: never leave it
             if "delay" in query:
                 time.sleep(float(query["delay"]))
             status = int(query.get("status", 200))

@@ -55,6 +55,7 @@ class ProxyApp:
         self.inbound_name = ""
         self.started_at = time.time()
         self._servers: list[asyncio.Server] = []
+        self._sweeper: asyncio.Task[None] | None = None
         self._xds: AdsClient | None = None
         self._access_log = open_access_log(options.access_log)
         me = Identity(options.workload, options.namespace, options.app)
@@ -82,6 +83,16 @@ class ProxyApp:
         state.bind(self._xds.subscribe)
         self._xds.subscribe(LISTENER_TYPE, [self.inbound_name, OUTBOUND_DEFAULT_LISTENER])
         await self._xds.__aenter__()
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+
+    async def _sweep(self) -> None:
+        """Once a second: late request heads (408) and idle client connections are closed."""
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            for conns in self.connections.values():
+                for conn in list(conns):
+                    conn.sweep(now)
 
     async def _listen(self, name: str, address: Address, handler: RequestHandler) -> None:
         loop = asyncio.get_running_loop()
@@ -157,6 +168,10 @@ class ProxyApp:
             await asyncio.sleep(0.02)
 
     async def aclose(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
         for server in self._servers:
             server.close()
         for conns in self.connections.values():

@@ -5,6 +5,7 @@ nothing pipelined behind a closing request is started."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -203,3 +204,25 @@ async def test_pipelined_requests_are_served_in_order() -> None:
     assert bytes(transport.written).count(b"HTTP/1.1 200 OK") == 3
     assert not transport.closed
     conn.connection_lost(None)
+
+
+async def test_a_late_head_gets_408_and_an_idle_connection_closes() -> None:
+    """The listener's sweep (once a second) enforces the head and idle timeouts."""
+    from trellis.proxy.listeners.server import HEAD_TIMEOUT, IDLE_TIMEOUT
+
+    listener = FakeListener(answer_at_once=True)
+    conn, transport = connect(listener)
+    conn.data_received(b"GET /slow HTTP/1.1\r\nHo")  # a head that never finishes
+    now = time.monotonic()
+    conn.sweep(now + HEAD_TIMEOUT / 2)
+    assert not transport.closed
+    conn.sweep(now + HEAD_TIMEOUT + 1)
+    assert status_line(transport) == b"HTTP/1.1 408 Request Timeout"
+    assert transport.closed and listener.started == []
+
+    idle, idle_transport = connect(FakeListener(answer_at_once=True))
+    idle.data_received(GOOD)  # answered at once: the connection is idle again
+    idle.sweep(time.monotonic() + HEAD_TIMEOUT + 1)
+    assert not idle_transport.closed  # idle is not a late head
+    idle.sweep(time.monotonic() + IDLE_TIMEOUT + 1)
+    assert idle_transport.closed

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from typing import Any, Protocol, cast
 
 from trellis.proxy.http1.errors import ProtocolError
@@ -39,6 +40,7 @@ from trellis.proxy.http1.writer import local_response
 log = logging.getLogger("trellis.proxy.server")
 
 IDLE_TIMEOUT = 300.0  # a downstream connection with no request in flight for this long
+HEAD_TIMEOUT = 30.0  # a request head that has begun must be complete within this (slowloris)
 
 
 class Exchange(Protocol):
@@ -71,7 +73,8 @@ class ServerConnection(asyncio.Protocol):
     __slots__ = (
         "_early",
         "_eof",
-        "_idle_handle",
+        "_head_since",
+        "_idle_since",
         "_queue",
         "_reading_paused",
         "_upgraded",
@@ -102,7 +105,10 @@ class ServerConnection(asyncio.Protocol):
         self._eof = False
         self._early = b""  # bytes after a CONNECT head, before its tunnel exists
         self._upgraded = False
-        self._idle_handle: asyncio.TimerHandle | None = None
+        # Timestamps read by `sweep` (the listener calls it every second): cheaper on the
+        # hot path than a timer armed and cancelled per request.
+        self._idle_since = 0.0  # no request in flight since then (0: one is in flight)
+        self._head_since = 0.0  # the current request's first bytes arrived then (0: none)
         self.tunnel: TunnelSink | None = None
 
     # -- asyncio.Protocol -----------------------------------------------------------------
@@ -118,12 +124,14 @@ class ServerConnection(asyncio.Protocol):
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.transport.set_write_buffer_limits(high=256 * 1024)
-        self._arm_idle()
+        self._idle_since = _now()
 
     def data_received(self, data: bytes) -> None:
         if self.tunnel is not None:
             self.tunnel.downstream_data(data)
             return
+        if self.exchange is None and not self._head_since:
+            self._head_since = _now()
         try:
             rest = self.reader.feed(data)
         except ProtocolError as e:
@@ -281,11 +289,22 @@ class ServerConnection(asyncio.Protocol):
             self.close()
 
     def _arm_idle(self) -> None:
-        self._cancel_idle()
-        loop = asyncio.get_event_loop()
-        self._idle_handle = loop.call_later(IDLE_TIMEOUT, self.close)
+        self._idle_since = _now()
 
     def _cancel_idle(self) -> None:
-        if self._idle_handle is not None:
-            self._idle_handle.cancel()
-            self._idle_handle = None
+        self._idle_since = 0.0
+        self._head_since = 0.0
+
+    def sweep(self, now: float) -> None:
+        """Close the connection if a head is late (408) or it idled too long."""
+        if self.closed or self.exchange is not None or self.tunnel is not None:
+            return
+        if self._head_since and now - self._head_since > HEAD_TIMEOUT:
+            self.write(local_response(408, b"request head not received in time\n", close=True))
+            self.close()
+        elif self._idle_since and now - self._idle_since > IDLE_TIMEOUT:
+            self.close()
+
+
+def _now() -> float:
+    return time.monotonic()
