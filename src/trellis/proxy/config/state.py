@@ -23,6 +23,14 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+# Types that arrive only nested in `Any`s (HTTP filter configs, load-balancing
+# policies): imported so that their descriptors are known when `dump` renders them.
+from envoy.extensions.filters.http.fault.v3 import fault_pb2  # noqa: F401
+from envoy.extensions.filters.http.rbac.v3 import rbac_pb2  # noqa: F401
+from envoy.extensions.filters.http.router.v3 import router_pb2  # noqa: F401
+from envoy.extensions.load_balancing_policies.round_robin.v3 import (  # noqa: F401
+    round_robin_pb2,
+)
 from google.protobuf import any_pb2
 from google.protobuf.json_format import MessageToDict
 
@@ -179,13 +187,19 @@ class ConfigState:
             out[SHORT[type_url]] = {
                 "version": self.versions.get(type_url, ""),
                 "nack": self.nacks.get(type_url),
-                "resources": {
-                    name: MessageToDict(_unpacked(packed), preserving_proto_field_name=True)
-                    for name, packed in sorted(raw.items())
-                },
+                "resources": {name: _rendered(packed) for name, packed in sorted(raw.items())},
                 "not_found": dict(sorted(self.missing[type_url].items())),
             }
         return out
+
+
+def _rendered(packed: any_pb2.Any) -> dict[str, Any]:
+    """One held resource as JSON; a type this process cannot render (say a nested `Any`
+    of an optional filter it never imported) is named, not allowed to break the page."""
+    try:
+        return dict(MessageToDict(_unpacked(packed), preserving_proto_field_name=True))
+    except (KeyError, TypeError) as e:
+        return {"@type": packed.type_url, "render_error": str(e)}
 
 
 def _unpacked(packed: any_pb2.Any) -> Any:

@@ -1,7 +1,8 @@
 """Load balancers: which host gets the next request. Pure: hosts in, one host out.
 
 - `LeastRequest` (the default): power of `choice_count` random choices, the one
-  with the fewest requests in flight relative to its weight wins (Envoy's P2C).
+  with the fewest requests in flight relative to its weight wins (Envoy's P2C);
+  ties go to a random one of them.
 - `RoundRobin`: smooth weighted round robin (nginx's), so weights 3:1 give
   a a b a, not a a a b.
 - `RingHash`: a consistent-hash ring built once per host set (Envoy's ring:
@@ -90,7 +91,10 @@ class LeastRequest:
         if n == 1:
             return hosts[0]
         if n <= self._choices:
-            candidates: Sequence[Host] = hosts
+            # Every host is a candidate: start at a random one, so that ties (an idle
+            # cluster, one request at a time) spread instead of all going to hosts[0].
+            start = self._random.randrange(n)
+            candidates: Sequence[Host] = [*hosts[start:], *hosts[:start]]
         else:
             candidates = self._random.sample(hosts, self._choices)
         best = candidates[0]

@@ -6,12 +6,15 @@ change it in place, keeping the Hosts that stay (their pools and counters).
 A cluster is usable (`get`) once both halves have arrived.
 
 `ClusterRuntime.pick` chooses among hosts that are not ejected; when every
-host is ejected it uses them all (Envoy's panic mode) rather than fail.
+host is ejected it uses them all (Envoy's panic mode) rather than fail, for
+every balancer (the ring, which is given all hosts and an availability test,
+is then told that every host is available).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -21,6 +24,10 @@ from trellis.proxy.config.types import CLUSTER_TYPE, ENDPOINT_TYPE, PASSTHROUGH_
 from trellis.proxy.stack.balance import Balancer, LeastRequest, RingHash, RoundRobin
 from trellis.proxy.stack.hosts import Host
 from trellis.proxy.stack.pool import HostPool, PoolCounters
+
+
+def _any_host(host: Host) -> bool:
+    return True
 
 
 class ClusterRuntime:
@@ -85,6 +92,8 @@ class ClusterRuntime:
         if not hosts:
             return None
         now = self._loop.time()
+        candidates = hosts
+        usable: Callable[[Host], bool] = _any_host
         if self._ejected:
             available = [h for h in hosts if h.ejected_until <= now]
             if len(available) < len(hosts):
@@ -92,12 +101,12 @@ class ClusterRuntime:
                     if 0 < h.ejected_until <= now:  # ejection over
                         h.ejected_until = 0.0
                         self._ejected -= 1
-            candidates = available or hosts
-        else:
-            candidates = hosts
+            if available:  # else every host is ejected: panic, all of them may serve
+                candidates = available
+                usable = lambda h: h.ejected_until <= now  # noqa: E731
         if avoid is not None and len(candidates) > 1:
             candidates = [h for h in candidates if h is not avoid]
-        return self._balancer.pick(candidates, hash_key, lambda h: h.ejected_until <= now)
+        return self._balancer.pick(candidates, hash_key, usable)
 
     # -- outlier detection ----------------------------------------------------------------
 

@@ -15,13 +15,17 @@ reused connection closed before any response byte is retried once on a new
 connection by the exchange (`reused`).
 
 Failure: every event ends up in exactly one call on the connection's user
-(`on_upstream_*`); a closed connection is never handed out again.
+(`on_upstream_*`); a closed connection is never handed out again. `abort()`
+(the request was abandoned: timeout, client gone, retry) resets the
+connection, so the peer stops working on the request too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
+import struct
 from typing import Protocol, cast
 
 from trellis.proxy.http1.errors import ProtocolError
@@ -30,6 +34,7 @@ from trellis.proxy.http1.reader import ResponseReader
 
 IDLE_TIMEOUT = 4.0
 MAX_IDLE_PER_HOST = 64
+_LINGER_ZERO = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
 
 
 class PoolUser(Protocol):
@@ -170,11 +175,20 @@ class UpstreamConnection(asyncio.Protocol):
                 self.transport.close()
 
     def abort(self) -> None:
+        """Abandon the request in flight: close with a reset (RST), not a FIN.
+
+        A peer sidecar reads a FIN as a half-close and would keep serving the request
+        (and hold its app busy) until the app answers; a reset ends it there too.
+        """
         self.user = None
         self.closed = True
         self._cancel_idle()
         self.pool.forget(self)
         if self.transport is not None:
+            sock = self.transport.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)
             self.transport.abort()
 
     def idle(self, handle: asyncio.TimerHandle) -> None:
