@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from functools import partial
 
+import httpx
 import pytest
 
 from tests.integration.dataplane import Member, Sidecar, client_sidecar, run_service
@@ -109,6 +110,16 @@ def test_a_request_timeout_gives_504_with_flag_ut(mesh: Mesh) -> None:
             wait_for(lambda: in_flight(service) == 0, 1.0, "the service sidecar to let go")
         # The connection is still good for the next request.
         assert c.get(URL + "/").status_code == 200
+
+
+def test_a_client_that_gives_up_drops_the_request_in_both_sidecars(mesh: Mesh) -> None:
+    """No timeout configured: only the client's closing can end the request early."""
+    service = one_member(mesh, "").sidecar
+    sidecar = client_sidecar(mesh)
+    with sidecar.client(timeout=0.3) as c, pytest.raises(httpx.ReadTimeout):
+        c.get(URL + "/?delay=3")
+    wait_for(lambda: in_flight(sidecar) == 0, 1.0, "the client sidecar to drop the request")
+    wait_for(lambda: in_flight(service) == 0, 1.0, "the service sidecar to drop it too")
 
 
 # -- fault injection ------------------------------------------------------------------------

@@ -149,12 +149,14 @@ class ServerConnection(asyncio.Protocol):
                 self.close()  # refused: the answer was written
 
     def eof_received(self) -> bool | None:
-        # A half-close ends the request stream; answer what is in flight, then close.
+        # In a tunnel a half-close is passed on. Otherwise the client gave up (as Envoy
+        # and nginx read it): the connection closes and the request in flight is dropped
+        # upstream too, instead of running until the app answers nobody.
         self._eof = True
         if self.tunnel is not None:
             self.tunnel.downstream_eof()
             return True
-        return self.exchange is not None
+        return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -185,7 +187,22 @@ class ServerConnection(asyncio.Protocol):
             self._enqueue(("head", head))
             return
         self._cancel_idle()
-        self.handler.start(self, head)  # the exchange attaches itself (`exchange`)
+        self._start(head)
+
+    def _start(self, head: RequestHead) -> None:
+        """Start the listener's exchange (it attaches itself as `exchange`). A bug in it
+        must not leave the client without an answer: 500, logged, connection closed."""
+        try:
+            self.handler.start(self, head)
+        except Exception:
+            log.exception("request %s %s failed in the proxy", head.method, head.target)
+            exchange, self.exchange = self.exchange, None
+            if exchange is not None:
+                exchange.on_downstream_lost()
+            if not self.closed:
+                body = b"internal proxy error\n"
+                self.write(local_response(500, body, flags="DPE", close=True))
+                self.close()
 
     def on_body(self, data: bytes) -> None:
         if self.closed:
@@ -246,7 +263,7 @@ class ServerConnection(asyncio.Protocol):
                     if self.exchange is not None:  # the replayed request is still in flight
                         self._queue = queue[i:]
                         return
-                    self.handler.start(self, value)
+                    self._start(value)
                 elif kind == "body":
                     self.on_body(value)
                 else:
