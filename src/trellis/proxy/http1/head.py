@@ -29,17 +29,25 @@ HOP_BY_HOP = frozenset(
 )
 
 
-def end_to_end(headers: Headers) -> Headers:
-    """`headers` without hop-by-hop ones, nor those the Connection header lists."""
-    listed: set[bytes] = set()
+def end_to_end(headers: Headers, drop: frozenset[bytes] = HOP_BY_HOP) -> Headers:
+    """`headers` without hop-by-hop ones, those the Connection header lists, and any other
+    lower-case name in `drop` (a superset of HOP_BY_HOP built once by the caller). One
+    pass over the headers in the usual case (no Connection header): this runs twice per
+    request on the hot path."""
+    out: Headers = []
+    listed: set[bytes] | None = None
     for name, value in headers:
-        if name.lower() == b"connection":
-            listed.update(t.strip().lower() for t in value.split(b","))
-    return [
-        (n, v)
-        for n, v in headers
-        if (low := n.lower()) not in HOP_BY_HOP and (not listed or low not in listed)
-    ]
+        low = name.lower()
+        if low in drop:
+            if low == b"connection":
+                if listed is None:
+                    listed = set()
+                listed.update(t.strip().lower() for t in value.split(b","))
+            continue
+        out.append((name, value))
+    if listed:
+        out = [(n, v) for n, v in out if n.lower() not in listed]
+    return out
 
 
 def header_map(headers: Headers) -> dict[str, str]:

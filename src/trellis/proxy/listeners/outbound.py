@@ -39,8 +39,22 @@ from trellis.routing import ForwardAction, RouteTable
 _MESH_SUFFIX = ".svc.mesh"
 
 
+_MESH_NAMES: dict[str, bool] = {}  # could_be_mesh_name's answers (cleared when it grows)
+_MESH_NAMES_MAX = 4096
+
+
 def could_be_mesh_name(authority: str) -> bool:
-    """NAME, NAME.NAMESPACE or NAME.NAMESPACE.svc.mesh, with an optional port."""
+    """NAME, NAME.NAMESPACE or NAME.NAMESPACE.svc.mesh, with an optional port (cached:
+    parsing an IP address costs more than the rest of routing)."""
+    answer = _MESH_NAMES.get(authority)
+    if answer is None:
+        if len(_MESH_NAMES) >= _MESH_NAMES_MAX:
+            _MESH_NAMES.clear()
+        answer = _MESH_NAMES[authority] = _could_be_mesh_name(authority)
+    return answer
+
+
+def _could_be_mesh_name(authority: str) -> bool:
     host = authority
     if authority.startswith("["):
         return False

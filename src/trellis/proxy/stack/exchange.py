@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 
 from trellis.proxy.config.resources import ClusterConfig
 from trellis.proxy.config.types import PASSTHROUGH_CLUSTER
-from trellis.proxy.http1.head import Headers, RequestHead, ResponseHead, end_to_end
+from trellis.proxy.http1.head import HOP_BY_HOP, Headers, RequestHead, ResponseHead, end_to_end
 from trellis.proxy.http1.writer import (
     CONTINUE_100,
     LAST_CHUNK,
@@ -69,7 +69,7 @@ RETRY_BUFFER = 64 * 1024
 TARGET_PORT_HEADER = b"x-trellis-target-port"
 FLAGS_HEADER = b"x-trellis-flags"
 PEER_HEADER = b"x-trellis-peer"
-_DROP_UPSTREAM = frozenset({b"host", b"expect", TARGET_PORT_HEADER, PEER_HEADER})
+_DROP_UPSTREAM = HOP_BY_HOP | {b"host", b"expect", TARGET_PORT_HEADER, PEER_HEADER}
 
 
 class Exchange:
@@ -78,6 +78,7 @@ class Exchange:
         "_buffered",
         "_down_paused",
         "_host_counted",
+        "_out",
         "_resp_chunked",
         "_retried_stale",
         "_sent_head",
@@ -131,6 +132,7 @@ class Exchange:
         self.keep_alive = head.keep_alive and head.method != "CONNECT"
         self.replayable = True
         self._buffer: list[bytes] = []
+        self._out: list[bytes] = []  # response bytes of the current upstream read
         self._buffered = 0
         self._sent_head = False
         self._resp_chunked = False
@@ -260,7 +262,7 @@ class Exchange:
         route = self.route
         path = head.path
         authority = head.authority
-        headers = [(n, v) for n, v in end_to_end(head.headers) if n.lower() not in _DROP_UPSTREAM]
+        headers = end_to_end(head.headers, _DROP_UPSTREAM)
         if route is not None:
             path = route.rewrite_path(path)
             if route.host_rewrite:
@@ -321,15 +323,16 @@ class Exchange:
         if host.target_port:
             # Tell the peer's inbound sidecar which app port this is for.
             data = data[:-2] + TARGET_PORT_HEADER + b": " + host.target_port + b"\r\n\r\n"
-        conn.write(data)
-        self._sent_head = True
-        if self._buffer:
-            self._write_body(b"".join(self._buffer))
+        if self._buffer:  # head and what arrived of the body so far: one write
+            body = b"".join(self._buffer)
+            data += chunk(body) if self.head.chunked else body
             if self._buffered > RETRY_BUFFER:
                 self.replayable = False
                 self._buffer.clear()
         if self.req_done and self.head.chunked:
-            conn.write(LAST_CHUNK)
+            data += LAST_CHUNK
+        conn.write(data)
+        self._sent_head = True
         if self._down_paused:
             self._down_paused = False
             self.conn.pause_reading(False)
@@ -458,15 +461,25 @@ class Exchange:
             headers.append((FLAGS_HEADER, ",".join(self.flags).encode("ascii")))
         if not self.keep_alive:
             headers.append((b"connection", b"close"))
-        self.conn.write(response_head(status, headers, head.reason))
+        # Written with the body bytes of the same upstream read (`on_upstream_flush`):
+        # one send for a small response instead of two.
+        self._out.append(response_head(status, headers, head.reason))
 
     def on_upstream_body(self, data: bytes) -> None:
         self.resp_bytes += len(data)
-        self.conn.write(chunk(data) if self._resp_chunked else data)
+        self._out.append(chunk(data) if self._resp_chunked else data)
+
+    def on_upstream_flush(self) -> None:
+        """The upstream read is parsed: send what it produced."""
+        out = self._out
+        if out:
+            self.conn.write(out[0] if len(out) == 1 else b"".join(out))
+            out.clear()
 
     def on_upstream_end(self) -> None:
         if self._resp_chunked:
-            self.conn.write(LAST_CHUNK)
+            self._out.append(LAST_CHUNK)
+        self.on_upstream_flush()
         upstream = self.upstream
         self.upstream = None
         if upstream is not None:

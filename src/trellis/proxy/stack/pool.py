@@ -47,6 +47,7 @@ class PoolUser(Protocol):
     def on_upstream_end(self) -> None: ...
     def on_upstream_lost(self, reason: str) -> None: ...
     def on_upstream_paused(self, paused: bool) -> None: ...
+    def on_upstream_flush(self) -> None: ...
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -87,14 +88,16 @@ class UpstreamConnection(asyncio.Protocol):
             self.close()  # bytes on an idle connection: nothing can be framed after this
             return
         self.got_bytes = True
+        user = self.user
         try:
             self.reader.feed(data)
         except ProtocolError as e:
-            user = self.user
             self.user = None
             self.close()
-            if user is not None:
-                user.on_upstream_lost(e.reason)
+            user.on_upstream_flush()
+            user.on_upstream_lost(e.reason)
+            return
+        user.on_upstream_flush()  # one downstream write per upstream read
 
     def eof_received(self) -> bool:
         return False

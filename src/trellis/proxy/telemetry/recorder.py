@@ -25,6 +25,7 @@ from trellis.proxy.telemetry.metrics import RequestMetrics
 if TYPE_CHECKING:
     from trellis.proxy.stack.exchange import Exchange
 
+_LABEL_CACHE_MAX = 4096
 _SAFE = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
 UNKNOWN = "unknown"
 
@@ -72,8 +73,25 @@ class Recorder:
         self.me = me
         self.metrics = metrics
         self.access_log = access_log
+        # Label tuples by (cluster, endpoint workload, status, flags...): built once each.
+        self._outbound_labels: dict[tuple[object, ...], tuple[str, ...]] = {}
 
     def outbound(self, ex: Exchange) -> None:
+        host = ex.host
+        key = (
+            ex.cluster_name,
+            host.config.workload if host is not None else "",
+            ex.status,
+            *ex.flags,
+        )
+        labels = self._outbound_labels.get(key)
+        if labels is None:
+            if len(self._outbound_labels) >= _LABEL_CACHE_MAX:
+                self._outbound_labels.clear()
+            labels = self._outbound_labels[key] = self._outbound(ex)
+        self._record(ex, labels, "outbound", labels[7])
+
+    def _outbound(self, ex: Exchange) -> tuple[str, ...]:
         fqdn, name, namespace = cluster_service(ex.cluster_name)
         host = ex.host
         me = self.me
@@ -97,7 +115,7 @@ class Recorder:
             ",".join(ex.flags) or "-",
             "none",
         )
-        self._record(ex, labels, "outbound", fqdn)
+        return labels
 
     def inbound(self, ex: Exchange) -> None:
         peer = parse_peer(ex.head.get("x-trellis-peer"))
