@@ -86,13 +86,16 @@ class ProxyApp:
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
 
     async def _sweep(self) -> None:
-        """Once a second: late request heads (408) and idle client connections are closed."""
+        """Once a second: late request heads (408), idle client connections and idle
+        upstream connections are closed."""
+        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(1.0)
             now = time.monotonic()
             for conns in self.connections.values():
                 for conn in list(conns):
                     conn.sweep(now)
+            self.clusters.sweep(loop.time())
 
     async def _listen(self, name: str, address: Address, handler: RequestHandler) -> None:
         loop = asyncio.get_running_loop()

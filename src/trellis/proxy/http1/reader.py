@@ -147,6 +147,7 @@ class RequestReader:
         "_handler",
         "_head_bytes",
         "_head_offset",
+        "_head_size",
         "_headers",
         "_hosts",
         "_in_body",
@@ -175,6 +176,7 @@ class RequestReader:
         self._head_bytes = 0
         self._url = b""
         self._headers: Headers = []
+        self._head_size = 0  # bytes of the header fields so far
         self._hosts: list[bytes] = []
         self._content_length: int | None = None
         self._te: bytes | None = None
@@ -256,6 +258,7 @@ class RequestReader:
             return
         headers = self._headers
         headers.append((name, value))
+        self._head_size += len(name) + len(value) + 4
         if len(headers) > MAX_HEADERS:
             raise ProtocolError(431, f"more than {MAX_HEADERS} header fields")
         low = name.lower()
@@ -276,7 +279,7 @@ class RequestReader:
         version = parser.get_http_version()
         if not version.startswith("1."):
             raise ProtocolError(505, f"HTTP/{version} is not supported")
-        if sum(len(n) + len(v) + 4 for n, v in self._headers) + len(self._url) > self._max_head:
+        if self._head_size + len(self._url) > self._max_head:
             raise ProtocolError(431, "request header section too large")
         chunked = False
         if self._te is not None:

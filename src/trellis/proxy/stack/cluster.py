@@ -172,6 +172,10 @@ class ClusterRuntime:
             ],
         }
 
+    def sweep(self, now: float) -> None:
+        for h in self.hosts:
+            h.pool.sweep(now)
+
     def close(self) -> None:
         for h in self.hosts:
             h.pool.close()
@@ -242,6 +246,11 @@ class ClusterManager:
 
     def statistics(self) -> list[dict[str, Any]]:
         return [c.statistics() for _, c in sorted(self.clusters.items())]
+
+    def sweep(self, now: float) -> None:
+        """Close upstream connections idle too long (`now` is the loop's time)."""
+        for c in [*self.clusters.values(), *self._originals.values()]:
+            c.sweep(now)
 
     def close(self) -> None:
         for c in [*self.clusters.values(), *self._originals.values()]:

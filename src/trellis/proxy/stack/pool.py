@@ -6,7 +6,8 @@ used first), or opens a new one and calls `user.on_connected(conn)` /
 time; `release()` puts it back when the response ended cleanly and both sides
 keep the connection alive, else closes it.
 
-Idle connections close after `idle_timeout` (4 s by default), shorter than
+Idle connections close after `idle_timeout` (3 s by default; the proxy's sweep
+runs every second, and a connection idle for longer is never handed out), shorter than
 the keep-alive timeout of the usual app servers (Node 5 s, uvicorn 5 s,
 nginx 75 s): the proxy, not the app, ends an idle connection, which avoids
 the race where a request goes out on a connection the app is closing — the
@@ -32,7 +33,7 @@ from trellis.proxy.http1.errors import ProtocolError
 from trellis.proxy.http1.head import ResponseHead
 from trellis.proxy.http1.reader import ResponseReader
 
-IDLE_TIMEOUT = 4.0
+IDLE_TIMEOUT = 3.0
 MAX_IDLE_PER_HOST = 64
 _LINGER_ZERO = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
 
@@ -52,9 +53,9 @@ class PoolUser(Protocol):
 
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
-        "_idle_handle",
         "closed",
         "got_bytes",
+        "idle_since",
         "keep_alive",
         "pool",
         "reader",
@@ -68,7 +69,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.reader = ResponseReader(self)
         self.user: PoolUser | None = None
-        self._idle_handle: asyncio.TimerHandle | None = None
+        self.idle_since = 0.0  # loop time it went back to the pool (0: in use or new)
         self.closed = False
         self.got_bytes = False  # a byte of the current response arrived
         self.keep_alive = True
@@ -194,13 +195,8 @@ class UpstreamConnection(asyncio.Protocol):
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)
             self.transport.abort()
 
-    def idle(self, handle: asyncio.TimerHandle) -> None:
-        self._idle_handle = handle
-
     def _cancel_idle(self) -> None:
-        if self._idle_handle is not None:
-            self._idle_handle.cancel()
-            self._idle_handle = None
+        self.idle_since = 0.0
 
 
 class PoolCounters:
@@ -253,9 +249,15 @@ class HostPool:
     def acquire(self, user: PoolUser) -> UpstreamConnection | None:
         """An idle connection now, or None and a new one reported to `user` later."""
         idle = self._idle
-        while idle:
-            conn = idle.pop()
-            if not conn.closed:
+        if idle:
+            deadline = self._loop.time() - self.idle_timeout
+            while idle:
+                conn = idle.pop()
+                if conn.closed:
+                    continue
+                if conn.idle_since < deadline:  # the sweep has not caught it yet
+                    conn.close()
+                    continue
                 return conn
         self._loop.create_task(self._connect(user))
         return None
@@ -281,8 +283,16 @@ class HostPool:
         if self.retired or len(self._idle) >= MAX_IDLE_PER_HOST:
             conn.close()
             return
+        conn.idle_since = self._loop.time()
         self._idle.append(conn)
-        conn.idle(self._loop.call_later(self.idle_timeout, conn.close))
+
+    def sweep(self, now: float) -> None:
+        """Close connections idle for longer than `idle_timeout` (called every second; a
+        timer per request would cost more than the rest of the pool)."""
+        idle = self._idle
+        if idle and idle[0].idle_since < now - self.idle_timeout:
+            for conn in [c for c in idle if c.idle_since < now - self.idle_timeout]:
+                conn.close()
 
     def forget(self, conn: UpstreamConnection) -> None:
         if conn in self.total:
