@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
 
-from trellis.cli.client import stderr
 from trellis.proxy.options import Address, ProxyOptions
 
 
@@ -64,7 +64,7 @@ def proxy(
     try:
         run(options, log_level=log_level)
     except OSError as e:
-        stderr.print(f"error: {e}", markup=False)
+        print(f"error: {e}", file=sys.stderr)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         pass
