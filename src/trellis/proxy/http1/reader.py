@@ -274,7 +274,8 @@ class RequestReader:
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._in_body = True
-        self._framing.progress()
+        framing = self._framing
+        framing.moved, framing.trailers = True, False  # progress(), inlined: hot
         parser = self._parser
         version = parser.get_http_version()
         if not version.startswith("1."):
@@ -356,16 +357,19 @@ class RequestReader:
         self._framing.trailers = True  # until data comes: this may be the last chunk
 
     def on_chunk_complete(self) -> None:
-        self._framing.progress()
+        framing = self._framing
+        framing.moved, framing.trailers = True, False  # progress(), inlined: hot
 
     def on_body(self, body: bytes) -> None:
-        self._framing.progress()
+        framing = self._framing
+        framing.moved, framing.trailers = True, False  # progress(), inlined: hot
         self._accounted += len(body)
         self._events.append((self._handler.on_body, (body,)))
 
     def on_message_complete(self) -> None:
         self._in_body = False
-        self._framing.progress()
+        framing = self._framing
+        framing.moved, framing.trailers = True, False  # progress(), inlined: hot
         self._events.append((self._handler.on_request_end, ()))
 
 
@@ -479,7 +483,8 @@ class ResponseReader:
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._in_body = True
-        self._framing.progress()
+        framing = self._framing
+        framing.moved, framing.trailers = True, False  # progress(), inlined: hot
         parser = self._parser
         status = parser.get_status_code()
         version = parser.get_http_version()
@@ -517,18 +522,21 @@ class ResponseReader:
         self._framing.trailers = True
 
     def on_chunk_complete(self) -> None:
-        self._framing.progress()
+        framing = self._framing
+        framing.moved, framing.trailers = True, False  # progress(), inlined: hot
 
     def on_body(self, body: bytes) -> None:
         if self._head_request:
             # The response to HEAD ended with its head; the connection is out of step.
             raise ProtocolError(502, "upstream sent a body in a response to HEAD")
-        self._framing.progress()
+        framing = self._framing
+        framing.moved, framing.trailers = True, False  # progress(), inlined: hot
         self._handler.on_body(body)
 
     def on_message_complete(self) -> None:
         self._in_body = False
-        self._framing.progress()
+        framing = self._framing
+        framing.moved, framing.trailers = True, False  # progress(), inlined: hot
         if self._informational:
             self._informational = False
             return

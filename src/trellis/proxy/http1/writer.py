@@ -25,7 +25,7 @@ def reason_phrase(status: int) -> bytes:
 
 
 def _fields(headers: Headers) -> bytes:
-    return b"".join(b"%s: %s\r\n" % (n, v) for n, v in headers)
+    return b"".join([n + b": " + v + b"\r\n" for n, v in headers])
 
 
 def request_head(method: bytes, target: bytes, headers: Headers) -> bytes:

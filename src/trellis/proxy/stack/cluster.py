@@ -91,6 +91,8 @@ class ClusterRuntime:
         hosts = self.hosts
         if not hosts:
             return None
+        if len(hosts) == 1 and not self._ejected:
+            return hosts[0]
         now = self._loop.time()
         candidates = hosts
         usable: Callable[[Host], bool] = _any_host

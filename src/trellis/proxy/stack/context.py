@@ -25,6 +25,7 @@ CONFIG_WAIT = 10.0  # how long a request waits for config it asked for
 
 class ListenerContext:
     __slots__ = (
+        "_peer_headers",
         "clusters",
         "config_wait",
         "direction",
@@ -55,6 +56,7 @@ class ListenerContext:
         self.peer_header = peer_header
         self.scheme = scheme
         self.config_wait = config_wait
+        self._peer_headers: dict[str, list[tuple[bytes, bytes]]] = {}  # by cluster
         # The proxy's own listeners: a request sent back to one of them is a loop.
         self.own_addresses: set[tuple[str, int]] = set()
 
@@ -63,10 +65,15 @@ class ListenerContext:
         if not self.peer_header:
             return []
         cluster = exchange.cluster_name
-        if cluster.startswith("outbound|"):
-            service = cluster.rsplit("|", 1)[1].encode("ascii", "replace")
-            return [(b"x-trellis-peer", self.peer_header + b";service=" + service)]
-        return [(b"x-trellis-peer", self.peer_header)]
+        headers = self._peer_headers.get(cluster)
+        if headers is None:
+            value = self.peer_header
+            if cluster.startswith("outbound|"):
+                value += b";service=" + cluster.rsplit("|", 1)[1].encode("ascii", "replace")
+            if len(self._peer_headers) > 4096:
+                self._peer_headers.clear()
+            headers = self._peer_headers[cluster] = [(b"x-trellis-peer", value)]
+        return headers
 
     def wait_for(
         self, ready: Callable[[], bool], then: Callable[[bool, str], None], what: str

@@ -150,6 +150,11 @@ class Exchange:
     def run(self, route: Route) -> None:
         self.route = route
         action = route.action
+        if route.fault is None and type(action) is ForwardAction:
+            # The common case, in as few calls as it takes: no fault, forward.
+            clusters = action.clusters
+            self.forward(clusters[0][0] if len(clusters) == 1 else action.pick(random.random()))
+            return
         if isinstance(action, RedirectAction):
             location = action.location(self.ctx.scheme, self.head.authority, self.head.path)
             self.respond(action.status, b"", extra=[(b"location", location.encode("latin-1"))])
@@ -291,7 +296,9 @@ class Exchange:
             return
         cluster = self.cluster
         assert cluster is not None
-        host = cluster.pick(self._hash_key(), avoid=self.host)
+        route = self.route
+        hash_key = self._hash_key() if route is not None and route.hash_policies else None
+        host = cluster.pick(hash_key, avoid=self.host)
         if host is None:
             self.flags.append("UH")
             self.respond(503, b"no healthy upstream\n")
@@ -300,7 +307,6 @@ class Exchange:
         host.active += 1
         host.requests += 1
         self._host_counted = True
-        route = self.route
         if route is not None and route.retry is not None and route.retry.per_try_timeout:
             self._try_timer = self.ctx.loop.call_later(
                 route.retry.per_try_timeout, self._on_try_timeout
@@ -604,8 +610,9 @@ class Exchange:
         self.conn.done(keep_alive)
 
     def _record(self, status: int) -> None:
-        if self.host is not None and self.cluster is not None:
-            self.cluster.record(self.host, status)
+        cluster = self.cluster
+        if self.host is not None and cluster is not None and cluster.config.outlier is not None:
+            cluster.record(self.host, status)
 
     def _drop_upstream(self) -> None:
         upstream = self.upstream
