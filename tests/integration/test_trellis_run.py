@@ -158,3 +158,31 @@ def test_proxyless_grpc_app_under_trellis_run(mesh: Mesh) -> None:
     proc.signal(signal.SIGTERM)
     assert proc.wait(20) == 0
     assert mesh.cp.endpoints("greeter") == []
+
+
+def test_health_path_takes_a_sick_app_out_of_the_endpoints_and_back(
+    mesh: Mesh, tmp_path: Path
+) -> None:
+    sick = tmp_path / "sick"
+    member = run_service(
+        mesh,
+        "checked",
+        run_args=("--health-path", "/healthz"),
+        app_args=("--unhealthy-file", str(sick)),
+    )
+    client = client_sidecar(mesh)
+    url = f"http://checked:{member.port}/"
+
+    def healthy() -> list[bool]:
+        return [e["healthy"] for e in mesh.cp.endpoints("checked")]
+
+    assert healthy() == [True]
+    with client.client() as c:
+        assert c.get(url).status_code == 200
+        sick.touch()  # /healthz now answers 503
+        wait_for(lambda: healthy() == [False], 15, "the sick app to be marked unhealthy")
+        wait_for(lambda: c.get(url).status_code == 503, 10, "the sidecar to stop routing to it")
+        assert "UH" in c.get(url).headers["x-trellis-flags"]
+        sick.unlink()
+        wait_for(lambda: healthy() == [True], 15, "the app to be healthy again")
+        wait_for(lambda: c.get(url).status_code == 200, 10, "traffic to come back")

@@ -13,7 +13,9 @@ Knobs in the query string, for the tests and the demo:
   answered with its length and SHA-256, never held whole.
 
 `--log-requests` prints `REQ METHOD TARGET` for every request it receives, so a
-test can tell that nothing reached the app. Prints `READY PORT` once listening.
+test can tell that nothing reached the app. `GET /healthz` answers 503 while the
+file `--unhealthy-file` exists (to show health checks), else 200. Prints
+`READY PORT` once listening.
 """
 
 from __future__ import annotations
@@ -37,8 +39,11 @@ CHUNK = 64 * 1024
 
 
 class App:
-    def __init__(self, name: str, calls: list[str], log_requests: bool) -> None:
+    def __init__(
+        self, name: str, calls: list[str], log_requests: bool, unhealthy_file: str = ""
+    ) -> None:
         self.name = name
+        self.unhealthy_file = unhealthy_file
         self.calls = calls
         self.log_requests = log_requests
         self.count = 0
@@ -107,6 +112,10 @@ def make_handler(app: App) -> type[BaseHTTPRequestHandler]:
         def _serve(self) -> None:
             if app.log_requests:
                 print(f"REQ {self.command} {self.path}", flush=True)
+            if self.path == "/healthz":
+                sick = bool(app.unhealthy_file) and os.path.exists(app.unhealthy_file)
+                self._send_size(503 if sick else 200, 0)
+                return
             count = app.next_count()
             query = {k: v[-1] for k, v in parse_qs(urlsplit(self.path).query).items()}
             body_len, body_sha = _read_body(self)  # a GET may have a body too: never leave it
@@ -163,8 +172,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
     p.add_argument("--call", action="append", default=[], help="URL to call per request")
     p.add_argument("--log-requests", action="store_true")
+    p.add_argument("--unhealthy-file", default="", help="/healthz answers 503 while it exists")
     args = p.parse_args(argv)
-    app = App(args.name, args.call, args.log_requests)
+    app = App(args.name, args.call, args.log_requests, args.unhealthy_file)
     server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(app))
     server.daemon_threads = True
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
