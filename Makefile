@@ -6,11 +6,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEB_STAMP := $(VENV)/.debs
 DEB_PACKAGES := curl
-# `make bench` only: HAProxy (backend and reference pair), wrk (max throughput), and
-# cryptography (certificates for the HAProxy mTLS pair).
+# `make bench` only: HAProxy (backend and reference pair), wrk (max throughput).
 BENCH_STAMP := $(VENV)/.bench-deps
 BENCH_DEB_PACKAGES := haproxy wrk
-BENCH_PIP_PACKAGES := cryptography
 
 .PHONY: test demo bench lint typecheck unit integration install clean
 
@@ -36,7 +34,6 @@ $(BENCH_STAMP): Makefile | $(BIN)/python
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; \
 	fi
-	$(BIN)/pip install -q $(BENCH_PIP_PACKAGES)
 	touch $@
 
 install: $(STAMP) $(DEB_STAMP)
