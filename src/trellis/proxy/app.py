@@ -20,11 +20,18 @@ import asyncio
 import contextlib
 import errno
 import logging
+import socket
+import ssl
 import time
 from typing import Any
 
+from trellis.proxy.config.resources import TlsMode
 from trellis.proxy.config.state import ConfigState
 from trellis.proxy.config.types import LISTENER_TYPE, OUTBOUND_DEFAULT_LISTENER
+from trellis.proxy.identity.agent import IdentityAgent
+from trellis.proxy.identity.agent import channel_options as identity_channel_options
+from trellis.proxy.identity.tls import TlsContexts
+from trellis.proxy.listeners.acceptor import Acceptor
 from trellis.proxy.listeners.admin import AdminListener, json_page
 from trellis.proxy.listeners.inbound import InboundListener
 from trellis.proxy.listeners.outbound import OutboundListener
@@ -55,6 +62,9 @@ class ProxyApp:
         self.inbound_name = ""
         self.started_at = time.time()
         self._servers: list[asyncio.Server] = []
+        self.acceptor: Acceptor | None = None
+        self.identity: IdentityAgent | None = None
+        self.tls = TlsContexts()
         self._sweeper: asyncio.Task[None] | None = None
         self._xds: AdsClient | None = None
         self._access_log = open_access_log(options.access_log)
@@ -71,15 +81,30 @@ class ProxyApp:
             "outbound", state, clusters, self.recorder.outbound, peer_header=me.peer_header()
         )
         inbound_ctx = ListenerContext("inbound", state, clusters, self.recorder.inbound)
+        if opts.join_token:
+            # Identity first: without an SVID there is no mTLS, and no xDS on the secure port.
+            self.identity = IdentityAgent(opts.control, opts.ca_bundle, opts.join_token)
+            self.identity.on_rotate(self.tls.update)
+            self.tls.update(await self.identity.start())
         inbound = InboundListener(inbound_ctx, state, "")
-        await self._listen("inbound", opts.inbound, inbound)
+        self._listen_inbound(opts.inbound, inbound)
         bound = self.addresses["inbound"]
         self.inbound_name = inbound.name = inbound_listener_name(bound.host, bound.port)
         await self._listen("outbound", opts.outbound, OutboundListener(outbound_ctx, state))
         await self._listen("admin", opts.admin, AdminListener(self._pages()))
         own = {(a.host, a.port) for a in self.addresses.values()}
         outbound_ctx.own_addresses = inbound_ctx.own_addresses = own
-        self._xds = AdsClient(opts.control, opts.node(), state)
+        self.clusters.client_context = self.tls.client_context
+        if self.identity is not None:
+            self._xds = AdsClient(
+                opts.control,
+                opts.node(),
+                state,
+                channel_credentials=self.identity.credentials,
+                channel_options=identity_channel_options(),
+            )
+        else:
+            self._xds = AdsClient(opts.control, opts.node(), state)
         state.bind(self._xds.subscribe)
         self._xds.subscribe(LISTENER_TYPE, [self.inbound_name, OUTBOUND_DEFAULT_LISTENER])
         await self._xds.__aenter__()
@@ -96,6 +121,33 @@ class ProxyApp:
                 for conn in list(conns):
                     conn.sweep(now)
             self.clusters.sweep(loop.time())
+
+    def _listen_inbound(self, address: Address, handler: RequestHandler) -> None:
+        """The inbound listener accepts itself: mTLS or plaintext per connection (Acceptor)."""
+        registry = self.connections["inbound"]
+        try:
+            sock = socket.create_server(
+                (address.host, address.port),
+                family=socket.AF_INET6 if ":" in address.host else socket.AF_INET,
+                backlog=1024,
+            )
+        except OSError as e:
+            if not (self.options.pick_free_ports and e.errno == errno.EADDRINUSE):
+                raise OSError(f"cannot listen on {address} (inbound): {e.strerror or e}") from None
+            log.info("inbound port %s taken: picking a free one", address)
+            self._listen_inbound(Address(address.host, 0), handler)
+            return
+        self.acceptor = Acceptor(
+            sock, lambda: ServerConnection(handler, registry), self._tls_policy
+        )
+        self.acceptor.start()
+        self.addresses["inbound"] = Address(address.host, int(sock.getsockname()[1]))
+
+    def _tls_policy(self) -> tuple[TlsMode, ssl.SSLContext | None]:
+        """The inbound mode the control plane asks for now, and the context to serve it."""
+        listener = self.state.listeners.get(self.inbound_name)
+        mode: TlsMode = listener.tls if listener is not None else "DISABLE"
+        return mode, self.tls.server
 
     async def _listen(self, name: str, address: Address, handler: RequestHandler) -> None:
         loop = asyncio.get_running_loop()
@@ -158,6 +210,8 @@ class ProxyApp:
         were still in flight at the deadline."""
         for server in self._servers:
             server.close()
+        if self.acceptor is not None:
+            self.acceptor.close()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
@@ -177,6 +231,10 @@ class ProxyApp:
                 await self._sweeper
         for server in self._servers:
             server.close()
+        if self.acceptor is not None:
+            self.acceptor.close()
+        if self.identity is not None:
+            await self.identity.aclose()
         for conns in self.connections.values():
             for conn in list(conns):
                 conn.abort()
@@ -231,6 +289,8 @@ class ProxyApp:
             "connections": {name: len(c) for name, c in self.connections.items()},
             "in_flight": self.in_flight(),
             "xds": self._xds.statistics() if self._xds is not None else None,
+            "identity": self.identity.statistics() if self.identity is not None else None,
+            "inbound_acceptor": self.acceptor.statistics() if self.acceptor is not None else None,
         }
 
     def _connection_gauges(self) -> list[str]:

@@ -39,6 +39,10 @@ class ProxyOptions:
     admin: Address = Address("127.0.0.1", 15000)
     access_log: str = ""  # "-" for stdout, a path, or "" for none
     pick_free_ports: bool = False  # a listener's port taken: take a free one instead
+    # Mesh identity: with a join token, `control` are the control plane's secure
+    # addresses (TLS, CA + ADS) and `ca_bundle` the pinned CA certificates.
+    join_token: str = ""
+    ca_bundle: bytes = b""
 
     @property
     def node_id(self) -> str:

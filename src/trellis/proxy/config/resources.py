@@ -15,7 +15,7 @@ from typing import Literal
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import base_pb2, health_check_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
-from envoy.config.listener.v3 import listener_pb2
+from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.config.route.v3 import route_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
@@ -23,11 +23,20 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from envoy.extensions.load_balancing_policies.least_request.v3 import least_request_pb2
 from envoy.extensions.load_balancing_policies.ring_hash.v3 import ring_hash_pb2
 from envoy.extensions.load_balancing_policies.wrr_locality.v3 import wrr_locality_pb2
+from envoy.extensions.transport_sockets.tls.v3 import common_pb2 as tls_common_pb2
+from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.message import DecodeError, Message
 
-from trellis.proxy.config.types import FAULT_FILTER, HCM_FILTER, RBAC_FILTER, ROUTER_FILTER
+from trellis.proxy.config.types import (
+    CERTIFICATE_PROVIDER,
+    FAULT_FILTER,
+    HCM_FILTER,
+    RBAC_FILTER,
+    ROUTER_FILTER,
+)
 from trellis.routing import RouteConfigError, RouteTable
+from trellis.routing.matchers import StringTest, string_test
 
 ENDPOINT_METADATA = "trellis"
 _HEALTHY = (health_check_pb2.HealthStatus.UNKNOWN, health_check_pb2.HealthStatus.HEALTHY)
@@ -54,6 +63,86 @@ def _seconds(d: duration_pb2.Duration, default: float) -> float:
     return float(d.seconds + d.nanos / 1e9)
 
 
+# -- TLS --------------------------------------------------------------------------------
+
+TlsMode = Literal["DISABLE", "STRICT", "PERMISSIVE"]
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamTls:
+    """Mesh mTLS to a cluster's endpoints: our SVID as client certificate, and the peer's
+    SPIFFE ID must pass one of `san_tests` (gRFC A29's match_subject_alt_names)."""
+
+    san_tests: tuple[StringTest, ...] = ()
+    sans: tuple[str, ...] = ()  # as configured, for /clusters and errors
+
+    def allows(self, spiffe_id: str) -> bool:
+        return not self.san_tests or any(test(spiffe_id) for test in self.san_tests)
+
+
+def _provider(common: tls_common_pb2.CommonTlsContext, where: str) -> None:
+    """Certificates come from our identity: the one provider instance every node knows."""
+    if not common.HasField("tls_certificate_provider_instance"):
+        raise ConfigError(f"{where}.tls_certificate_provider_instance: required")
+    name = common.tls_certificate_provider_instance.instance_name
+    if name != CERTIFICATE_PROVIDER:
+        raise ConfigError(
+            f"{where}.tls_certificate_provider_instance.instance_name: "
+            f"unrecognized certificate provider instance name: {name}"
+        )
+
+
+def _validation(
+    common: tls_common_pb2.CommonTlsContext, where: str
+) -> tls_common_pb2.CertificateValidationContext:
+    if not common.HasField("validation_context"):
+        raise ConfigError(f"{where}.validation_context: required (peers are verified)")
+    validation = common.validation_context
+    ca = validation.ca_certificate_provider_instance.instance_name
+    if ca != CERTIFICATE_PROVIDER:
+        raise ConfigError(
+            f"{where}.validation_context.ca_certificate_provider_instance.instance_name: "
+            f"unrecognized certificate provider instance name: {ca or '(none)'}"
+        )
+    return validation
+
+
+def _upstream_tls(cluster: cluster_pb2.Cluster) -> UpstreamTls:
+    where = f"{cluster.name}: transport_socket"
+    context = tls_pb2.UpstreamTlsContext()
+    _unpack(cluster.transport_socket.typed_config, context, where)
+    common = context.common_tls_context
+    _provider(common, f"{where}.common_tls_context")
+    validation = _validation(common, f"{where}.common_tls_context")
+    tests = []
+    for i, m in enumerate(validation.match_subject_alt_names):
+        try:
+            tests.append(string_test(m, f"match_subject_alt_names[{i}]"))
+        except RouteConfigError as e:
+            raise ConfigError(f"{where}.common_tls_context.validation_context.{e}") from None
+    sans = tuple(
+        m.exact or m.prefix or m.suffix or m.contains or m.safe_regex.regex
+        for m in validation.match_subject_alt_names
+    )
+    return UpstreamTls(tuple(tests), sans)
+
+
+def _downstream_tls(chain: listener_components_pb2.FilterChain, where: str) -> bool:
+    """Whether the chain terminates mesh mTLS (True) or takes plaintext (False)."""
+    if not chain.HasField("transport_socket"):
+        return False
+    context = tls_pb2.DownstreamTlsContext()
+    _unpack(chain.transport_socket.typed_config, context, f"{where}.transport_socket")
+    common = context.common_tls_context
+    _provider(common, f"{where}.transport_socket.common_tls_context")
+    _validation(common, f"{where}.transport_socket.common_tls_context")
+    if not context.require_client_certificate.value:
+        raise ConfigError(
+            f"{where}.transport_socket.require_client_certificate: mesh TLS is mutual"
+        )
+    return True
+
+
 # -- Listener ---------------------------------------------------------------------------
 
 
@@ -66,6 +155,7 @@ class ListenerConfig:
     routes: RouteTable | None = None
     address: tuple[str, int] | None = None
     http_filters: tuple[str, ...] = ()
+    tls: TlsMode = "DISABLE"  # inbound: what connections must speak
 
     @property
     def inbound(self) -> bool:
@@ -113,9 +203,22 @@ def decode_listener(packed: any_pb2.Any) -> tuple[str, ListenerConfig]:
     sock = listener.address.socket_address
     if not sock.address or not sock.port_value:
         raise ConfigError(f"{name}: address: an inbound listener needs address and port")
+    # One chain (mTLS or plaintext), or two told apart by transport protocol (PERMISSIVE).
+    # Every chain serves the same routes: the first chain's HCM is the one used.
+    if len(listener.filter_chains) > 2:
+        raise ConfigError(f"{name}: filter_chains: at most two (mTLS and plaintext)")
+    tls_chains = []
+    for i, chain in enumerate(listener.filter_chains):
+        where = f"{name}: filter_chains[{i}]"
+        if not chain.filters or chain.filters[-1].name != HCM_FILTER:
+            raise ConfigError(f"{where}.filters: the last filter must be the HCM")
+        tls_chains.append(_downstream_tls(chain, where))
+    if len(tls_chains) == 2 and sorted(tls_chains) != [False, True]:
+        raise ConfigError(f"{name}: filter_chains: two chains must be one mTLS, one plaintext")
+    mode: TlsMode = (
+        "PERMISSIVE" if len(tls_chains) == 2 else ("STRICT" if tls_chains[0] else "DISABLE")
+    )
     chain = listener.filter_chains[0]
-    if not chain.filters or chain.filters[-1].name != HCM_FILTER:
-        raise ConfigError(f"{name}: filter_chains[0].filters: the last filter must be the HCM")
     hcm = hcm_pb2.HttpConnectionManager()
     _unpack(chain.filters[-1].typed_config, hcm, f"{name}: filter_chains[0].filters[-1]")
     where = f"{name}: filter_chains[0]"
@@ -124,7 +227,7 @@ def decode_listener(packed: any_pb2.Any) -> tuple[str, ListenerConfig]:
         raise ConfigError(f"{where}: an inbound listener needs an inline route_config")
     table = _routes(hcm.route_config, f"{where}.route_config")
     address = (sock.address, sock.port_value)
-    return name, ListenerConfig(name, routes=table, address=address, http_filters=filters)
+    return name, ListenerConfig(name, routes=table, address=address, http_filters=filters, tls=mode)
 
 
 # -- RouteConfiguration -------------------------------------------------------------------
@@ -195,6 +298,7 @@ class ClusterConfig:
     limits: CircuitLimits = field(default_factory=CircuitLimits)
     outlier: OutlierConfig | None = None
     endpoints: tuple[EndpointConfig, ...] = ()  # STATIC only
+    tls: UpstreamTls | None = None  # mesh mTLS to the endpoints
 
 
 def _lb_from_policies(policy: cluster_pb2.LoadBalancingPolicy, where: str) -> LbConfig:
@@ -282,8 +386,7 @@ def decode_cluster(packed: any_pb2.Any) -> tuple[str, ClusterConfig]:
     cluster = cluster_pb2.Cluster()
     _unpack(packed, cluster, "resource")
     name = cluster.name
-    if cluster.HasField("transport_socket"):
-        raise ConfigError(f"{name}: transport_socket: upstream TLS is not supported yet")
+    tls = _upstream_tls(cluster) if cluster.HasField("transport_socket") else None
     if cluster.HasField("load_balancing_policy"):
         lb = _lb_from_policies(cluster.load_balancing_policy, f"{name}: load_balancing_policy")
     else:
@@ -297,6 +400,7 @@ def decode_cluster(packed: any_pb2.Any) -> tuple[str, ClusterConfig]:
         connect_timeout=_seconds(cluster.connect_timeout, 5.0),
         limits=_limits(cluster),
         outlier=_outlier(cluster),
+        tls=tls,
     )
     kind = cluster.type
     if kind == cluster_pb2.Cluster.EDS:

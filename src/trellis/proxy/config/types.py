@@ -19,3 +19,7 @@ RBAC_FILTER = "envoy.filters.http.rbac"
 OUTBOUND_DEFAULT_LISTENER = "trellis/outbound"
 PASSTHROUGH_CLUSTER = "PassthroughCluster"
 BLACKHOLE_CLUSTER = "BlackHoleCluster"
+
+# The certificate provider instance every node's bootstrap names (gRFC A29): the proxy's
+# own identity for sidecars, grpcio's file_watcher for proxyless apps.
+CERTIFICATE_PROVIDER = "trellis"

@@ -36,6 +36,7 @@ from trellis.proxy.http1.errors import ProtocolError
 from trellis.proxy.http1.head import RequestHead
 from trellis.proxy.http1.reader import RequestReader
 from trellis.proxy.http1.writer import local_response
+from trellis.proxy.identity.tls import peer_spiffe_id
 
 log = logging.getLogger("trellis.proxy.server")
 
@@ -82,8 +83,10 @@ class ServerConnection(asyncio.Protocol):
         "exchange",
         "handler",
         "peer",
+        "peer_identity",
         "reader",
         "registry",
+        "secure",
         "transport",
         "tunnel",
         "write_paused",
@@ -98,6 +101,8 @@ class ServerConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.exchange: Exchange | None = None
         self.peer: tuple[str, int] = ("", 0)
+        self.secure = False  # the connection is mesh mTLS
+        self.peer_identity = ""  # the client's SPIFFE ID (mTLS only)
         self.closed = False
         self.write_paused = False
         self._queue: list[_Event] | None = None  # events of pipelined requests
@@ -120,6 +125,9 @@ class ServerConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple):
             self.peer = (str(peer[0]), int(peer[1]))
+        if transport.get_extra_info("ssl_object") is not None:  # mTLS (the inbound acceptor)
+            self.secure = True
+            self.peer_identity = peer_spiffe_id(transport.get_extra_info("peercert"))
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

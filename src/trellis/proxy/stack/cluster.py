@@ -14,6 +14,7 @@ is then told that every host is available).
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -30,6 +31,10 @@ def _any_host(host: Host) -> bool:
     return True
 
 
+def _no_context() -> ssl.SSLContext | None:
+    return None
+
+
 class ClusterRuntime:
     __slots__ = (
         "_balancer",
@@ -43,10 +48,17 @@ class ClusterRuntime:
         "name",
         "overflows",
         "requests",
+        "tls_context",
     )
 
-    def __init__(self, config: ClusterConfig, endpoints: tuple[EndpointConfig, ...]) -> None:
+    def __init__(
+        self,
+        config: ClusterConfig,
+        endpoints: tuple[EndpointConfig, ...],
+        tls_context: Callable[[], ssl.SSLContext | None] | None = None,
+    ) -> None:
         self.name = config.name
+        self.tls_context = tls_context or _no_context
         self.config = config
         self._loop = asyncio.get_event_loop()
         self.counters = PoolCounters()
@@ -72,6 +84,8 @@ class ClusterRuntime:
             else:
                 host.update(e)
                 host.pool.connect_timeout = config.connect_timeout
+            host.pool.tls = config.tls
+            host.pool.tls_context = self.tls_context
             hosts.append(host)
         for gone in old.values():
             gone.pool.retire()  # in-flight requests keep their connection until they end
@@ -158,6 +172,8 @@ class ClusterRuntime:
             "overflows": self.overflows,
             "connections": self.counters.active,
             "connect_failures": self.counters.connect_failures,
+            "identity_refused": self.counters.identity_refused,
+            "tls": "mesh mTLS" if self.config.tls is not None else "plaintext",
             "hosts": [
                 {
                     "address": f"{h.key[0]}:{h.key[1]}",
@@ -199,7 +215,12 @@ class ClusterManager:
         self.state = state
         self.clusters: dict[str, ClusterRuntime] = {}
         self._originals: dict[tuple[str, int], ClusterRuntime] = {}
+        # The proxy's current client TLS context (mesh identity), when it has one.
+        self.client_context: Callable[[], ssl.SSLContext | None] = _no_context
         state.watch(self._on_change)
+
+    def _client_context(self) -> ssl.SSLContext | None:
+        return self.client_context()
 
     def original_destination(
         self, host: str, port: int, parent: ClusterConfig | None = None
@@ -242,7 +263,7 @@ class ClusterManager:
             endpoints = config.endpoints
         runtime = self.clusters.get(name)
         if runtime is None:
-            self.clusters[name] = ClusterRuntime(config, endpoints)
+            self.clusters[name] = ClusterRuntime(config, endpoints, self._client_context)
         else:
             runtime.update(config, endpoints)
 

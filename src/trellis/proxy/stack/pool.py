@@ -26,12 +26,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 import struct
+from collections.abc import Callable
 from typing import Protocol, cast
 
+from trellis.proxy.config.resources import UpstreamTls
 from trellis.proxy.http1.errors import ProtocolError
 from trellis.proxy.http1.head import ResponseHead
 from trellis.proxy.http1.reader import ResponseReader
+from trellis.proxy.identity.tls import peer_spiffe_id
 
 IDLE_TIMEOUT = 3.0
 MAX_IDLE_PER_HOST = 64
@@ -199,15 +203,20 @@ class UpstreamConnection(asyncio.Protocol):
         self.idle_since = 0.0
 
 
+def _no_context() -> ssl.SSLContext | None:
+    return None
+
+
 class PoolCounters:
     """Connections of one cluster (shared by its hosts' pools), for limits and /clusters."""
 
-    __slots__ = ("active", "connect_failures", "opened")
+    __slots__ = ("active", "connect_failures", "identity_refused", "opened")
 
     def __init__(self) -> None:
         self.active = 0
         self.opened = 0
         self.connect_failures = 0
+        self.identity_refused = 0  # TLS peers whose SPIFFE ID the cluster does not allow
 
 
 class HostPool:
@@ -220,6 +229,8 @@ class HostPool:
         "idle_timeout",
         "port",
         "retired",
+        "tls",
+        "tls_context",
         "total",
     )
 
@@ -241,6 +252,8 @@ class HostPool:
         self._loop = asyncio.get_event_loop()
         self.total: set[UpstreamConnection] = set()
         self.retired = False  # the host left the cluster: no connection goes back to idle
+        self.tls: UpstreamTls | None = None  # mesh mTLS to this host (the cluster's setting)
+        self.tls_context: Callable[[], ssl.SSLContext | None] = _no_context
 
     @property
     def idle_count(self) -> int:
@@ -265,16 +278,34 @@ class HostPool:
     async def _connect(self, user: PoolUser) -> None:
         conn = UpstreamConnection(self)
         self.counters.opened += 1
+        tls = self.tls
+        context = None
+        if tls is not None:
+            context = self.tls_context()
+            if context is None:
+                self.counters.connect_failures += 1
+                user.on_connect_failed("mesh TLS is required and this proxy has no identity")
+                return
         try:
             await asyncio.wait_for(
-                self._loop.create_connection(lambda: conn, self.address, self.port),
+                self._loop.create_connection(lambda: conn, self.address, self.port, ssl=context),
                 self.connect_timeout,
             )
-        except (OSError, TimeoutError) as e:
+        except (OSError, TimeoutError, ssl.SSLError) as e:
             self.counters.connect_failures += 1
             reason = "connect timeout" if isinstance(e, TimeoutError) else str(e)
             user.on_connect_failed(reason or type(e).__name__)
             return
+        if tls is not None:
+            assert conn.transport is not None
+            peer = peer_spiffe_id(conn.transport.get_extra_info("peercert"))
+            if not tls.allows(peer):
+                # Not the identity the control plane says serves this cluster: an impostor.
+                self.counters.connect_failures += 1
+                self.counters.identity_refused += 1
+                conn.abort()
+                user.on_connect_failed(f"peer identity {peer or '(none)'} is not allowed")
+                return
         self.total.add(conn)
         self.counters.active += 1
         user.on_connected(conn)

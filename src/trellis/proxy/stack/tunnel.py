@@ -15,8 +15,10 @@ write buffer pauses reading on the other.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from typing import TYPE_CHECKING
 
+from trellis.proxy.identity.tls import peer_spiffe_id
 from trellis.proxy.stack.hosts import Host
 
 if TYPE_CHECKING:
@@ -77,14 +79,26 @@ class Tunnel:
     async def _connect(self) -> None:
         ex = self.ex
         pool = self.host.pool
+        context = pool.tls_context() if pool.tls is not None else None
+        if pool.tls is not None and context is None:
+            ex.tunnel_failed(503, "UF", "mesh TLS is required and this proxy has no identity")
+            return
         try:
             transport, _ = await asyncio.wait_for(
-                ex.ctx.loop.create_connection(lambda: _Upstream(self), pool.address, pool.port),
+                ex.ctx.loop.create_connection(
+                    lambda: _Upstream(self), pool.address, pool.port, ssl=context
+                ),
                 pool.connect_timeout,
             )
-        except (OSError, TimeoutError) as e:
+        except (OSError, TimeoutError, ssl.SSLError) as e:
             ex.tunnel_failed(503, "UF", f"upstream connect error: {e or 'timeout'}")
             return
+        if pool.tls is not None:
+            peer = peer_spiffe_id(transport.get_extra_info("peercert"))
+            if not pool.tls.allows(peer):
+                transport.abort()
+                ex.tunnel_failed(503, "UF", f"peer identity {peer or '(none)'} is not allowed")
+                return
         if ex.finished:
             transport.close()
             return

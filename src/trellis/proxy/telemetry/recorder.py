@@ -81,6 +81,7 @@ class Recorder:
         key = (
             ex.cluster_name,
             host.config.workload if host is not None else "",
+            host is not None and host.pool.tls is not None,
             ex.status,
             *ex.flags,
         )
@@ -113,7 +114,7 @@ class Recorder:
             "http",
             str(ex.status),
             ",".join(ex.flags) or "-",
-            "none",
+            "mutual_tls" if host is not None and host.pool.tls is not None else "none",
         )
         return labels
 
@@ -135,7 +136,7 @@ class Recorder:
             "http",
             str(ex.status),
             ",".join(ex.flags) or "-",
-            "none",
+            "mutual_tls" if ex.conn.secure else "none",
         )
         self._record(ex, labels, "inbound", service)
 

@@ -33,7 +33,7 @@ import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final, Protocol
 
@@ -162,7 +162,10 @@ class AdsClient:
         *,
         backoff_base: float = 0.5,
         backoff_max: float = 30.0,
-        channel_credentials: grpc.ChannelCredentials | None = None,
+        channel_credentials: grpc.ChannelCredentials
+        | Callable[[], grpc.ChannelCredentials]
+        | None = None,
+        channel_options: Sequence[tuple[str, Any]] = (),
     ) -> None:
         if isinstance(servers, str) or not servers:
             raise ValueError("servers must be a non-empty sequence of 'host:port' strings")
@@ -170,7 +173,10 @@ class AdsClient:
         self._handler = handler
         self._protocol = AdsProtocol(node)
         self._backoff = Backoff(backoff_base, backoff_max)
+        # Credentials, or a function giving the current ones: called at each connection
+        # attempt, so a renewed client certificate is used from the next reconnect on.
         self._credentials = channel_credentials
+        self._extra_options = list(channel_options)
         self._index = 0
         self._task: asyncio.Task[None] | None = None
         self._outbox: _Outbox | None = None  # set while a stream is open
@@ -273,10 +279,14 @@ class AdsClient:
 
     async def _attempt(self, server: str) -> bool:
         """Connect to `server` and serve one stream; True when it delivered a response."""
-        if self._credentials is not None:
-            channel = grpc.aio.secure_channel(server, self._credentials, options=_channel_options())
+        options = [*_channel_options(), *self._extra_options]
+        credentials = self._credentials
+        if callable(credentials):
+            credentials = credentials()
+        if credentials is not None:
+            channel = grpc.aio.secure_channel(server, credentials, options=options)
         else:
-            channel = grpc.aio.insecure_channel(server, options=_channel_options())
+            channel = grpc.aio.insecure_channel(server, options=options)
         try:
             reason = await _wait_ready(channel)
             if reason is not None:

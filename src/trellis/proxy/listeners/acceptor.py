@@ -1,0 +1,167 @@
+"""Acceptor: the inbound listener's accept loop, which tells mTLS from plaintext by the
+first byte and hands each connection to the event loop with or without TLS.
+
+Why not `loop.create_server(ssl=...)`: the inbound mode comes from xDS and may
+change at any time (STRICT, PERMISSIVE, DISABLE), and PERMISSIVE takes both on
+one port, as Istio's sidecars do. So the acceptor accepts itself, waits until
+the client's first byte is there, peeks at it (MSG_PEEK: nothing is consumed),
+and then calls `loop.connect_accepted_socket` with the server TLS context
+when the byte starts a TLS handshake (0x16), else without. The TLS itself is
+the event loop's native implementation.
+
+Refusals (counted in `statistics()`): plaintext while STRICT, a handshake while
+TLS is not configured, a client that sends nothing within `SNIFF_TIMEOUT`, a
+failed handshake (foreign, expired or missing client certificate).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import ssl
+import struct
+from collections.abc import Callable
+from typing import Any
+
+from trellis.proxy.config.resources import TlsMode
+
+log = logging.getLogger("trellis.proxy.inbound")
+
+SNIFF_TIMEOUT = 10.0
+HANDSHAKE_TIMEOUT = 10.0
+TLS_HANDSHAKE_BYTE = 0x16
+
+TlsPolicy = Callable[[], tuple[TlsMode, ssl.SSLContext | None]]
+
+
+class Acceptor:
+    def __init__(
+        self,
+        sock: socket.socket,
+        protocol_factory: Callable[[], asyncio.Protocol],
+        policy: TlsPolicy,
+    ) -> None:
+        self.sock = sock
+        self.factory = protocol_factory
+        self.policy = policy  # the current mode and server context, asked per connection
+        self._loop = asyncio.get_event_loop()
+        self._waiting: dict[int, tuple[socket.socket, asyncio.TimerHandle]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.closed = False
+        self.counts = {
+            "accepted": 0,
+            "tls": 0,
+            "plaintext": 0,
+            "refused_plaintext": 0,
+            "refused_tls": 0,
+            "handshake_failures": 0,
+            "silent": 0,
+        }
+
+    def start(self) -> None:
+        self.sock.setblocking(False)
+        self._loop.add_reader(self.sock.fileno(), self._accept)
+
+    def _accept(self) -> None:
+        for _ in range(64):  # a burst at a time, then let the loop breathe
+            try:
+                conn, _ = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                log.warning("accept failed: %s", e)
+                return
+            conn.setblocking(False)
+            self.counts["accepted"] += 1
+            fd = conn.fileno()
+            timer = self._loop.call_later(SNIFF_TIMEOUT, self._silent, fd)
+            self._waiting[fd] = (conn, timer)
+            self._loop.add_reader(fd, self._sniff, fd)
+
+    def _silent(self, fd: int) -> None:
+        entry = self._waiting.pop(fd, None)
+        if entry is not None:
+            self._loop.remove_reader(fd)
+            self.counts["silent"] += 1
+            entry[0].close()
+
+    def _sniff(self, fd: int) -> None:
+        entry = self._waiting.pop(fd, None)
+        self._loop.remove_reader(fd)
+        if entry is None:
+            return
+        conn, timer = entry
+        timer.cancel()
+        try:
+            first = conn.recv(1, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            self._waiting[fd] = entry  # spurious wake-up: wait again
+            self._loop.add_reader(fd, self._sniff, fd)
+            return
+        except OSError:
+            conn.close()
+            return
+        if not first:
+            conn.close()  # closed before saying anything
+            return
+        mode, context = self.policy()
+        if first[0] == TLS_HANDSHAKE_BYTE:
+            if context is None or mode == "DISABLE":
+                self.counts["refused_tls"] += 1
+                conn.close()
+                return
+            self.counts["tls"] += 1
+            self._hand_over(conn, context)
+        else:
+            if mode == "STRICT":
+                self.counts["refused_plaintext"] += 1
+                _reset(conn)
+                return
+            self.counts["plaintext"] += 1
+            self._hand_over(conn, None)
+
+    def _hand_over(self, conn: socket.socket, context: ssl.SSLContext | None) -> None:
+        if context is None:
+            coro = self._loop.connect_accepted_socket(self.factory, conn)
+        else:
+            coro = self._loop.connect_accepted_socket(
+                self.factory, conn, ssl=context, ssl_handshake_timeout=HANDSHAKE_TIMEOUT
+            )
+        task = self._loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._handed_over)
+
+    def _handed_over(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:
+            self.counts["handshake_failures"] += 1
+            log.info("inbound TLS handshake failed: %s", error)
+
+    def close(self) -> None:
+        """Stop accepting; connections already handed over are not touched."""
+        if self.closed:
+            return
+        self.closed = True
+        with contextlib.suppress(ValueError, OSError):
+            self._loop.remove_reader(self.sock.fileno())
+        for fd, (conn, timer) in list(self._waiting.items()):
+            timer.cancel()
+            self._loop.remove_reader(fd)
+            conn.close()
+        self._waiting.clear()
+        self.sock.close()
+
+    def statistics(self) -> dict[str, int]:
+        return dict(self.counts)
+
+
+def _reset(conn: socket.socket) -> None:
+    """Close with a reset: nothing of the refused connection is read or answered."""
+    with contextlib.suppress(OSError):
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn.close()
