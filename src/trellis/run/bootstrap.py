@@ -11,10 +11,28 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 INBOUND_LISTENER_TEMPLATE = "trellis/inbound?address=%s"
 SERVER_FEATURES = ("xds_v3", "ignore_resource_deletion")
+# The one certificate provider instance every bootstrap names (clusters and listeners
+# refer to it; grpcio NACKs a name its bootstrap lacks).
+CERTIFICATE_PROVIDER = "trellis"
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityFiles:
+    """Where grpcio's file_watcher reads the workload's SVID (swapped atomically)."""
+
+    certificate: str
+    private_key: str
+    bundle: str
+    refresh_seconds: float = 1.0
+
+    @classmethod
+    def under(cls, current: str) -> IdentityFiles:
+        return cls(f"{current}/cert.pem", f"{current}/key.pem", f"{current}/bundle.pem")
 
 
 def node_id(kind: str, workload: str, namespace: str) -> str:
@@ -30,16 +48,34 @@ def grpc_bootstrap(
     labels: Mapping[str, str] | None = None,
     ports: Sequence[int] = (),
     kind: str = "proxyless",
+    identity: IdentityFiles | None = None,
 ) -> dict[str, Any]:
-    """A bootstrap naming every control plane (`host:port`) in order of preference."""
+    """A bootstrap naming every control plane (`host:port`) in order of preference.
+
+    With `identity`, the control planes are their secure ports: the xDS channel is mTLS
+    with the workload's SVID (gRFC A65 `tls` channel credentials), and the files are
+    the `trellis` certificate provider that mesh clusters and listeners name (A29)."""
     if not control_planes:
         raise ValueError("at least one control-plane address is needed")
     labels = dict(labels or {})
-    return {
+    creds: list[dict[str, Any]] = [{"type": "insecure"}]
+    if identity is not None:
+        creds = [
+            {
+                "type": "tls",
+                "config": {
+                    "ca_certificate_file": identity.bundle,
+                    "certificate_file": identity.certificate,
+                    "private_key_file": identity.private_key,
+                    "refresh_interval": f"{identity.refresh_seconds:g}s",
+                },
+            }
+        ]
+    bootstrap: dict[str, Any] = {
         "xds_servers": [
             {
                 "server_uri": address,
-                "channel_creds": [{"type": "insecure"}],
+                "channel_creds": creds,
                 "server_features": list(SERVER_FEATURES),
             }
             for address in control_planes
@@ -58,6 +94,19 @@ def grpc_bootstrap(
         },
         "server_listener_resource_name_template": INBOUND_LISTENER_TEMPLATE,
     }
+    if identity is not None:
+        bootstrap["certificate_providers"] = {
+            CERTIFICATE_PROVIDER: {
+                "plugin_name": "file_watcher",
+                "config": {
+                    "certificate_file": identity.certificate,
+                    "private_key_file": identity.private_key,
+                    "ca_certificate_file": identity.bundle,
+                    "refresh_interval": f"{identity.refresh_seconds:g}s",
+                },
+            }
+        }
+    return bootstrap
 
 
 def bootstrap_json(**kwargs: Any) -> str:
