@@ -4,8 +4,11 @@ A real ADS server (trellis.control.xds) serves `translate.generate` over a
 mesh that uses every proxyless feature (header and method matches, weighted
 clusters, retries, timeouts, faults, ring hash, round robin, least request,
 circuit breakers, outlier detection, a dropped query match, a server
-listener). A real grpcio client process calls real grpc.aio backends through
-`xds:///` names, then dumps its CSDS view: any NACK is a translator bug.
+listener with DENY and ALLOW RBAC filters using every matcher the translator
+emits). A real grpcio client process calls real grpc.aio backends through
+`xds:///` names, then dumps its CSDS view: any NACK is a translator bug. The
+call to the xDS server passes its RBAC filters (an ALLOW rule on its port and
+the health service), so the filters are not only ACKed but also applied.
 """
 
 from __future__ import annotations
@@ -17,12 +20,19 @@ import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2,
+)
 from grpc_health.v1 import health, health_pb2_grpc
-from tests.control.translate.translate_support import load_push
+from tests.control.translate.translate_support import load_push, node, one
 
+from trellis.control.push.context import PushContext
+from trellis.control.translate import LISTENER_TYPE
+from trellis.control.translate.pb import ROUTER_FILTER
 from trellis.control.xds import AdsServer
 
 pytestmark = pytest.mark.integration
@@ -53,6 +63,14 @@ with grpc.insecure_channel(f"127.0.0.1:{server_port}") as direct:
             time.sleep(0.05)
 
 results = [{"target": "xds-server", "ok": bool(served)}]
+with grpc.insecure_channel(f"127.0.0.1:{server_port}") as direct:
+    try:  # notPaths in the only ALLOW rule that matches: denied by the server's RBAC filter
+        next(iter(health_pb2_grpc.HealthStub(direct).Watch(
+            health_pb2.HealthCheckRequest(), timeout=5)))
+        results.append({"target": "xds-server-watch", "ok": True})
+    except grpc.RpcError as e:
+        results.append({"target": "xds-server-watch", "ok": False, "code": e.code().name,
+                        "details": e.details()})
 channels = [grpc.insecure_channel(t) for t in sys.argv[1:]]  # open until the dump
 for target, channel in zip(sys.argv[1:], channels):
     try:
@@ -181,6 +199,53 @@ spec:
   service: plain
   loadBalancer: {{type: ROUND_ROBIN}}
   outlierDetection: {{consecutiveGatewayErrors: 5, failurePercentageThreshold: 80}}
+---
+apiVersion: trellis.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: {{name: deny-forbidden, namespace: shop}}
+spec:
+  action: DENY
+  rules:
+    - to: [{{operation: {{paths: [/forbidden.Service/*, "*/Delete", /exact.Service/Get]}}}}]
+      when:
+        - {{key: "request.headers[x-user]", values: [blocked*, "*-bot", root], notValues: [admin]}}
+        - {{key: "request.headers[grpc-trace-bin]", values: ["*"]}}  # refused by grpcio: dropped
+    - from:
+        - source:
+            namespaces: ["*-prod", staging*, qa]
+            notNamespaces: [shop]
+            principals: ["*"]
+            notPrincipals: [trellis.local/ns/shop/sa/admin, "*/sa/root", "spiffe://x/*"]
+      to: [{{operation: {{methods: [DELETE, "P*", "*CH"], notMethods: [POST]}}}}]
+    - when:
+        - {{key: source.namespace, values: [nosuch]}}
+        - {{key: source.principal, notValues: ["*"]}}
+---
+apiVersion: trellis.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: {{name: dry-run-deny-all, namespace: shop}}
+spec:
+  action: DENY
+  dryRun: true  # proxyless servers get no dry-run policy: this must not deny the health check
+  rules: [{{}}]
+---
+apiVersion: trellis.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: {{name: allow-health, namespace: shop}}
+spec:
+  rules:
+    - from: [{{source: {{principals: [trellis.local/ns/web/sa/frontend]}}}}]
+    - to:
+        - operation:
+            ports: [{server_port}]
+            paths: [/grpc.health.v1.Health/*]
+            notPaths: [/grpc.health.v1.Health/Watch]
+            methods: [POST]
+---
+apiVersion: trellis.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: {{name: allow-nothing, namespace: shop}}
+spec: {{}}
 """
 
 
@@ -207,7 +272,8 @@ async def backends() -> AsyncIterator[tuple[int, int]]:
 async def test_grpcio_acks_every_proxyless_resource(
     backends: tuple[int, int], tmp_path: Path
 ) -> None:
-    push = load_push(MESH.format(port1=backends[0], port2=backends[1]))
+    server_port = free_port()
+    push = load_push(MESH.format(port1=backends[0], port2=backends[1], server_port=server_port))
     ads = AdsServer(push=push)
     server = grpc.aio.server()
     ads.register(server)
@@ -233,7 +299,7 @@ async def test_grpcio_acks_every_proxyless_resource(
         GRPC_XDS_BOOTSTRAP=str(tmp_path / "bootstrap.json"),
         GRPC_EXPERIMENTAL_XDS_DATA_ERROR_HANDLING="true",
         grpc_proxy="",
-        SERVER_PORT=str(free_port()),
+        SERVER_PORT=str(server_port),
     )
     targets = ["xds:///ratings:50051", "xds:///ratings.shop", "xds:///plain", "xds:///nosuch"]
     try:
@@ -248,6 +314,8 @@ async def test_grpcio_acks_every_proxyless_resource(
     report = json.loads(out.decode().strip().splitlines()[-1])
     calls = {c["target"]: c for c in report["calls"]}
     assert calls["xds-server"]["ok"], err.decode()[-3000:]
+    watch = calls["xds-server-watch"]
+    assert watch["code"] == "PERMISSION_DENIED", (watch, err.decode()[-3000:])
     for target in targets[:3]:
         assert calls[target]["ok"], (calls[target], err.decode()[-3000:])
     assert not calls["xds:///nosuch"]["ok"]
@@ -259,3 +327,15 @@ async def test_grpcio_acks_every_proxyless_resource(
     assert len(held) >= 12, held
     inbound = [h for h in held if h["name"].startswith("trellis/inbound?address=127.0.0.1:")]
     assert [h["status"] for h in inbound] == ["ACKED"], held
+    inbound_filters = [
+        f.name
+        for f in inline_hcm(push, f"trellis/inbound?address=127.0.0.1:{server_port}").http_filters
+    ]
+    assert inbound_filters == ["trellis.authz.deny", "trellis.authz.allow", ROUTER_FILTER]
+
+
+def inline_hcm(push: PushContext, name: str) -> Any:
+    listener = one(node("proxyless", "shop", "client"), push, LISTENER_TYPE, name)
+    hcm = http_connection_manager_pb2.HttpConnectionManager()
+    assert listener.filter_chains[0].filters[-1].typed_config.Unpack(hcm)
+    return hcm

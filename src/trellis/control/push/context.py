@@ -3,7 +3,8 @@
 It owns the mesh *semantics* every generator shares: which workloads are live
 endpoints (leases), which workloads a Service selects, which routes apply to
 a client (GAMMA producer/consumer), which DestinationPolicy governs a
-service, and the effective MeshConfig. It knows nothing of xDS or protobuf,
+service, which AuthorizationPolicies select a workload, and the effective
+MeshConfig. It knows nothing of xDS or protobuf,
 does no I/O and reads no clock: `now` is given to `build`.
 """
 
@@ -16,7 +17,7 @@ from types import MappingProxyType
 from trellis.model.base import selector_matches
 from trellis.model.keys import ResourceKey
 from trellis.model.mesh_config import MeshConfig
-from trellis.model.policies import DestinationPolicy
+from trellis.model.policies import AuthorizationPolicy, DestinationPolicy
 from trellis.model.routes import GRPCRoute, HTTPRoute
 from trellis.model.service import Service, ServicePort
 from trellis.model.workload import Locality, Workload
@@ -70,6 +71,7 @@ class PushContext:
     members: Mapping[ServiceKey, tuple[Workload, ...]]  # live workloads a service selects
     attached: Mapping[ServiceKey, tuple[AttachedRoute, ...]]  # oldest first
     policies: Mapping[ServiceKey, DestinationPolicy]
+    authorization: Mapping[str, tuple[AuthorizationPolicy, ...]]  # per namespace, by name
 
     # -- construction -----------------------------------------------------------------
 
@@ -84,6 +86,7 @@ class PushContext:
         workloads: dict[ServiceKey, Workload] = {}
         routes: list[Route] = []
         policies: dict[ServiceKey, DestinationPolicy] = {}
+        authorization: dict[str, list[AuthorizationPolicy]] = {}
         mesh = MeshConfig()
         for doc in snapshot.docs:
             if isinstance(doc, Service):
@@ -97,6 +100,8 @@ class PushContext:
                 # Several policies for one service: the oldest wins (as Istio does).
                 if key not in policies or _policy_order(doc) < _policy_order(policies[key]):
                     policies[key] = doc
+            elif isinstance(doc, AuthorizationPolicy):
+                authorization.setdefault(doc.namespace, []).append(doc)
             elif isinstance(doc, MeshConfig):
                 mesh = doc
         live = frozenset(_live_workloads(workloads, snapshot.leases, now))
@@ -118,6 +123,9 @@ class PushContext:
             members=MappingProxyType(members),
             attached=MappingProxyType(_attach(routes)),
             policies=MappingProxyType(policies),
+            authorization=MappingProxyType(
+                {ns: tuple(sorted(ps, key=lambda p: p.name)) for ns, ps in authorization.items()}
+            ),
         )
 
     # -- queries ----------------------------------------------------------------------
@@ -134,6 +142,16 @@ class PushContext:
 
     def policy(self, service: Service) -> DestinationPolicy | None:
         return self.policies.get((service.namespace, service.name))
+
+    def authorization_policies(
+        self, namespace: str, labels: Mapping[str, str]
+    ) -> tuple[AuthorizationPolicy, ...]:
+        """The AuthorizationPolicies selecting a workload of `namespace` with `labels`, by name.
+
+        A policy without a selector (or with empty `matchLabels`) selects
+        every workload of its namespace, as in Istio.
+        """
+        return tuple(p for p in self.authorization.get(namespace, ()) if _selects(p, labels))
 
     def endpoints(self, service: Service, port: ServicePort) -> tuple[Endpoint, ...]:
         """Live members of `service` reachable for `port`, sorted by workload.
@@ -178,6 +196,13 @@ class PushContext:
             if consumer:
                 return tuple(_unique(consumer))
         return tuple(_unique(a.route for a in attached if a.route.namespace == service.namespace))
+
+
+def _selects(policy: AuthorizationPolicy, labels: Mapping[str, str]) -> bool:
+    selector = policy.spec.selector
+    if selector is None:
+        return True
+    return all(labels.get(k) == v for k, v in selector.match_labels.items())
 
 
 def _policy_order(p: DestinationPolicy) -> tuple[int, str]:

@@ -4,10 +4,12 @@ Outbound: `api_listener` = HttpConnectionManager with RDS over ADS and the
 HTTP filters [fault, router] — the router must be last (grpcio NACKs a
 listener without it). Inbound: a Listener whose `address` matches the bind
 string of its name, one filter chain with an HCM whose RouteConfiguration is
-inline. Authorization (RBAC filters before the router) comes later.
+inline, and the HTTP filters [authorization filters (rbac.py)..., router].
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from envoy.config.core.v3 import address_pb2, base_pb2
 from envoy.config.listener.v3 import api_listener_pb2, listener_components_pb2, listener_pb2
@@ -69,14 +71,20 @@ def outbound_default_listener(name: str, cluster: str) -> listener_pb2.Listener:
 
 
 def inbound_listener(
-    name: str, address: str, port: int, route_config: route_pb2.RouteConfiguration
+    name: str,
+    address: str,
+    port: int,
+    route_config: route_pb2.RouteConfiguration,
+    filters: Sequence[hcm_pb2.HttpFilter] = (),
 ) -> listener_pb2.Listener:
+    """`filters` (authorization) run before the router, in order."""
     manager = HCM(
         stat_prefix="inbound",
         codec_type=HCM.AUTO,
         route_config=route_config,
         http_filters=[
-            hcm_pb2.HttpFilter(name=pb.ROUTER_FILTER, typed_config=pb.pack(router_pb2.Router()))
+            *filters,
+            hcm_pb2.HttpFilter(name=pb.ROUTER_FILTER, typed_config=pb.pack(router_pb2.Router())),
         ],
     )
     chain = listener_components_pb2.FilterChain(

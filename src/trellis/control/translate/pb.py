@@ -14,12 +14,14 @@ from trellis.model.duration import parse_duration
 
 FAULT_FILTER = "envoy.filters.http.fault"
 ROUTER_FILTER = "envoy.filters.http.router"
+RBAC_FILTER = "envoy.filters.http.rbac"
 HCM_FILTER = "envoy.filters.network.http_connection_manager"
 
 
 def pack(message: Message) -> any_pb2.Any:
+    """Deterministic bytes (map entries sorted), so equal configs get equal content versions."""
     out = any_pb2.Any()
-    out.Pack(message)
+    out.Pack(message, deterministic=True)
     return out
 
 

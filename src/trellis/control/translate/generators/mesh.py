@@ -4,8 +4,12 @@
 requested names into (service, port) targets (names.py), asks the builders for
 resources, and records every name that resolves to nothing in
 `Generated.errors` (the ADS server answers them NOT_FOUND). What differs per
-kind — route timeouts/retries, inbound listener routes, local clusters — comes
-from a `KindPolicy`. Pure: no I/O, no clock.
+kind — route timeouts/retries, inbound listener routes, local clusters, what
+the RBAC filters may hold — comes from a `KindPolicy`. Pure: no I/O, no clock.
+
+Inbound listeners carry the RBAC filters of the AuthorizationPolicies that
+select the node's workload (rbac.py): its labels come from the node metadata,
+else from its registered Workload.
 
 Wildcard (names None): LDS gets the `FQDN:PORT` listener of every service
 port, CDS every outbound cluster (plus the kind's local ones); RDS and EDS
@@ -14,7 +18,7 @@ wildcards are not meaningful and return nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from typing import Protocol
 
 from envoy.config.cluster.v3 import cluster_pb2
@@ -42,6 +46,7 @@ from trellis.control.translate.listeners import (
     outbound_listener,
 )
 from trellis.control.translate.node import NodeInfo
+from trellis.control.translate.rbac import RbacDialect, rbac_filters
 from trellis.control.translate.routes import RouteFlavor, route_configuration
 from trellis.control.translate.rules import entries
 
@@ -51,6 +56,8 @@ class KindPolicy(RouteFlavor, Protocol):
 
     # Sidecars get `trellis/outbound` (outboundTrafficPolicy) and its two clusters.
     outbound_default: bool
+    # What the kind's RBAC filters may contain (shadow rules, header names, filter names).
+    rbac_dialect: RbacDialect
 
     def inbound_routes(
         self, node: NodeInfo, push: PushContext, name: str
@@ -123,7 +130,10 @@ class MeshGenerator:
         inbound = names.parse_inbound_listener(name)
         if inbound is not None:
             address, port = inbound
-            return inbound_listener(name, address, port, self.kind.inbound_routes(node, push, name))
+            policies = push.authorization_policies(node.namespace, workload_labels(node, push))
+            filters = rbac_filters(policies, push.mesh.spec.trust_domain, self.kind.rbac_dialect)
+            routes = self.kind.inbound_routes(node, push, name)
+            return inbound_listener(name, address, port, routes, filters)
         target = names.resolve_host(push, name, node.namespace)
         return outbound_listener(name, names.route_config_name(target.service, target.port.port))
 
@@ -154,3 +164,11 @@ class MeshGenerator:
             raise names.Unresolved(f"{name!r} is a STATIC cluster: it has no EDS resource")
         target = names.resolve_cluster(push, ref)
         return load_assignment(name, push.endpoints(target.service, target.port))
+
+
+def workload_labels(node: NodeInfo, push: PushContext) -> Mapping[str, str]:
+    """The node's labels from its metadata, else those of its registered Workload."""
+    if node.labels:
+        return node.labels
+    workload = push.workload(node.namespace, node.workload)
+    return workload.metadata.labels if workload is not None else {}

@@ -20,7 +20,7 @@ from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
 
 from trellis.control.push.context import PushContext
-from trellis.control.translate import pb
+from trellis.control.translate import pb, rbac
 from trellis.control.translate.generators.mesh import MeshGenerator
 from trellis.control.translate.node import NodeInfo
 from trellis.control.translate.rules import Entry
@@ -52,6 +52,7 @@ def retry_back_off(backoff: str | None) -> rc.RetryPolicy.RetryBackOff | None:
 
 
 class ProxylessKind:
+    rbac_dialect = rbac.PROXYLESS
     outbound_default = False
     supports_query = False
     supports_mirror = False

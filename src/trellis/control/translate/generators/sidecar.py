@@ -26,7 +26,7 @@ from envoy.config.route.v3 import route_pb2
 from envoy.type.matcher.v3 import string_pb2
 
 from trellis.control.push.context import PushContext
-from trellis.control.translate import names, pb
+from trellis.control.translate import names, pb, rbac
 from trellis.control.translate.clusters import inbound_cluster
 from trellis.control.translate.generators.mesh import MeshGenerator
 from trellis.control.translate.generators.proxyless import retry_back_off
@@ -40,6 +40,7 @@ _ALWAYS = ["connect-failure", "reset"]
 
 
 class SidecarKind:
+    rbac_dialect = rbac.SIDECAR
     outbound_default = True
     supports_query = True
     supports_mirror = True

@@ -1,0 +1,208 @@
+"""Engine: one RBAC HTTP filter config compiled once, and `evaluate` for every request.
+
+Owns Envoy's decision rules (envoy.extensions.filters.http.rbac.v3.RBAC):
+- `rules` absent: nothing is enforced (allowed). Present: policies are tried
+  in lexicographic order of their names, the first match counts; ALLOW
+  allows iff a policy matches (an empty map denies everything), DENY denies
+  iff one matches, LOG allows and reports the matching policy.
+- A Policy matches iff one of its permissions AND one of its principals match.
+- `shadow_rules` are evaluated the same way, but only reported
+  (`Decision.shadow_denied_by`): they never change `allowed`.
+- `authorize(engines, request)` runs a chain of filters as the HCM does: the
+  first denial stops it.
+Config errors raise RbacConfigError with the field path; nothing unsupported
+is ignored silently. Must not know about translation, sockets or metrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from trellis.authz.errors import RbacConfigError
+from trellis.authz.matchers import Predicate, any_of, compile_permission, compile_principal
+from trellis.authz.request import RequestView
+from trellis.routing.errors import RouteConfigError, field
+from trellis.routing.pb import check_fields, unpack
+
+ALLOW, DENY, LOG = 0, 1, 2  # envoy.config.rbac.v3.RBAC.Action
+ACTIONS = {ALLOW: "ALLOW", DENY: "DENY", LOG: "LOG"}
+# `shadow_denied_by` when shadow ALLOW rules deny: no policy matched, so none is to blame
+# (Envoy's response detail says `rbac_access_denied_matched_policy[none]`).
+NO_POLICY = "none"
+FILTER_CONFIG_TYPE = "envoy.extensions.filters.http.rbac.v3.RBAC"
+
+_FILTER_APPLIED = ("rules", "shadow_rules", "rules_stat_prefix", "shadow_rules_stat_prefix")
+_FILTER_IGNORED = ("track_per_rule_stats",)
+_POLICY_APPLIED = ("permissions", "principals")
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What one filter (or a chain) decided for one request.
+
+    `policy`: the policy that decided — the matching DENY policy of a denial,
+    the matching ALLOW (or LOG) policy of an allowance; None when no policy
+    matched (an ALLOW denial, a DENY filter letting the request through).
+    `shadow_denied_by`: the shadow policy that would have denied (NO_POLICY
+    when shadow ALLOW rules matched nothing), None when the shadow rules
+    would have allowed or there are none.
+    """
+
+    allowed: bool
+    policy: str | None = None
+    shadow_denied_by: str | None = None
+
+
+ALLOWED = Decision(True)
+
+
+class RuleSet:
+    """One compiled envoy.config.rbac.v3.RBAC: an action and its policies, sorted by name."""
+
+    __slots__ = ("action", "policies")
+
+    def __init__(self, action: int, policies: Sequence[tuple[str, Predicate, Predicate]]) -> None:
+        self.action = action
+        self.policies = tuple(sorted(policies, key=lambda p: p[0]))
+
+    def first_match(self, request: RequestView) -> str | None:
+        for name, permissions, principals in self.policies:
+            if permissions(request) and principals(request):
+                return name
+        return None
+
+    def decide(self, request: RequestView) -> tuple[bool, str | None]:
+        """(allowed, the matching policy's name)."""
+        name = self.first_match(request)
+        if self.action == ALLOW:
+            return name is not None, name
+        if self.action == DENY:
+            return name is None, name
+        return True, name
+
+    @property
+    def policy_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _, _ in self.policies)
+
+    def __repr__(self) -> str:
+        return f"RuleSet({ACTIONS[self.action]}, {list(self.policy_names)})"
+
+
+def compile_rules(rbac: Any, path: str) -> RuleSet:
+    """An envoy.config.rbac.v3.RBAC (`path` is where it sits in the filter config)."""
+    check_fields(rbac, path, applied=("action", "policies"))
+    action = rbac.action
+    if action not in ACTIONS:
+        raise RbacConfigError(field(path, "action"), f"unknown action {action}")
+    policies = []
+    for name in sorted(rbac.policies):
+        where = f"{path}.policies[{name}]"
+        policy = rbac.policies[name]
+        check_fields(policy, where, applied=_POLICY_APPLIED)
+        if not policy.permissions:
+            raise RbacConfigError(f"{where}.permissions", "a policy needs at least one permission")
+        if not policy.principals:
+            raise RbacConfigError(f"{where}.principals", "a policy needs at least one principal")
+        permissions = any_of(
+            [
+                compile_permission(p, f"{where}.permissions[{i}]")
+                for i, p in enumerate(policy.permissions)
+            ]
+        )
+        principals = any_of(
+            [
+                compile_principal(p, f"{where}.principals[{i}]")
+                for i, p in enumerate(policy.principals)
+            ]
+        )
+        policies.append((name, permissions, principals))
+    return RuleSet(action, policies)
+
+
+class Engine:
+    """One RBAC HTTP filter, built once per config version; `evaluate` per request."""
+
+    __slots__ = ("rules", "rules_stat_prefix", "shadow", "shadow_rules_stat_prefix")
+
+    def __init__(
+        self,
+        rules: RuleSet | None,
+        shadow: RuleSet | None = None,
+        *,
+        rules_stat_prefix: str = "",
+        shadow_rules_stat_prefix: str = "",
+    ) -> None:
+        self.rules = rules  # None: nothing enforced
+        self.shadow = shadow
+        self.rules_stat_prefix = rules_stat_prefix
+        self.shadow_rules_stat_prefix = shadow_rules_stat_prefix
+
+    @classmethod
+    def compile(cls, config: Any) -> Engine:
+        """An envoy.extensions.filters.http.rbac.v3.RBAC; raises RbacConfigError."""
+        try:
+            check_fields(config, "", applied=_FILTER_APPLIED, ignored=_FILTER_IGNORED)
+            rules = compile_rules(config.rules, "rules") if config.HasField("rules") else None
+            shadow = (
+                compile_rules(config.shadow_rules, "shadow_rules")
+                if config.HasField("shadow_rules")
+                else None
+            )
+        except RouteConfigError as e:  # from the string, header and regex matchers we reuse
+            raise RbacConfigError(e.path, e.reason) from None
+        return cls(
+            rules,
+            shadow,
+            rules_stat_prefix=config.rules_stat_prefix,
+            shadow_rules_stat_prefix=config.shadow_rules_stat_prefix,
+        )
+
+    @classmethod
+    def compile_any(cls, typed_config: Any) -> Engine:
+        """An HttpFilter's `typed_config` (a google.protobuf.Any holding the RBAC config)."""
+        from envoy.extensions.filters.http.rbac.v3 import rbac_pb2
+
+        config = rbac_pb2.RBAC()
+        try:
+            unpack(typed_config, config, "typed_config")
+        except RouteConfigError as e:
+            raise RbacConfigError(e.path, e.reason) from None
+        return cls.compile(config)
+
+    def evaluate(self, request: RequestView) -> Decision:
+        allowed, policy = (True, None) if self.rules is None else self.rules.decide(request)
+        shadow_denied_by = None
+        if self.shadow is not None:
+            shadow_allowed, shadow_policy = self.shadow.decide(request)
+            if not shadow_allowed:
+                shadow_denied_by = shadow_policy if shadow_policy is not None else NO_POLICY
+        if allowed and policy is None and shadow_denied_by is None:
+            return ALLOWED
+        return Decision(allowed, policy, shadow_denied_by)
+
+    def __repr__(self) -> str:
+        return f"Engine(rules={self.rules!r}, shadow={self.shadow!r})"
+
+
+def authorize(engines: Sequence[Engine], request: RequestView) -> Decision:
+    """Run RBAC filters in order, as the HCM does: the first denial stops the chain.
+
+    `policy` is the denying policy, else the last policy that allowed
+    explicitly; `shadow_denied_by` the first shadow denial among the filters
+    that ran.
+    """
+    policy = None
+    shadow = None
+    for engine in engines:
+        decision = engine.evaluate(request)
+        if shadow is None:
+            shadow = decision.shadow_denied_by
+        if not decision.allowed:
+            return Decision(False, decision.policy, shadow)
+        if decision.policy is not None:
+            policy = decision.policy
+    if policy is None and shadow is None:
+        return ALLOWED
+    return Decision(True, policy, shadow)

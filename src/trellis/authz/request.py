@@ -1,0 +1,89 @@
+"""RequestView: what authorization sees of one inbound request (built per request, tiny).
+
+Owns the per-request inputs of the RBAC matchers and how pseudo-headers are
+read from them. Must not know about sockets, TLS, HTTP parsing or protobuf:
+the proxy fills it from what it already parsed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_NO_HEADERS: Mapping[str, str] = {}
+
+
+class RequestView:
+    """One request as the RBAC engine sees it.
+
+    - `principal`: the peer's SPIFFE ID from its verified client certificate,
+      or "" (plaintext, or no client certificate): `authenticated` never matches "".
+    - `source`: the peer's IP address (the TCP peer: no X-Forwarded-For).
+    - `destination_port`: the workload port the request is for (Istio's
+      `to.operation.ports`): the app port a sidecar forwards to, the port a
+      proxyless server listens on.
+    - `method`, `path` (without query or fragment), `query` (raw, without `?`;
+      only `:path` header matchers see it, as in Envoy).
+    - `headers`: lower-case name -> value, repeated headers joined with ",".
+      `:authority` is read from `:authority`, else `host` (Envoy aliases them).
+    """
+
+    __slots__ = (
+        "_ip",
+        "_ip_parsed",
+        "destination_port",
+        "headers",
+        "method",
+        "path",
+        "principal",
+        "query",
+        "source",
+    )
+
+    def __init__(
+        self,
+        *,
+        principal: str = "",
+        source: str = "",
+        destination_port: int = 0,
+        method: str = "GET",
+        path: str = "/",
+        query: str = "",
+        headers: Mapping[str, str] = _NO_HEADERS,
+    ) -> None:
+        self.principal = principal
+        self.source = source
+        self.destination_port = destination_port
+        self.method = method
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self._ip: IPAddress | None = None
+        self._ip_parsed = False
+
+    def source_ip(self) -> IPAddress | None:
+        """`source` parsed once (None when it is not an IP address)."""
+        if not self._ip_parsed:
+            self._ip_parsed = True
+            try:
+                self._ip = ipaddress.ip_address(self.source)
+            except ValueError:
+                self._ip = None
+        return self._ip
+
+    def authority(self) -> str | None:
+        headers = self.headers
+        value = headers.get(":authority")
+        return value if value is not None else headers.get("host")
+
+    def full_path(self) -> str:
+        """What a `:path` header matcher sees: the path with its query."""
+        return f"{self.path}?{self.query}" if self.query else self.path
+
+    def __repr__(self) -> str:
+        return (
+            f"RequestView({self.method} {self.full_path()} from {self.principal or '-'}"
+            f"@{self.source or '-'} to port {self.destination_port})"
+        )
