@@ -33,22 +33,32 @@ def never() -> rbac_pb2.Principal:
 
 
 def any_of(ids: list[rbac_pb2.Principal]) -> rbac_pb2.Principal:
-    """OR of `ids` (nested ORs flattened); an empty list matches nothing."""
-    flat = _flatten(ids, "or_ids")
+    """OR of `ids`: nested ORs flattened, `any` absorbs, `never` drops out (none: never)."""
+    flat = [p for p in _flatten(ids, "or_ids") if not _is_never(p)]
     if not flat:
         return never()
+    if any(p.WhichOneof("identifier") == "any" for p in flat):
+        return always()
     return (
         flat[0] if len(flat) == 1 else rbac_pb2.Principal(or_ids=rbac_pb2.Principal.Set(ids=flat))
     )
 
 
 def all_of(ids: list[rbac_pb2.Principal]) -> rbac_pb2.Principal:
-    """AND of `ids` (nested ANDs flattened); an empty list matches everything."""
-    flat = _flatten(ids, "and_ids")
+    """AND of `ids`: nested ANDs flattened, `never` absorbs, `any` drops out (none: always)."""
+    flat = [p for p in _flatten(ids, "and_ids") if p.WhichOneof("identifier") != "any"]
     if not flat:
         return always()
+    if any(_is_never(p) for p in flat):
+        return never()
     return (
         flat[0] if len(flat) == 1 else rbac_pb2.Principal(and_ids=rbac_pb2.Principal.Set(ids=flat))
+    )
+
+
+def _is_never(p: rbac_pb2.Principal) -> bool:
+    return bool(
+        p.WhichOneof("identifier") == "not_id" and p.not_id.WhichOneof("identifier") == "any"
     )
 
 
