@@ -81,6 +81,7 @@ class ProxyApp:
             "outbound", state, clusters, self.recorder.outbound, peer_header=me.peer_header()
         )
         inbound_ctx = ListenerContext("inbound", state, clusters, self.recorder.inbound)
+        inbound_ctx.authz_counts = self.metrics.count_authz
         if opts.join_token:
             # Identity first: without an SVID there is no mTLS, and no xDS on the secure port.
             self.identity = IdentityAgent(opts.control, opts.ca_bundle, opts.join_token)

@@ -28,6 +28,7 @@ from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.message import DecodeError, Message
 
+from trellis.authz import Engine, RbacConfigError
 from trellis.proxy.config.types import (
     CERTIFICATE_PROVIDER,
     FAULT_FILTER,
@@ -156,6 +157,7 @@ class ListenerConfig:
     address: tuple[str, int] | None = None
     http_filters: tuple[str, ...] = ()
     tls: TlsMode = "DISABLE"  # inbound: what connections must speak
+    authz: tuple[Engine, ...] = ()  # inbound: RBAC filters, in order
 
     @property
     def inbound(self) -> bool:
@@ -171,6 +173,19 @@ def _http_filters(hcm: hcm_pb2.HttpConnectionManager, where: str) -> tuple[str, 
     if not names or names[-1] != ROUTER_FILTER:
         raise ConfigError(f"{where}.http_filters: the router filter must be last")
     return tuple(names)
+
+
+def _authz(hcm: hcm_pb2.HttpConnectionManager, where: str) -> tuple[Engine, ...]:
+    """The RBAC filters, compiled, in their order (DENY before ALLOW, as the HCM runs them)."""
+    engines = []
+    for i, f in enumerate(hcm.http_filters):
+        if f.name != RBAC_FILTER:
+            continue
+        try:
+            engines.append(Engine.compile_any(f.typed_config))
+        except RbacConfigError as e:
+            raise ConfigError(f"{where}.http_filters[{i}].typed_config.{e}") from None
+    return tuple(engines)
 
 
 def _routes(rc: route_pb2.RouteConfiguration, where: str) -> RouteTable:
@@ -227,7 +242,14 @@ def decode_listener(packed: any_pb2.Any) -> tuple[str, ListenerConfig]:
         raise ConfigError(f"{where}: an inbound listener needs an inline route_config")
     table = _routes(hcm.route_config, f"{where}.route_config")
     address = (sock.address, sock.port_value)
-    return name, ListenerConfig(name, routes=table, address=address, http_filters=filters, tls=mode)
+    return name, ListenerConfig(
+        name,
+        routes=table,
+        address=address,
+        http_filters=filters,
+        tls=mode,
+        authz=_authz(hcm, where),
+    )
 
 
 # -- RouteConfiguration -------------------------------------------------------------------

@@ -23,9 +23,14 @@ if TYPE_CHECKING:
 CONFIG_WAIT = 10.0  # how long a request waits for config it asked for
 
 
+def _ignore(outcome: str, policy: str) -> None:
+    pass
+
+
 class ListenerContext:
     __slots__ = (
         "_peer_headers",
+        "authz_counts",
         "clusters",
         "config_wait",
         "direction",
@@ -56,6 +61,8 @@ class ListenerContext:
         self.peer_header = peer_header
         self.scheme = scheme
         self.config_wait = config_wait
+        # Counts an authorization outcome ("denied" | "shadow_denied", policy name).
+        self.authz_counts: Callable[[str, str], None] = _ignore
         self._peer_headers: dict[str, list[tuple[bytes, bytes]]] = {}  # by cluster
         # The proxy's own listeners: a request sent back to one of them is a loop.
         self.own_addresses: set[tuple[str, int]] = set()

@@ -84,6 +84,7 @@ class Exchange:
         "_sent_head",
         "_timer",
         "_try_timer",
+        "authz_policy",
         "cluster",
         "cluster_name",
         "conn",
@@ -101,6 +102,7 @@ class Exchange:
         "resp_started",
         "retry",
         "route",
+        "shadow_denied_by",
         "start_time",
         "status",
         "tunnel",
@@ -123,6 +125,8 @@ class Exchange:
         self.tunnel: Tunnel | None = None
         self.retry: RetryState | None = None
         self.flags: list[str] = []
+        self.authz_policy: str | None = None  # the policy that denied (or allowed) it
+        self.shadow_denied_by: str | None = None  # a dry-run policy that would have denied it
         self.status = 0
         self.req_bytes = 0
         self.resp_bytes = 0

@@ -66,6 +66,8 @@ class RequestMetrics:
     def __init__(self) -> None:
         self._series: dict[Labels, _Series] = {}
         self.overflowed = 0
+        # (outcome, policy) -> count: RBAC denials and dry-run ("shadow") denials.
+        self.authz: dict[tuple[str, str], int] = {}
         self.gauges: list[Callable[[], Iterable[str]]] = []
 
     def record(self, labels: Labels, duration_ms: float, req_bytes: int, resp_bytes: int) -> None:
@@ -82,6 +84,10 @@ class RequestMetrics:
         series.buckets[bisect.bisect_left(BUCKETS_MS, duration_ms)] += 1
         series.req_bytes += req_bytes
         series.resp_bytes += resp_bytes
+
+    def count_authz(self, outcome: str, policy: str) -> None:
+        key = (outcome, policy if len(self.authz) < MAX_SERIES else "overflow")
+        self.authz[key] = self.authz.get(key, 0) + 1
 
     def total(self, **match: str) -> int:
         """Requests counted in series whose labels match (for tests and the CLI)."""
@@ -127,6 +133,15 @@ class RequestMetrics:
             lines += [f"# HELP {name} {help_}", f"# TYPE {name} counter"]
             for labels, s in items:
                 lines.append(f"{name}{_label_text(labels)} {getattr(s, attr)}")
+        lines += [
+            "# HELP trellis_authz_decisions_total Inbound requests denied by an authorization"
+            " policy (outcome=denied), or that a dry-run policy would have denied"
+            " (outcome=shadow_denied).",
+            "# TYPE trellis_authz_decisions_total counter",
+        ]
+        for (outcome, policy), n in sorted(self.authz.items()):
+            text = f'outcome="{outcome}",policy="{_escape(policy)}"'
+            lines.append(f"trellis_authz_decisions_total{{{text}}} {n}")
         lines += [
             "# HELP trellis_metrics_overflow_total Requests counted under overflow labels.",
             "# TYPE trellis_metrics_overflow_total counter",

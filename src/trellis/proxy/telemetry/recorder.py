@@ -165,6 +165,9 @@ class Recorder:
             "source": labels[1],
             "destination_service": service,
             "route": ex.route.name if ex.route is not None else None,
+            "authz_policy": ex.authz_policy,
+            "shadow_denied_by": ex.shadow_denied_by,
+            "peer_identity": ex.conn.peer_identity or None,
             "request_id": head.get("x-request-id"),
             "user_agent": head.get("user-agent"),
         }
