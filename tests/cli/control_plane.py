@@ -25,6 +25,8 @@ class ControlPlane:
     banner: list[str]
     workdir: Path
     exit_code: int | None = None  # set once the control plane has stopped
+    secure_address: str = ""  # the secure port (TLS: CA service + ADS), the banner's last line
+    data_dir: Path | None = None
 
     def run(
         self, *args: str, env: dict[str, str] | None = None
@@ -60,9 +62,18 @@ def _read_banner(proc: subprocess.Popen[bytes], want: int, deadline: float) -> l
     return data.decode().splitlines()[:want]
 
 
+SECURE = "secure listening on "
+
+
 @contextmanager
-def control_plane(tmp: Path, banner_lines: int = 4) -> Iterator[ControlPlane]:
-    """Start `trellis control` in `tmp`; stop it with SIGTERM (by pid) on exit."""
+def control_plane(
+    tmp: Path, banner_lines: int = 4, extra_args: tuple[str, ...] = ()
+) -> Iterator[ControlPlane]:
+    """Start `trellis control` in `tmp`; stop it with SIGTERM (by pid) on exit.
+
+    `banner_lines` counts the lines before the secure port's (4 on a first start: API,
+    xDS, admin token, CLI config; 2 on a restart); the secure line after them is read too.
+    """
     env = {
         **os.environ,
         "HOME": str(tmp / "home"),
@@ -81,8 +92,11 @@ def control_plane(tmp: Path, banner_lines: int = 4) -> Iterator[ControlPlane]:
             "127.0.0.1:0",
             "--xds-listen",
             "127.0.0.1:0",
+            "--secure-listen",
+            "127.0.0.1:0",
             "--log-level",
             "warning",
+            *extra_args,
         ],
         env=env,
         cwd=tmp,
@@ -91,13 +105,16 @@ def control_plane(tmp: Path, banner_lines: int = 4) -> Iterator[ControlPlane]:
     )
     plane: ControlPlane | None = None
     try:
-        banner = _read_banner(proc, banner_lines, deadline=30)
+        banner = _read_banner(proc, banner_lines + 1, deadline=30)
         api_url = banner[0].removeprefix("API listening on ")
         xds = banner[1].removeprefix("xDS listening on ")
+        assert banner[-1].startswith(SECURE), banner
         cli_env = {
             k: v for k, v in env.items() if k != "TRELLIS_TOKEN"
         }  # token from the config file
         plane = ControlPlane(api_url, xds, cli_env, banner, tmp)
+        plane.secure_address = banner[-1].removeprefix(SECURE)
+        plane.data_dir = tmp / "data"
         yield plane
     finally:
         if proc.poll() is None:

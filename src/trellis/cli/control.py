@@ -1,4 +1,4 @@
-"""`trellis control`: run the control plane (API, xDS, registry) in the foreground."""
+"""`trellis control`: run the control plane (API, xDS, registry, CA) in the foreground."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from trellis.cli.client import stderr
 from trellis.control.config import (
     DEFAULT_API_LISTEN,
     DEFAULT_DATA_DIR,
+    DEFAULT_SECURE_LISTEN,
     DEFAULT_XDS_LISTEN,
     LOG_LEVELS,
     ControlConfig,
@@ -27,7 +28,8 @@ def _address(value: str) -> HostPort:
 
 def control(
     data_dir: Annotated[
-        Path, typer.Option("--data-dir", help="state: SQLite store, admin token digest")
+        Path,
+        typer.Option("--data-dir", help="state: SQLite store, admin token digest, CA (ca/, ca.db)"),
     ] = DEFAULT_DATA_DIR,
     listen: Annotated[
         str, typer.Option("--listen", help="REST API address (HOST:PORT)")
@@ -39,23 +41,58 @@ def control(
             help="xDS (ADS) gRPC address; loopback by default, use 0.0.0.0:15010 for other hosts",
         ),
     ] = DEFAULT_XDS_LISTEN,
+    secure_listen: Annotated[
+        str,
+        typer.Option(
+            "--secure-listen",
+            help="secure port (TLS from the first byte): the CA service and xDS bound to "
+            "client certificates",
+        ),
+    ] = DEFAULT_SECURE_LISTEN,
+    secure_san: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--secure-san", help="an extra DNS name or IP of the secure port's certificate (repeat)"
+        ),
+    ] = None,
+    ca_cert: Annotated[
+        Path | None,
+        typer.Option(
+            "--ca-cert",
+            help="run the CA as your intermediate: its certificate, then its issuers up to your "
+            "root (PEM)",
+        ),
+    ] = None,
+    ca_key: Annotated[
+        Path | None, typer.Option("--ca-key", help="the key of --ca-cert's intermediate (PEM)")
+    ] = None,
     log_level: Annotated[
         str, typer.Option("--log-level", help=f"one of {', '.join(LOG_LEVELS)}")
     ] = "info",
 ) -> None:
-    """Run the control plane: REST API, xDS server and workload registry."""
+    """Run the control plane: REST API, xDS server, workload registry and the mesh CA."""
     if log_level not in LOG_LEVELS:
         raise typer.BadParameter(
             f"must be one of {', '.join(LOG_LEVELS)}", param_hint="--log-level"
         )
+    if (ca_cert is None) != (ca_key is None):
+        raise typer.BadParameter("--ca-cert and --ca-key go together", param_hint="--ca-cert")
     config = ControlConfig(
-        data_dir=data_dir, api=_address(listen), xds=_address(xds_listen), log_level=log_level
+        data_dir=data_dir,
+        api=_address(listen),
+        xds=_address(xds_listen),
+        secure=_address(secure_listen),
+        secure_sans=tuple(secure_san or ()),
+        ca_cert=ca_cert,
+        ca_key=ca_key,
+        log_level=log_level,
     )
+    from trellis.control.ca.authority import CaSetupError
     from trellis.control.server import run
 
     try:
         run(config)
-    except OSError as e:
+    except (OSError, CaSetupError) as e:
         stderr.print(f"error: {e}", markup=False)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:

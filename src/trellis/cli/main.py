@@ -4,6 +4,9 @@ Commands are imported only when they run: `trellis proxy` and `trellis run` are
 long-lived processes whose memory is the sidecar's, and the other commands'
 libraries (the REST client, tables, the resource model) would cost them tens
 of megabytes. `trellis --help` (or no command) builds the whole app.
+
+A command's module attribute is either a function (one command) or a
+`typer.Typer` (a group such as `trellis token create|list|revoke`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,10 @@ COMMANDS: dict[str, tuple[str, str, dict[str, object]]] = {
     "delete": ("trellis.cli.delete", "delete", {}),
     "describe": ("trellis.cli.describe", "describe", {}),
     "status": ("trellis.cli.status", "status", {}),
+    "token": ("trellis.cli.token", "app", {}),
+    "ca": ("trellis.cli.ca", "app", {}),
+    "identity": ("trellis.cli.identity", "app", {}),
+    "check": ("trellis.cli.check", "check", {}),
     "proxy": ("trellis.cli.proxy", "proxy", {}),
     "run": ("trellis.cli.run", "run", {"context_settings": {"allow_interspersed_args": False}}),
 }
@@ -43,7 +50,10 @@ def build(names: Sequence[str] = tuple(COMMANDS)) -> typer.Typer:
     for name in names:
         module, function, settings = COMMANDS[name]
         command = getattr(importlib.import_module(module), function)
-        app.command(name=name, **settings)(command)  # type: ignore[arg-type]
+        if isinstance(command, typer.Typer):
+            app.add_typer(command, name=name, **settings)  # type: ignore[arg-type]
+        else:
+            app.command(name=name, **settings)(command)  # type: ignore[arg-type]
     return app
 
 

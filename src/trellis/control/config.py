@@ -1,4 +1,5 @@
-"""`trellis control` settings: where state lives and where the API and xDS listen. Pure."""
+"""`trellis control` settings: where state lives, where the API, xDS and the secure port listen,
+and which CA signs. Pure."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ DEFAULT_API_LISTEN = "127.0.0.1:7070"
 # Loopback by default, like the API: exposing xDS to other hosts is a choice (`--xds-listen
 # 0.0.0.0:15010`), since the stream carries the whole mesh's config.
 DEFAULT_XDS_LISTEN = "127.0.0.1:15010"
+# TLS from the first byte: the CA service (CSR -> SVID) and ADS bound to client certificates.
+DEFAULT_SECURE_LISTEN = "127.0.0.1:15012"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -38,7 +41,19 @@ class ControlConfig:
     xds: HostPort = field(default_factory=lambda: HostPort.parse(DEFAULT_XDS_LISTEN))
     log_level: str = "info"
     sweep_interval: float = 1.0
+    secure: HostPort = field(default_factory=lambda: HostPort.parse(DEFAULT_SECURE_LISTEN))
+    secure_sans: tuple[str, ...] = ()  # extra DNS names / IPs of the serving certificate
+    ca_cert: Path | None = None  # the user's intermediate, then its issuers up to the root
+    ca_key: Path | None = None
 
     @property
     def state_db(self) -> Path:
         return self.data_dir / "state.db"
+
+    @property
+    def ca_dir(self) -> Path:
+        return self.data_dir / "ca"
+
+    @property
+    def ca_db(self) -> Path:
+        return self.data_dir / "ca.db"

@@ -1,18 +1,24 @@
 """`trellis control`: the composition root that wires the control plane on one event loop.
 
-Start: data dir (0700) → admin token → SqliteStore → ADS on a grpc.aio server
-→ Registry → PushController (store → PushContext → ads.push) → the REST API
-on uvicorn. We own SIGINT/SIGTERM (uvicorn's handlers are turned off) and
-shut down in steps:
+Start: data dir (0700) → the CA (files under ca/, ca.db) → SqliteStore → ADS on
+a plaintext grpc.aio server → the secure port (TLS front → CA service + the same
+ADS, bound to client certificates) → admin token → Registry → PushController
+(store → PushContext → ads.push) → the REST API on uvicorn. The banner's lines
+come in a fixed order (tests and tools parse them): API, xDS, [admin token, CLI
+config on first start], secure port. We own SIGINT/SIGTERM (uvicorn's handlers
+are turned off) and shut down in steps:
   1. stop the API: stop accepting, let in-flight requests finish (bounded);
-  2. stop gRPC with a grace period, so streams end cleanly and proxies reconnect;
+  2. stop gRPC (both ports) with a grace period, so streams end cleanly and
+     proxies reconnect; then close the secure port's TLS connections;
   3. stop the push controller and the registry's sweeper;
-  4. close the store.
+  4. close the store and ca.db.
+A CA that cannot start (bad --ca-cert, damaged ca/ files) raises CaSetupError.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import os
 import signal
@@ -25,16 +31,34 @@ import uvicorn
 from trellis.cli.config_file import CliConfig, write_config
 from trellis.control.api import ApiState, TokenSetup, create_app, load_or_create
 from trellis.control.api.serving import ApiServer, listen_tcp
+from trellis.control.ca import pki
+from trellis.control.ca.db import CaDb
+from trellis.control.ca.files import CaFiles, open_authority
+from trellis.control.ca.issuer import CertificateAuthority, MeshSettings
+from trellis.control.ca.secure_port import SecurePort
+from trellis.control.ca.serving import ServingCertificate, names_for
 from trellis.control.config import ControlConfig, HostPort
 from trellis.control.push.controller import PushController
 from trellis.control.registry import Registry
 from trellis.control.xds.server import AdsServer
+from trellis.model.duration import parse_duration
+from trellis.model.keys import ResourceKey
+from trellis.model.mesh_config import MESH_CONFIG_NAME, MeshConfig
+from trellis.store.base import Store
 from trellis.store.sqlite import SqliteStore
 
 log = logging.getLogger("trellis.control")
 
 API_GRACE_SECONDS = 5
 GRPC_GRACE_SECONDS = 2.0
+GRPC_OPTIONS = [
+    # No SO_REUSEPORT: a second control plane on the same port must fail, not share it.
+    ("grpc.so_reuseport", 0),
+    # Proxies ping every 30 s to notice a dead control plane; allow it (the
+    # default minimum, 5 minutes, answers faster pings with GOAWAY).
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+]
 
 
 def client_url(address: HostPort) -> str:
@@ -57,19 +81,25 @@ async def serve(config: ControlConfig, *, out: TextIO = sys.stdout) -> None:
     except OSError as e:
         raise OSError(f"cannot listen for the API on {config.api}: {e.strerror or e}") from None
     api_address = HostPort(config.api.host, api_sock.getsockname()[1])
+    try:
+        ca_files = CaFiles(config.ca_dir)
+        authority, ca_note = open_authority(ca_files, config.ca_cert, config.ca_key, pki.utcnow())
+        ca_db = CaDb(config.ca_db)
+    except BaseException:
+        api_sock.close()
+        raise
+    log.info("%s", ca_note)
     store = SqliteStore(config.state_db)
-    # No SO_REUSEPORT: a second control plane on the same port must fail, not share it.
-    grpc_server = grpc.aio.server(
-        options=[
-            ("grpc.so_reuseport", 0),
-            # Proxies ping every 30 s to notice a dead control plane; allow it (the
-            # default minimum, 5 minutes, answers faster pings with GOAWAY).
-            ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
-            ("grpc.keepalive_permit_without_calls", 1),
-        ]
+    ca = CertificateAuthority(authority, ca_files, ca_db, settings=lambda: mesh_settings(store))
+    grpc_server = grpc.aio.server(options=GRPC_OPTIONS)
+    ads = AdsServer()
+    secure = SecurePort(
+        ca,
+        ServingCertificate(ca_files, names_for(config.secure.host, config.secure_sans)),
+        register=ads.register,
+        grpc_options=GRPC_OPTIONS,
     )
     try:
-        ads = AdsServer()
         ads.register(grpc_server)
         try:
             xds_port = grpc_server.add_insecure_port(str(config.xds))
@@ -78,6 +108,8 @@ async def serve(config: ControlConfig, *, out: TextIO = sys.stdout) -> None:
         if xds_port == 0:
             raise OSError(f"cannot listen for xDS on {config.xds}")
         await grpc_server.start()
+        secure_port = await secure.start(config.secure.host, config.secure.port)
+        secure_address = HostPort(config.secure.host, secure_port)
         # Only once both ports are ours: a first start that fails must not swallow the token.
         tokens = _admin_token(config)
         async with (
@@ -85,8 +117,18 @@ async def serve(config: ControlConfig, *, out: TextIO = sys.stdout) -> None:
             PushController(store, on_push=ads.push) as push,
         ):
             xds_local = client_url(HostPort(config.xds.host, xds_port)).removeprefix("http://")
+            secure_local = client_url(secure_address).removeprefix("http://")
             app = create_app(
-                ApiState(store, registry, ads, tokens.verifier, push, xds_address=xds_local)
+                ApiState(
+                    store,
+                    registry,
+                    ads,
+                    tokens.verifier,
+                    push,
+                    xds_address=xds_local,
+                    ca=ca,
+                    secure_address=secure_local,
+                )
             )
             uv_config = uvicorn.Config(
                 app,
@@ -104,19 +146,32 @@ async def serve(config: ControlConfig, *, out: TextIO = sys.stdout) -> None:
                 _say(out, f"admin token: {tokens.new_token}")
                 written = write_config(CliConfig(client_url(api_address), tokens.new_token))
                 _say(out, f"CLI config written to {written} (mode 0600)")
+            _say(out, f"secure listening on {secure_address}")
             await _wait_for_stop(api_task)
             # 1. stop accepting API connections, finish in-flight requests (bounded)
             api.should_exit = True
             await api_task
-            # 2. end xDS streams with a grace period
-            await grpc_server.stop(GRPC_GRACE_SECONDS)
+            # 2. end xDS streams with a grace period (both ports), then the TLS connections
+            await asyncio.gather(
+                grpc_server.stop(GRPC_GRACE_SECONDS), secure.aclose(GRPC_GRACE_SECONDS)
+            )
             # 3. leaving the `async with` stops the push controller and the sweeper
     finally:
         await grpc_server.stop(None)
+        await secure.aclose(None)
         api_sock.close()
-        # 4. close the store last: everything above may still write to it
+        # 4. close the stores last: everything above may still write to them
         await store.aclose()
+        ca_db.close()
     log.info("control plane stopped")
+
+
+async def mesh_settings(store: Store) -> MeshSettings:
+    """The CA's view of the MeshConfig: trust domain and workload certificate TTL."""
+    doc = await store.get(ResourceKey("MeshConfig", "", MESH_CONFIG_NAME))
+    mesh = doc if isinstance(doc, MeshConfig) else MeshConfig()
+    ttl = dt.timedelta(seconds=parse_duration(mesh.spec.certificate_ttl))
+    return MeshSettings(trust_domain=mesh.spec.trust_domain, certificate_ttl=ttl)
 
 
 def _admin_token(config: ControlConfig) -> TokenSetup:

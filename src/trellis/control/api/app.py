@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from trellis.control.api import registry, resources, views
+from trellis.control.api import identity, registry, resources, views
 from trellis.control.api.state import ApiState
 from trellis.control.api.writes import Rejected
 from trellis.store.base import Conflict
@@ -47,8 +47,8 @@ def create_app(state: ApiState) -> FastAPI:
     app = FastAPI(
         title="Trellis control plane",
         version="v1",
-        description="Mesh resources, workload registry and proxy status. "
-        "Reads are open; writes need `Authorization: Bearer <admin token>`.",
+        description="Mesh resources, workload registry, proxy status, join tokens and the CA. "
+        "Reads are open (but for join tokens); writes need `Authorization: Bearer <admin token>`.",
     )
     app.state.api = state
     app.add_exception_handler(StarletteHTTPException, _http_error)
@@ -59,5 +59,8 @@ def create_app(state: ApiState) -> FastAPI:
     # Fixed paths before the `/{plural}` patterns that would otherwise swallow them.
     app.include_router(views.router)
     app.include_router(registry.router)
+    app.include_router(identity.tokens_router)
+    app.include_router(identity.ca_router)
+    app.include_router(identity.identities_router)
     app.include_router(resources.router)
     return app

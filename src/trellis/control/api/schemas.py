@@ -30,6 +30,7 @@ class Info(Body):
 
     xds: str  # HOST:PORT of the ADS server, as a local client reaches it
     revision: int
+    secure: str | None = None  # HOST:PORT of the secure port (TLS: CA service + ADS)
 
 
 class ItemList(Body):
@@ -109,3 +110,83 @@ class DescribeService(Body):
 class DeregisterOut(Body):
     revision: int
     action: str  # "deleted", or "absent" when it was not registered
+
+
+# -- identity: join tokens, the CA, issued certificates ------------------------------------
+
+
+class TokenCreate(Body):
+    service_account: str = Field(alias="serviceAccount", min_length=1)
+    namespace: str = "default"
+    ttl_seconds: float = Field(default=86400.0, alias="ttlSeconds", gt=0)
+
+
+class TokenCreated(Body):
+    """The secret `token` appears in this answer only."""
+
+    id: str
+    token: str
+    expires: str  # RFC 3339
+    service_account: str = Field(alias="serviceAccount")
+    namespace: str
+
+
+class TokenOut(Body):
+    id: str
+    service_account: str = Field(alias="serviceAccount")
+    namespace: str
+    created: str
+    expires: str
+    expired: bool
+    revoked: bool
+    revoked_at: str | None = Field(alias="revokedAt")
+    certificates: int  # unexpired certificates descending from it
+
+
+class TokenList(Body):
+    items: list[TokenOut]
+
+
+class CertificateInfo(Body):
+    subject: str
+    serial: str
+    not_before: str = Field(alias="notBefore")
+    not_after: str = Field(alias="notAfter")
+    fingerprint: str  # SHA-256 of the DER
+
+
+class CaOut(Body):
+    mode: Literal["self-signed", "intermediate"]
+    trust_domain: str = Field(alias="trustDomain")
+    certificate_ttl_seconds: float = Field(alias="certificateTTLSeconds")
+    signing: CertificateInfo
+    roots: list[CertificateInfo]  # the trust bundle, current root first
+    rotating: bool  # more than one root is trusted: `trellis ca rotate --finish` ends it
+    secure: str  # HOST:PORT of the secure port
+
+
+class RotateRequest(Body):
+    finish: bool = False
+
+
+class IssuedOut(Body):
+    serial: str
+    spiffe_id: str = Field(alias="spiffeId")
+    namespace: str
+    service_account: str = Field(alias="serviceAccount")
+    token_id: str = Field(alias="tokenId")
+    not_before: str = Field(alias="notBefore")
+    not_after: str = Field(alias="notAfter")
+    node: str | None  # the xDS node that presented it (or an earlier one of its lineage)
+
+
+class IssuedList(Body):
+    items: list[IssuedOut]
+
+
+class IdentityOut(Body):
+    workload: str
+    namespace: str
+    service_account: str = Field(alias="serviceAccount")
+    spiffe_id: str = Field(alias="spiffeId")
+    certificates: list[IssuedOut]  # the current certificate of every proxy of this identity

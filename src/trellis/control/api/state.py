@@ -8,12 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from trellis.control.api.auth import AdminToken
 from trellis.model import Workload
 from trellis.model.keys import ResourceKey
 from trellis.store.base import Store
+
+if TYPE_CHECKING:
+    from trellis.control.ca.authority import Authority
+    from trellis.control.ca.db import CertificateRecord
+    from trellis.control.ca.issuer import MeshSettings, NewToken
+    from trellis.control.ca.tokens import TokenRecord
 
 
 class RegistryPort(Protocol):
@@ -34,6 +40,35 @@ class AdsPort(Protocol):
     def subscribers(self, resource_name: str) -> list[str]: ...
 
 
+class CaPort(Protocol):
+    """The mesh CA (trellis.control.ca.issuer.CertificateAuthority), as the API uses it."""
+
+    @property
+    def authority(self) -> Authority: ...
+
+    def bundle_pem(self) -> bytes: ...
+
+    async def settings(self) -> MeshSettings: ...
+
+    def create_token(
+        self, service_account: str, namespace: str, ttl_seconds: float
+    ) -> NewToken: ...
+
+    def tokens(self) -> list[TokenRecord]: ...
+
+    def revoke_token(self, token_id: str) -> TokenRecord | None: ...
+
+    def certificates_of_token(self, token_id: str) -> int: ...
+
+    def current_certificates(
+        self, namespace: str | None = None, service_account: str | None = None
+    ) -> list[CertificateRecord]: ...
+
+    def rotate(self) -> Authority: ...
+
+    def finish_rotation(self) -> Authority: ...
+
+
 @dataclass(slots=True)
 class ApiState:
     store: Store
@@ -42,3 +77,5 @@ class ApiState:
     tokens: AdminToken
     push: Any = None  # the PushController, when the API wants the pushed view
     xds_address: str = ""  # HOST:PORT where clients reach the ADS server
+    ca: CaPort | None = None  # the mesh CA; None when this API runs without one
+    secure_address: str = ""  # HOST:PORT of the secure port (TLS: CA service + ADS)

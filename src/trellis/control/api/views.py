@@ -21,7 +21,11 @@ async def healthz(state: State) -> schemas.Health:
 
 @router.get("/info", response_model=schemas.Info)
 async def info(state: State) -> schemas.Info:
-    return schemas.Info(xds=state.xds_address, revision=await state.store.revision())
+    return schemas.Info(
+        xds=state.xds_address,
+        revision=await state.store.revision(),
+        secure=state.secure_address or None,
+    )
 
 
 @router.get("/status", response_model=schemas.StatusOut)

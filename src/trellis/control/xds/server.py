@@ -8,9 +8,15 @@ queued merge into it), so each stream recomputes from the newest
 PushContext. When the client goes away gRPC cancels the handler; the
 `finally` ends the reader and forgets the stream.
 
+A server may be registered with a `StreamGuard` (the secure port does): the
+guard admits the stream before it is served (`admit`, from the gRPC context:
+who is calling) and binds the node of its first request (`bind`); either may
+refuse with `StreamRefused`, which ends the stream with that status before any
+resource is sent. Without a guard (the plaintext port) every stream is served.
+
 Owns: gRPC registration, the per-stream tasks, the set of live streams.
 Must not know: how resources are generated (the injected `generate`), what a
-PushContext contains, or where pushes come from.
+PushContext contains, where pushes come from, or how callers are authenticated.
 """
 
 from __future__ import annotations
@@ -20,20 +26,49 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Final
+from dataclasses import dataclass
+from typing import Final, Protocol
 
 import grpc
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
 from trellis.control.push.context import PushContext
 from trellis.control.translate import api as translate
+from trellis.control.translate.node import NodeInfo
 from trellis.control.xds.status import NodeStatus
-from trellis.control.xds.stream import AdsStream, BadRequest, GenerateFn
+from trellis.control.xds.stream import AdsStream, BadRequest, GenerateFn, parse_node
 
 log = logging.getLogger("trellis.xds")
 
 _PUSH: Final = object()  # inbox marker: a new PushContext is waiting
 _EOF: Final = object()  # inbox marker: the client stopped sending
+
+
+class StreamRefused(Exception):
+    """A guard refuses a stream: it ends with `code` and `message`."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """A stream a guard let in: the caller's address to show, and what the guard knows of it."""
+
+    peer: str
+    principal: object = None
+
+
+class StreamGuard(Protocol):
+    def admit(self, context: grpc.aio.ServicerContext) -> Admission:
+        """Before the stream is served; raises StreamRefused."""
+        ...
+
+    def bind(self, admission: Admission, node: NodeInfo) -> None:
+        """When the first request names the node; raises StreamRefused."""
+        ...
 
 
 class _Connection:
@@ -66,9 +101,12 @@ class AdsServer:
         self._connections: set[_Connection] = set()
         self._stats = {"streams_total": 0, "pushes": 0, "responses": 0, "refused": 0}
 
-    def register(self, server: grpc.aio.Server) -> None:
-        """Add the AggregatedDiscoveryService servicer to `server` (before it starts)."""
-        ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(_Servicer(self), server)
+    def register(self, server: grpc.aio.Server, guard: StreamGuard | None = None) -> None:
+        """Add the AggregatedDiscoveryService servicer to `server` (before it starts); with a
+        `guard`, every stream on that server must pass it."""
+        ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(
+            _Servicer(self, guard), server
+        )
 
     def push(self, push: PushContext) -> None:
         """Adopt `push`; every stream recomputes and sends what changed for it. Non-blocking."""
@@ -107,16 +145,23 @@ class AdsServer:
         self,
         requests: AsyncIterator[discovery_pb2.DiscoveryRequest],
         context: grpc.aio.ServicerContext,
+        guard: StreamGuard | None = None,
     ) -> None:
-        stream = AdsStream(
-            self._generate, self._push, peer=context.peer() or "", connected_at=time.time()
-        )
+        admission: Admission | None = None
+        if guard is not None:
+            try:
+                admission = guard.admit(context)
+            except StreamRefused as exc:
+                await self._refuse(context, exc, context.peer() or "")
+                return
+        peer = admission.peer if admission is not None else context.peer() or ""
+        stream = AdsStream(self._generate, self._push, peer=peer, connected_at=time.time())
         connection = _Connection(stream)
         self._connections.add(connection)
         self._stats["streams_total"] += 1
         reader = asyncio.create_task(_read(requests, connection.inbox))
         try:
-            await self._handle(connection, context)
+            await self._handle(connection, context, guard, admission)
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -130,7 +175,20 @@ class AdsServer:
                     time.time() - stream.connected_at,
                 )
 
-    async def _handle(self, connection: _Connection, context: grpc.aio.ServicerContext) -> None:
+    async def _refuse(
+        self, context: grpc.aio.ServicerContext, exc: StreamRefused, peer: str
+    ) -> None:
+        log.warning("xDS stream from %s refused: %s", peer, exc.message)
+        self._stats["refused"] += 1
+        await context.abort(exc.code, exc.message)
+
+    async def _handle(
+        self,
+        connection: _Connection,
+        context: grpc.aio.ServicerContext,
+        guard: StreamGuard | None = None,
+        admission: Admission | None = None,
+    ) -> None:
         stream = connection.stream
         while True:
             item = await connection.inbox.get()
@@ -143,7 +201,12 @@ class AdsServer:
                 assert isinstance(item, discovery_pb2.DiscoveryRequest)
                 known = stream.node is not None
                 try:
+                    if not known and guard is not None and admission is not None:
+                        guard.bind(admission, parse_node(item))
                     responses = stream.on_request(item)
+                except StreamRefused as exc:
+                    await self._refuse(context, exc, stream.peer)
+                    return
                 except BadRequest as exc:
                     log.warning("xDS stream from %s refused: %s", stream.peer, exc)
                     self._stats["refused"] += 1
@@ -176,15 +239,16 @@ async def _read(
 
 
 class _Servicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignore[misc]
-    def __init__(self, server: AdsServer) -> None:
+    def __init__(self, server: AdsServer, guard: StreamGuard | None) -> None:
         self._server = server
+        self._guard = guard
 
     async def StreamAggregatedResources(
         self,
         request_iterator: AsyncIterator[discovery_pb2.DiscoveryRequest],
         context: grpc.aio.ServicerContext,
     ) -> None:
-        await self._server.serve_stream(request_iterator, context)
+        await self._server.serve_stream(request_iterator, context, self._guard)
 
     async def DeltaAggregatedResources(
         self,

@@ -131,7 +131,7 @@ class AdsStream:
     ) -> list[discovery_pb2.DiscoveryResponse]:
         """Handle one request; returns the responses to send (zero or one). Raises BadRequest."""
         if self.node is None:
-            self.node = _parse_node(req)
+            self.node = parse_node(req)
         type_url = req.type_url
         if not type_url:
             raise BadRequest("DiscoveryRequest.type_url is required on an aggregated stream")
@@ -259,7 +259,8 @@ class AdsStream:
         return [response]
 
 
-def _parse_node(req: discovery_pb2.DiscoveryRequest) -> NodeInfo:
+def parse_node(req: discovery_pb2.DiscoveryRequest) -> NodeInfo:
+    """The node of a stream's first request; BadRequest when it is missing or malformed."""
     if not req.HasField("node") or not req.node.id:
         raise BadRequest("the first DiscoveryRequest of a stream must carry node.id")
     try:
