@@ -26,9 +26,16 @@ class ServicePort(Spec):
         return v
 
 
+class ServiceMTLS(Spec):
+    """A per-service override of MeshConfig `mtls.mode` for its members' inbound side."""
+
+    mode: Literal["STRICT", "PERMISSIVE"]
+
+
 class ServiceSpec(Spec):
     selector: Labels = Field(default_factory=dict)
     ports: list[ServicePort] = Field(min_length=1)
+    mtls: ServiceMTLS | None = None
 
     @model_validator(mode="after")
     def _unique_ports(self) -> ServiceSpec:

@@ -37,6 +37,9 @@ class WorkloadSpec(Spec):
     proxyless: bool = False
     locality: Locality = Field(default_factory=Locality)
     weight: int = Field(default=1, ge=1, le=128)
+    # Its sidecar (or proxyless server) speaks mesh mTLS with an SVID of its service
+    # account: callers with an identity use mTLS to it. Set by `trellis run`.
+    mtls: bool = False
 
     @field_validator("address")
     @classmethod

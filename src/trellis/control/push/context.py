@@ -43,6 +43,8 @@ class Endpoint:
     sidecar: bool
     locality: Locality
     weight: int
+    mtls: bool = False  # it speaks mesh mTLS (Workload spec.mtls)
+    service_account: str = "default"
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,9 +177,21 @@ class PushContext:
                     sidecar=inbound is not None,
                     locality=w.spec.locality,
                     weight=w.spec.weight,
+                    mtls=w.spec.mtls,
+                    service_account=w.service_account,
                 )
             )
         return tuple(out)
+
+    def services_of(self, workload: Workload) -> tuple[Service, ...]:
+        """The Services whose selector picks `workload` (its namespace, its labels)."""
+        return tuple(
+            svc
+            for svc in self.all_services()
+            if svc.namespace == workload.namespace
+            and svc.spec.selector
+            and all(workload.metadata.labels.get(k) == v for k, v in svc.spec.selector.items())
+        )
 
     def routes_for(self, service: Service, port: int, client_namespace: str) -> tuple[Route, ...]:
         """Routes that apply to calls from `client_namespace` to `service`:`port` (GAMMA).

@@ -22,6 +22,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 )
 
 from trellis.control.translate import pb
+from trellis.control.translate.tls import InboundMode, inbound_chains
 
 HCM = hcm_pb2.HttpConnectionManager
 
@@ -76,8 +77,10 @@ def inbound_listener(
     port: int,
     route_config: route_pb2.RouteConfiguration,
     filters: Sequence[hcm_pb2.HttpFilter] = (),
+    mode: InboundMode = "DISABLE",
 ) -> listener_pb2.Listener:
-    """`filters` (authorization) run before the router, in order."""
+    """`filters` (authorization) run before the router, in order; `mode` says whether the
+    listener takes mesh mTLS, plaintext, or both (translate/tls.py)."""
     manager = HCM(
         stat_prefix="inbound",
         codec_type=HCM.AUTO,
@@ -87,15 +90,12 @@ def inbound_listener(
             hcm_pb2.HttpFilter(name=pb.ROUTER_FILTER, typed_config=pb.pack(router_pb2.Router())),
         ],
     )
-    chain = listener_components_pb2.FilterChain(
-        name="inbound",
-        filters=[listener_components_pb2.Filter(name=pb.HCM_FILTER, typed_config=pb.pack(manager))],
-    )
+    hcm = listener_components_pb2.Filter(name=pb.HCM_FILTER, typed_config=pb.pack(manager))
     return listener_pb2.Listener(
         name=name,
         address=address_pb2.Address(
             socket_address=address_pb2.SocketAddress(address=address, port_value=port)
         ),
-        filter_chains=[chain],
+        filter_chains=inbound_chains(mode, hcm),
         traffic_direction=base_pb2.TrafficDirection.INBOUND,
     )

@@ -23,6 +23,9 @@ class NodeInfo:
     service_account: str = "default"
     labels: Mapping[str, str] = field(default_factory=dict)
     ports: tuple[int, ...] = ()
+    # The node proved a mesh identity (its stream came over the secure port with a
+    # client certificate): it gets mTLS clusters and an mTLS inbound listener.
+    secure: bool = False
 
     @classmethod
     def parse(cls, node_id: str, metadata: Mapping[str, object]) -> NodeInfo:

@@ -81,7 +81,7 @@ class UpstreamTls:
         return not self.san_tests or any(test(spiffe_id) for test in self.san_tests)
 
 
-def _provider(common: tls_common_pb2.CommonTlsContext, where: str) -> None:
+def _provider(common: tls_pb2.CommonTlsContext, where: str) -> None:
     """Certificates come from our identity: the one provider instance every node knows."""
     if not common.HasField("tls_certificate_provider_instance"):
         raise ConfigError(f"{where}.tls_certificate_provider_instance: required")
@@ -94,7 +94,7 @@ def _provider(common: tls_common_pb2.CommonTlsContext, where: str) -> None:
 
 
 def _validation(
-    common: tls_common_pb2.CommonTlsContext, where: str
+    common: tls_pb2.CommonTlsContext, where: str
 ) -> tls_common_pb2.CertificateValidationContext:
     if not common.HasField("validation_context"):
         raise ConfigError(f"{where}.validation_context: required (peers are verified)")

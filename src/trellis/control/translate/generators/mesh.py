@@ -49,6 +49,7 @@ from trellis.control.translate.node import NodeInfo
 from trellis.control.translate.rbac import RbacDialect, rbac_filters
 from trellis.control.translate.routes import RouteFlavor, route_configuration
 from trellis.control.translate.rules import entries
+from trellis.control.translate.tls import inbound_mode, upstream_tls
 
 
 class KindPolicy(RouteFlavor, Protocol):
@@ -133,7 +134,8 @@ class MeshGenerator:
             policies = push.authorization_policies(node.namespace, workload_labels(node, push))
             filters = rbac_filters(policies, push.mesh.spec.trust_domain, self.kind.rbac_dialect)
             routes = self.kind.inbound_routes(node, push, name)
-            return inbound_listener(name, address, port, routes, filters)
+            mode = inbound_mode(node, push)
+            return inbound_listener(name, address, port, routes, filters, mode)
         target = names.resolve_host(push, name, node.namespace)
         return outbound_listener(name, names.route_config_name(target.service, target.port.port))
 
@@ -156,7 +158,14 @@ class MeshGenerator:
                 raise names.Unresolved(f"{name!r}: {node.kind} nodes have no inbound clusters")
             return local
         target = names.resolve_cluster(push, ref)
-        return outbound_cluster(name, push.policy(target.service))
+        policy = push.policy(target.service)
+        cluster = outbound_cluster(name, policy)
+        socket = upstream_tls(
+            node, push.endpoints(target.service, target.port), push.mesh.spec.trust_domain, policy
+        )
+        if socket is not None:
+            cluster.transport_socket.CopyFrom(socket)
+        return cluster
 
     def endpoints(self, node: NodeInfo, push: PushContext, name: str) -> Message:
         ref = names.parse_cluster_name(name)
