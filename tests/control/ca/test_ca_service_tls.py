@@ -43,7 +43,8 @@ async def test_tls_from_the_first_byte_and_the_serving_certificate_names(secure:
     async with grpc.aio.insecure_channel(secure.address) as plain:
         error = await refused(call(plain, SIGN_METHOD, {"csr": "x", "token": "y"}, timeout=5))
     assert error.code() == grpc.StatusCode.UNAVAILABLE
-    assert secure.port.statistics()["handshake_failures"] >= 1
+    stats = secure.port.statistics()
+    assert stats["handshakes"] > stats["connections"]  # the refused handshakes
 
 
 async def test_a_token_gets_its_own_identity_never_another(secure: Secure) -> None:

@@ -7,12 +7,15 @@ Python's `ssl` (OpenSSL): `CERT_OPTIONAL` verified against the trust bundle,
 ALPN `h2`, TLS 1.2+ with forward-secret AEAD suites; the HTTP/2 bytes go on to a
 gRPC server on 127.0.0.1.
 
-Per connection: handshake (bounded, with the SSL context of the moment, so a
-reissued serving certificate or a new bundle applies to new connections) →
-connect upstream → record `local port -> Peer(address, certificate)` in the
-`PeerTable` → copy both ways until either side ends → forget the entry, close
-both. A failed handshake (no TLS, a certificate from another CA, an expired one)
-closes the connection and is logged and counted; nothing reaches gRPC.
+Per connection: the TLS handshake runs with the SSL context of the moment (the
+listening context's SNI callback, which OpenSSL calls for every ClientHello,
+with or without a server name, switches the connection to it: a reissued
+serving certificate or a new bundle applies to new connections; verification
+follows the switched context's roots) → connect upstream → record
+`local port -> Peer(address, certificate)` in the `PeerTable` → copy both ways
+until either side ends → forget the entry, close both. A failed handshake (no
+TLS, a certificate from another CA, an expired one) closes the connection in
+the event loop's TLS layer; nothing reaches gRPC.
 
 Shutdown (`aclose`): stop accepting, then cancel the open connections (stop
 the gRPC server with its grace period first, so streams end with GOAWAY).
@@ -21,7 +24,6 @@ the gRPC server with its grace period first, so streams end with GOAWAY).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl
 from collections.abc import Callable
@@ -50,16 +52,42 @@ class TlsFront:
         self._handshake_timeout = handshake_timeout
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._stats = {"connections": 0, "handshake_failures": 0}
+        self._stats = {"handshakes": 0, "connections": 0}
 
     async def start(self, host: str, port: int) -> int:
         """Listen on host:port (0 picks one); returns the port. OSError when it cannot bind."""
         self._server = await asyncio.start_server(
-            self._on_connection, host, port, reuse_address=True
+            self._on_connection,
+            host,
+            port,
+            ssl=self._listening_context(),
+            ssl_handshake_timeout=self._handshake_timeout,
+            reuse_address=True,
         )
         return int(self._server.sockets[0].getsockname()[1])
 
+    def _listening_context(self) -> ssl.SSLContext:
+        """A context whose only job is to hand each handshake to the current one."""
+        current = self._contexts()
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = current.minimum_version
+        context.options = current.options
+        context.verify_mode = current.verify_mode
+        # The protocol versions, options and TLS 1.2 suites stay the listening context's.
+        tls12 = [c["name"] for c in current.get_ciphers() if c["protocol"] != "TLSv1.3"]
+        context.set_ciphers(":".join(tls12))
+        context.set_alpn_protocols(["h2"])
+        context.sni_callback = self._select_context
+        return context
+
+    def _select_context(
+        self, ssl_object: ssl.SSLObject, server_name: str | None, context: ssl.SSLContext
+    ) -> None:
+        self._stats["handshakes"] += 1
+        ssl_object.context = self._contexts()
+
     def statistics(self) -> dict[str, int]:
+        """Handshakes started, connections that completed one, connections open now."""
         return {**self._stats, "open": len(self._tasks)}
 
     async def aclose(self) -> None:
@@ -68,9 +96,14 @@ class TlsFront:
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
+        import time
+
+        t = time.monotonic()
         await asyncio.gather(*tasks, return_exceptions=True)
+        t2 = time.monotonic()
         if self._server is not None:
             await self._server.wait_closed()
+        print("TIMING2 tasks", len(tasks), t2 - t, "wait_closed", time.monotonic() - t2)
 
     async def _on_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -89,7 +122,7 @@ class TlsFront:
         except Exception:
             log.exception("secure port: connection from %s failed", remote)
         finally:
-            if shutting_down:
+            if shutting_down or task.cancelling():
                 writer.transport.abort()
             else:
                 await _close(writer)
@@ -98,12 +131,6 @@ class TlsFront:
     async def _serve(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, remote: str
     ) -> None:
-        try:
-            await writer.start_tls(self._contexts(), ssl_handshake_timeout=self._handshake_timeout)
-        except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as e:
-            self._stats["handshake_failures"] += 1
-            log.info("secure port: TLS handshake with %s failed: %s", remote, e)
-            return
         ssl_object = writer.get_extra_info("ssl_object")
         der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
         peer = Peer(remote, PeerCertificate.from_der(der) if der else None)
@@ -151,6 +178,5 @@ async def _splice(
     finally:
         for task in pipes:
             task.cancel()
-        for task in pipes:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        # Not suppressing CancelledError here: our own cancellation (aclose) must go on.
+        await asyncio.gather(*pipes, return_exceptions=True)
