@@ -126,6 +126,7 @@ async def secure_world(
     ca_cert: Path | None = None,
     ca_key: Path | None = None,
     ttl: float = 3600,
+    generate: Any = generate_from_world,
 ) -> AsyncIterator[Secure]:
     files = CaFiles(tmp_path / "ca")
     authority, _ = open_authority(files, ca_cert, ca_key, pki.utcnow())
@@ -136,7 +137,7 @@ async def secure_world(
         return MeshSettings(TRUST_DOMAIN, dt.timedelta(seconds=ttl))
 
     ca = CertificateAuthority(authority, files, db, settings, clock=clock)
-    ads = AdsServer(generate_from_world, world if world is not None else World(1))  # type: ignore[arg-type]
+    ads = AdsServer(generate, world if world is not None else World(1))  # type: ignore[arg-type]
     port = SecurePort(ca, ServingCertificate(files, names_for("127.0.0.1")), register=ads.register)
     plaintext_server = grpc.aio.server()
     ads.register(plaintext_server)

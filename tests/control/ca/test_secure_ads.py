@@ -10,9 +10,16 @@ from typing import Any
 import grpc
 import pytest
 from tests.control.ca.secure_world import Secure, Svid, secure_world
-from tests.control.xds.ads_world import AdsClient, cluster, names_of, world
+from tests.control.xds.ads_world import (
+    AdsClient,
+    cluster,
+    generate_from_world,
+    names_of,
+    world,
+)
 
-from trellis.control.translate.api import CLUSTER_TYPE
+from trellis.control.translate.api import CLUSTER_TYPE, Generated
+from trellis.control.translate.node import NodeInfo
 
 WORLD = world(1, cds={"outbound|9080||reviews.default.svc.mesh": cluster("reviews")})
 RESOURCE = "outbound|9080||reviews.default.svc.mesh"
@@ -86,6 +93,27 @@ async def test_a_matching_node_gets_its_resources_and_is_bound_to_its_certificat
     pushed = await client.recv()
     assert pushed.version_info != response.version_info
     await client.aclose()
+
+
+async def test_only_nodes_bound_on_the_secure_port_are_generated_as_secure(
+    tmp_path: Path,
+) -> None:
+    seen: dict[str, bool] = {}
+
+    def recording(node: NodeInfo, push: Any, type_url: str, names: Any) -> Generated:
+        seen[node.id] = node.secure
+        return generate_from_world(node, push, type_url, names)
+
+    async with secure_world(tmp_path, WORLD, generate=recording) as secure:
+        svid, _ = await secure.join("reviews")
+        bound = AdsClient(secure.channel(svid), "sidecar~reviews-1.default", **meta())
+        await bound.subscribe(CLUSTER_TYPE, [RESOURCE])
+        async with grpc.aio.insecure_channel(secure.plaintext) as channel:
+            plain = AdsClient(channel, "sidecar~reviews-2.default", **meta())
+            await plain.subscribe(CLUSTER_TYPE, [RESOURCE])
+            await plain.aclose()
+        await bound.aclose()
+    assert seen == {"sidecar~reviews-1.default": True, "sidecar~reviews-2.default": False}
 
 
 async def test_the_plaintext_port_still_serves_without_a_certificate(secure: Secure) -> None:
