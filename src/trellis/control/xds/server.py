@@ -155,7 +155,13 @@ class AdsServer:
                 await self._refuse(context, exc, context.peer() or "")
                 return
         peer = admission.peer if admission is not None else context.peer() or ""
-        stream = AdsStream(self._generate, self._push, peer=peer, connected_at=time.time())
+        stream = AdsStream(
+            self._generate,
+            self._push,
+            peer=peer,
+            connected_at=time.time(),
+            secure=admission is not None,
+        )
         connection = _Connection(stream)
         self._connections.add(connection)
         self._stats["streams_total"] += 1

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from envoy.config.core.v3 import base_pb2
@@ -114,12 +114,21 @@ class AdsStream:
     """The protocol state of one ADS stream. Not thread-safe; one task drives it."""
 
     def __init__(
-        self, generate: GenerateFn, push: PushContext, *, peer: str = "", connected_at: float = 0.0
+        self,
+        generate: GenerateFn,
+        push: PushContext,
+        *,
+        peer: str = "",
+        connected_at: float = 0.0,
+        secure: bool = False,
     ) -> None:
         self._generate = generate
         self._push = push
         self.peer = peer
         self.connected_at = connected_at
+        # The stream came over the secure port with a mesh certificate bound to its node:
+        # the node gets mTLS config (NodeInfo.secure).
+        self.secure = secure
         self.node: NodeInfo | None = None
         self._types: dict[str, TypeState] = {}
         self._nonce = 0
@@ -131,7 +140,8 @@ class AdsStream:
     ) -> list[discovery_pb2.DiscoveryResponse]:
         """Handle one request; returns the responses to send (zero or one). Raises BadRequest."""
         if self.node is None:
-            self.node = parse_node(req)
+            node = parse_node(req)
+            self.node = replace(node, secure=True) if self.secure else node
         type_url = req.type_url
         if not type_url:
             raise BadRequest("DiscoveryRequest.type_url is required on an aggregated stream")
