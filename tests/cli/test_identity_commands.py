@@ -118,7 +118,12 @@ async def test_join_then_secure_xds_then_identity_show(cp: ControlPlane, tmp_pat
         response = await node.subscribe(CLUSTER_TYPE, [CLUSTER])
         assert len(response.resources) == 1 and not response.resource_errors
         status = httpx.get(f"{cp.api_url}/api/v1/status", timeout=10).json()
-        assert "sidecar~reviews-1.shop" in {n["id"] for n in status["nodes"]}
+        (bound,) = [n for n in status["nodes"] if n["id"] == "sidecar~reviews-1.shop"]
+        assert bound["certificate"]["serial"] == svid.serial
+        table = cp.run("status").stdout.splitlines()
+        row = next(line.split() for line in table if line.startswith("sidecar~reviews-1.shop"))
+        assert table[0].split()[-2:] == ["CERT", "EXPIRES"]
+        assert row[-1].startswith("in-"), row
 
         shown = cp.run("identity", "show", "reviews-1", "-n", "shop")
         assert shown.returncode == 0, shown.stderr

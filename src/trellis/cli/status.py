@@ -1,13 +1,16 @@
-"""`trellis status`: every connected node, and per xDS type its version and ACK state."""
+"""`trellis status`: every connected node, per xDS type its version and ACK state, and when its
+mesh certificate expires (nodes bound to one on the secure port)."""
 
 from __future__ import annotations
 
+import datetime
 from typing import Annotated, Any
 
 import typer
 
 from trellis.cli import output
 from trellis.cli.client import connect, reporting
+from trellis.cli.identity import expires_in
 from trellis.cli.options import OutputFormat, Server
 
 TYPES = ("LDS", "RDS", "CDS", "EDS")
@@ -42,12 +45,18 @@ def status(
         if not nodes:
             typer.echo(f"No nodes connected (store revision {body['revision']}).")
             return
-        table = output.plain_table(["NODE", "KIND", "PEER", *TYPES])
+        table = output.plain_table(["NODE", "KIND", "PEER", *TYPES, "CERT EXPIRES"])
+        now = datetime.datetime.now(datetime.UTC)
         errors: list[str] = []
         for n in nodes:
             types = n.get("types", {})
+            cert = n.get("certificate")
             table.add_row(
-                n["id"], n["kind"], n.get("peer", ""), *(type_cell(types.get(t)) for t in TYPES)
+                n["id"],
+                n["kind"],
+                n.get("peer", ""),
+                *(type_cell(types.get(t)) for t in TYPES),
+                expires_in(cert["notAfter"], now).replace(" ", "-") if cert else "-",
             )
             for name, t in types.items():
                 if t.get("nacked"):

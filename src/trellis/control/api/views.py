@@ -8,6 +8,7 @@ from fastapi import APIRouter, HTTPException
 
 from trellis.control.api import describe, schemas
 from trellis.control.api.deps import State
+from trellis.control.api.identity import rfc3339
 from trellis.model import Service
 
 health_router = APIRouter()
@@ -31,6 +32,18 @@ async def info(state: State) -> schemas.Info:
 @router.get("/status", response_model=schemas.StatusOut)
 async def status(state: State) -> schemas.StatusOut:
     nodes = [n.to_json() for n in state.ads.nodes()]
+    # Each node's mesh certificate (bound on the secure port), newest first.
+    certificates: dict[str, dict[str, str]] = {}
+    if state.ca is not None:
+        for c in sorted(state.ca.current_certificates(), key=lambda c: c.not_after):
+            if c.node is not None:
+                certificates[c.node] = {
+                    "spiffeId": c.spiffe_id,
+                    "serial": c.serial,
+                    "notAfter": rfc3339(c.not_after),
+                }
+    for node in nodes:
+        node["certificate"] = certificates.get(node["id"])
     return schemas.StatusOut(nodes=nodes, revision=await state.store.revision())
 
 
