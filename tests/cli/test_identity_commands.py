@@ -213,3 +213,18 @@ def test_a_bad_ca_certificate_is_a_one_line_error(tmp_path: Path) -> None:
     stderr = (tmp_path / "control.stderr").read_text()
     assert "error: --ca-cert is a self-signed root" in stderr
     assert "Traceback" not in stderr
+
+
+async def test_sigterm_with_an_open_secure_stream_exits_cleanly(tmp_path: Path) -> None:
+    with control_plane(tmp_path) as cp:
+        async with channel(cp) as anonymous:
+            svid = await sign(anonymous, token=token(cp, "web"))
+        mtls = channel(cp, svid)
+        node = AdsClient(mtls, "proxyless~web-1.default", kind="proxyless", serviceAccount="web")
+        await node.subscribe(CLUSTER_TYPE, ["outbound|80||nothing.default.svc.mesh"])
+    # Leaving the block sent SIGTERM: the stream ends, the process exits 0.
+    with pytest.raises(grpc.aio.AioRpcError):
+        await node.recv(timeout=10)
+    await mtls.close()
+    assert cp.exit_code == 0
+    assert "Traceback" not in (tmp_path / "control.stderr").read_text()
