@@ -135,6 +135,8 @@ def run(quick: bool) -> Section:
                 "127.0.0.1:0",
                 "--xds-listen",
                 "127.0.0.1:0",
+                "--secure-listen",
+                "127.0.0.1:0",
                 "--log-level",
                 "warning",
             ],

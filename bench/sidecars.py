@@ -95,6 +95,8 @@ def control_argv(trellis: str, data_dir: Path) -> list[str]:
         "127.0.0.1:0",
         "--xds-listen",
         "127.0.0.1:0",
+        "--secure-listen",
+        "127.0.0.1:0",
         "--log-level",
         "warning",
     ]

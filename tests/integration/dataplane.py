@@ -154,14 +154,26 @@ def client_sidecar(
     namespace: str = "default",
     labels: dict[str, str] | None = None,
     extra: tuple[str, ...] = (),
+    identity: bool = True,
 ) -> Sidecar:
-    """A standalone `trellis proxy` for a client that is the test itself."""
+    """A standalone `trellis proxy` for a client that is the test itself; with a mesh
+    identity (a join token for its `app` label's service account) unless told not to."""
     outbound, inbound, admin = free_port(), free_port(), free_port()
+    labels = labels or {"app": workload}
+    control = mesh.cp.xds
+    secret: list[str] = []
+    if identity:
+        bundle = mesh.tmp / f"bundle-{workload}.pem"
+        bundle.write_bytes(mesh.cp.bundle())
+        token = mesh.cp.join_token(labels.get("app", workload), namespace)
+        control = mesh.cp.secure
+        secret = ["--join-token", token, "--ca-file", str(bundle)]
     argv = [
         TRELLIS,
         "proxy",
+        *secret,
         "--control",
-        mesh.cp.xds,
+        control,
         "--workload",
         workload,
         "--namespace",
@@ -174,7 +186,7 @@ def client_sidecar(
         f"127.0.0.1:{admin}",
         *extra,
     ]
-    for k, v in (labels or {"app": workload}).items():
+    for k, v in labels.items():
         argv += ["--label", f"{k}={v}"]
     proc = Proc(argv, name=f"trellis proxy {workload}")
     mesh.procs.append(proc)

@@ -153,6 +153,7 @@ class ControlPlane:
     data_dir: Path
     api_port: int = field(default_factory=free_port)
     xds_port: int = field(default_factory=free_port)
+    secure_port: int = field(default_factory=free_port)
     proc: Proc | None = None
 
     @property
@@ -162,6 +163,25 @@ class ControlPlane:
     @property
     def xds(self) -> str:
         return f"127.0.0.1:{self.xds_port}"
+
+    @property
+    def secure(self) -> str:
+        """The secure port: TLS from the first byte, the CA service and mTLS ADS."""
+        return f"127.0.0.1:{self.secure_port}"
+
+    def join_token(self, service_account: str, namespace: str = "default") -> str:
+        with self.client() as c:
+            r = c.post(
+                "/api/v1/tokens",
+                json={"serviceAccount": service_account, "namespace": namespace},
+            )
+        assert r.status_code in (200, 201), r.text
+        return str(r.json()["token"])
+
+    def bundle(self) -> bytes:
+        r = httpx.get(f"{self.api}/api/v1/ca/bundle", timeout=5)
+        r.raise_for_status()
+        return r.content
 
     def start(self) -> None:
         argv = [
@@ -173,6 +193,8 @@ class ControlPlane:
             f"127.0.0.1:{self.api_port}",
             "--xds-listen",
             self.xds,
+            "--secure-listen",
+            self.secure,
         ]
         env = {"TRELLIS_TOKEN": TOKEN, "TRELLIS_CONFIG": str(self.data_dir / "cli.json")}
         self.proc = Proc(argv, env=env, name="trellis control")

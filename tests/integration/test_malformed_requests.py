@@ -15,8 +15,10 @@ never finishes its head does not hold up anyone else.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,6 +28,9 @@ import pytest
 
 from tests.integration.dataplane import Member, Sidecar, client_sidecar, run_service
 from tests.integration.harness import Mesh, wait_for
+from trellis.proxy.identity.agent import IdentityAgent
+from trellis.proxy.identity.svid import Svid
+from trellis.proxy.identity.tls import client_context
 
 pytestmark = pytest.mark.integration
 
@@ -38,6 +43,22 @@ class World:
     mesh: Mesh
     member: Member
     client: Sidecar
+    peer_tls: ssl.SSLContext  # what a peer sidecar speaks to an inbound listener: mesh mTLS
+
+
+def mesh_client_context(mesh: Mesh, service_account: str) -> ssl.SSLContext:
+    """A real SVID from the mesh CA (join token, CSR), as a TLS client context."""
+
+    async def issue() -> Svid:
+        agent = IdentityAgent(
+            [mesh.cp.secure], mesh.cp.bundle(), mesh.cp.join_token(service_account)
+        )
+        try:
+            return await agent.start()
+        finally:
+            await agent.aclose()
+
+    return client_context(asyncio.run(issue()))
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +68,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         mesh.cp.start()
         member = run_service(mesh, SERVICE, app_args=("--log-requests",))
         client = client_sidecar(mesh)
-        yield World(mesh, member, client)
+        yield World(mesh, member, client, mesh_client_context(mesh, "prober"))
     finally:
         mesh.close()
 
@@ -60,9 +81,14 @@ class Listener:
     address: tuple[str, int]
     authority: bytes  # the Host header
     prefix: bytes  # prepended to the path: the absolute-form scheme and authority, or nothing
+    tls: ssl.SSLContext | None = None  # the inbound listener is mesh mTLS (STRICT)
 
     def target(self, path: str) -> bytes:
         return self.prefix + path.encode()
+
+    def connect(self) -> socket.socket:
+        sock = socket.create_connection(self.address, timeout=IO_TIMEOUT)
+        return sock if self.tls is None else self.tls.wrap_socket(sock)
 
 
 def _address(hostport: str) -> tuple[str, int]:
@@ -74,7 +100,7 @@ def listener(world: World, name: str) -> Listener:
     authority = f"{SERVICE}:{world.member.port}".encode()
     if name == "outbound":
         return Listener(name, _address(world.client.outbound), authority, b"http://" + authority)
-    return Listener(name, _address(world.member.sidecar.inbound), authority, b"")
+    return Listener(name, _address(world.member.sidecar.inbound), authority, b"", world.peer_tls)
 
 
 # -- raw HTTP/1.1 over a socket -----------------------------------------------------------
@@ -88,9 +114,9 @@ class Answer:
     closed: bool  # the proxy closed the connection after the response
 
 
-def exchange(address: tuple[str, int], data: bytes) -> Answer:
+def exchange(lst: Listener, data: bytes) -> Answer:
     """Send `data` in one piece, read one response, then read on: was the connection closed?"""
-    with socket.create_connection(address, timeout=IO_TIMEOUT) as sock:
+    with lst.connect() as sock:
         # The proxy may answer and close before it has read all of a big request.
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             sock.sendall(data)
@@ -159,7 +185,7 @@ def app_requests(world: World, token: str) -> list[str]:
 
 def valid_request_reaches_app(world: World, lst: Listener, path: str) -> None:
     """A valid request by the same way: 200 from the app, which logs it."""
-    answer = exchange(lst.address, request(lst, path, headers=(b"Connection: close",)))
+    answer = exchange(lst, request(lst, path, headers=(b"Connection: close",)))
     assert answer.status == 200, (answer, answer.body)
     wait_for(lambda: app_requests(world, path), 10, f"the app to log {path}")
 
@@ -245,7 +271,7 @@ def test_malformed_request_is_refused_and_never_reaches_the_app(
     # A pooled connection to the app is at hand, so nothing waits for a connect.
     valid_request_reaches_app(world, lst, "/warm")
 
-    answer = exchange(lst.address, build(lst, f"/bad/{token}"))
+    answer = exchange(lst, build(lst, f"/bad/{token}"))
 
     assert answer.status == status, (answer, answer.body)
     assert answer.headers.get("connection", "").lower() == "close", answer.headers
@@ -271,7 +297,7 @@ def test_a_request_inside_a_body_stays_a_body(world: World, side: str) -> None:
             headers = (CHUNKED,)
             body = b"%x\r\n%s\r\n0\r\n\r\n" % (len(inner), inner)
         data = request(lst, outer_path, method=b"POST", headers=headers, body=body)
-        answer = exchange(lst.address, data)
+        answer = exchange(lst, data)
         assert answer.status == 200, (answer, answer.body)
         assert b'"body_bytes": %d' % len(inner) in answer.body, answer.body
     valid_request_reaches_app(world, lst, f"/ok/{token}")
@@ -304,7 +330,7 @@ def test_ambiguous_framing_smuggles_nothing(world: World, side: str, trick: str)
     valid_request_reaches_app(world, lst, "/warm")
 
     answer = exchange(
-        lst.address,
+        lst,
         request(lst, f"/outer/{token}", method=b"POST", headers=SMUGGLERS[trick], body=body),
     )
 
@@ -322,7 +348,7 @@ def test_ambiguous_framing_smuggles_nothing(world: World, side: str, trick: str)
 def test_a_client_that_never_finishes_its_head_blocks_nobody(world: World, side: str) -> None:
     lst = listener(world, side)
     token = f"{side}-slowloris"
-    slow = [socket.create_connection(lst.address, timeout=IO_TIMEOUT) for _ in range(5)]
+    slow = [lst.connect() for _ in range(5)]
     try:
         for sock in slow:
             # Half a head, then nothing.
@@ -334,7 +360,7 @@ def test_a_client_that_never_finishes_its_head_blocks_nobody(world: World, side:
         # The slow ones are still open (nothing was answered on them) and got nowhere.
         for sock in slow:
             sock.setblocking(False)
-            with pytest.raises(BlockingIOError):
+            with pytest.raises((BlockingIOError, ssl.SSLWantReadError)):  # nothing to read
                 sock.recv(1)
     finally:
         for sock in slow:

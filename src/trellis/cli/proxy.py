@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -44,9 +45,29 @@ def proxy(
     access_log: Annotated[
         str, typer.Option("--access-log", help="JSON access log: '-' for stdout, or a file")
     ] = "",
+    join_token: Annotated[
+        str,
+        typer.Option(
+            "--join-token",
+            envvar="TRELLIS_JOIN_TOKEN",
+            help="mesh identity: a join token (`trellis token create`); --control is then"
+            " the control plane's secure port",
+        ),
+    ] = "",
+    ca_file: Annotated[
+        str, typer.Option("--ca-file", help="the mesh CA bundle to trust (with --join-token)")
+    ] = "",
     log_level: Annotated[str, typer.Option("--log-level")] = "warning",
 ) -> None:
     """Run a sidecar proxy: outbound, inbound and admin listeners configured over xDS."""
+    bundle = b""
+    if join_token:
+        if not ca_file:
+            raise typer.BadParameter("--join-token needs --ca-file", param_hint="--ca-file")
+        try:
+            bundle = Path(ca_file).read_bytes()
+        except OSError as e:
+            raise typer.BadParameter(str(e), param_hint="--ca-file") from None
     options = ProxyOptions(
         control=tuple(control),
         workload=workload,
@@ -58,6 +79,8 @@ def proxy(
         inbound=_address(inbound, "--inbound"),
         admin=_address(admin, "--admin"),
         access_log=access_log,
+        join_token=join_token,
+        ca_bundle=bundle,
     )
     from trellis.proxy.main import run
 

@@ -50,6 +50,21 @@ def run(
     ] = 15001,
     inbound_port: Annotated[int, typer.Option("--inbound-port")] = 15006,
     admin_port: Annotated[int, typer.Option("--admin-port")] = 15000,
+    insecure: Annotated[
+        bool,
+        typer.Option("--insecure", help="no mesh identity: plaintext xDS, no mTLS (development)"),
+    ] = False,
+    join_token: Annotated[
+        str,
+        typer.Option(
+            "--join-token",
+            envvar="TRELLIS_JOIN_TOKEN",
+            help="join token for the identity (default: made with the admin token)",
+        ),
+    ] = "",
+    ca_file: Annotated[
+        str, typer.Option("--ca-file", help="CA bundle to pin (default: from the API)")
+    ] = "",
     log_level: Annotated[str, typer.Option("--log-level")] = "warning",
 ) -> None:
     """Run CMD beside a sidecar: it joins the mesh and calls other services by name."""
@@ -87,6 +102,9 @@ def run(
         drain_timeout=drain_timeout,
         access_log=access_log,
         environment=app_base,
+        insecure=insecure,
+        join_token=join_token,
+        ca_file=ca_file,
         outbound_port=outbound_port,
         inbound_port=inbound_port,
         admin_port=admin_port,

@@ -57,6 +57,7 @@ class Demo:
         self.token = secrets.token_urlsafe(24)
         self.api_port = _port(7070)
         self.xds_port = _port(15010)
+        self.secure_port = _port(15012)
         self.api = f"http://127.0.0.1:{self.api_port}"
         self.trellis = str(Path(sys.executable).parent / "trellis")
         self.env = {
@@ -96,6 +97,7 @@ class Demo:
         argv = [
             self.trellis, "control", "--data-dir", str(self.data / "state"),
             "--listen", f"127.0.0.1:{self.api_port}", "--xds-listen", f"127.0.0.1:{self.xds_port}",
+            "--secure-listen", f"127.0.0.1:{self.secure_port}",
         ]  # fmt: skip
         self.spawn(argv, "control.log")
         self.wait("the control plane", lambda: httpx.get(f"{self.api}/healthz").status_code == 200)

@@ -11,6 +11,7 @@ from typing import TextIO
 import uvloop
 
 from trellis.proxy.app import ProxyApp
+from trellis.proxy.identity.agent import IdentityError
 from trellis.proxy.options import ProxyOptions
 
 DRAIN_SECONDS = 5.0
@@ -23,7 +24,10 @@ async def serve(options: ProxyOptions, *, out: TextIO = sys.stdout) -> None:
         loop.add_signal_handler(sig, stop.set)
     app = ProxyApp(options)
     try:
-        await app.start()
+        try:
+            await app.start()
+        except IdentityError as e:
+            raise OSError(str(e)) from None
         for name in ("outbound", "inbound", "admin"):
             out.write(f"{name} listening on {app.addresses[name]}\n")
         out.flush()

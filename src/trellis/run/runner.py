@@ -41,9 +41,11 @@ from typing import Any
 import httpx
 
 from trellis.proxy.app import ProxyApp
+from trellis.proxy.identity.agent import IdentityAgent, IdentityError, write_files
+from trellis.proxy.identity.svid import Svid
 from trellis.proxy.options import Address, ProxyOptions
 from trellis.run.app_process import AppProcess
-from trellis.run.bootstrap import bootstrap_json
+from trellis.run.bootstrap import IdentityFiles, bootstrap_json
 from trellis.run.env import app_environment
 from trellis.run.health import HealthWatch, wait_serving
 from trellis.run.registration import Registration
@@ -81,6 +83,9 @@ class RunOptions:
     inbound_port: int = 15006
     admin_port: int = 15000
     access_log: str = ""
+    insecure: bool = False  # no mesh identity: plaintext xDS and plaintext traffic
+    join_token: str = ""  # none: `trellis run` makes one with the admin token
+    ca_file: str = ""  # none: the bundle comes from the API
     environment: Mapping[str, str] | None = None  # the app's base environment (default: ours)
 
     @property
@@ -100,6 +105,8 @@ class Runner:
         self.registration: Registration | None = None
         self.health: HealthWatch | None = None
         self.app: AppProcess | None = None
+        self.agent: IdentityAgent | None = None  # proxyless only: the app's SVID in files
+        self.identity = False
         self._tmp = Path(tempfile.mkdtemp(prefix="trellis-run-"))
         self._http = httpx.AsyncClient(
             base_url=options.api,
@@ -138,13 +145,40 @@ class Runner:
 
     async def _start(self) -> None:
         opts = self.options
-        control = opts.control or (await self._xds_address(),)
+        info = await self._info()
+        # Mesh identity unless told otherwise: a join token (ours, made with the admin
+        # token, unless one is given), the CA bundle, and the secure port for everything.
+        self.identity = not opts.insecure and bool(info.get("secure"))
+        token, bundle = "", b""
+        if self.identity:
+            control = opts.control or (str(info["secure"]),)
+            bundle = await self._bundle()
+            token = opts.join_token or await self._join_token()
+        else:
+            control = opts.control or (str(info["xds"]),)
         await self._ensure_service()
         outbound: str | None = None
         ports = (opts.port,) if opts.port is not None else ()
+        identity_files: IdentityFiles | None = None
+        if opts.proxyless and self.identity:
+            # No sidecar: this process keeps the app's SVID fresh in files grpcio watches.
+            self.agent = IdentityAgent(control, bundle, token)
+            directory = self._tmp / "identity"
+
+            def rotate(svid: Svid) -> None:
+                write_files(directory, svid)
+
+            self.agent.on_rotate(rotate)
+            try:
+                write_files(directory, await self.agent.start())
+            except IdentityError as e:
+                raise RunError(str(e)) from None
+            identity_files = IdentityFiles.under(str(directory / "current"))
         if not opts.proxyless:
             self.proxy = ProxyApp(
                 ProxyOptions(
+                    join_token=token,
+                    ca_bundle=bundle,
                     control=control,
                     workload=self.workload,
                     namespace=opts.namespace,
@@ -158,7 +192,10 @@ class Runner:
                     pick_free_ports=True,
                 )
             )
-            await self.proxy.start()
+            try:
+                await self.proxy.start()
+            except IdentityError as e:
+                raise RunError(str(e)) from None
             try:
                 await self.proxy.wait_ready(opts.startup_timeout)
             except TimeoutError as e:
@@ -183,6 +220,7 @@ class Runner:
                 service_account=opts.service_account or None,
                 labels=opts.all_labels,
                 ports=list(ports),
+                identity=identity_files,
             )
         )
         env = app_environment(
@@ -262,19 +300,48 @@ class Runner:
             await self.app.stop(self.options.stop_grace)
         if self.proxy is not None:
             await self.proxy.aclose()
+        if self.agent is not None:
+            await self.agent.aclose()
         await self._http.aclose()
         shutil.rmtree(self._tmp, ignore_errors=True)
 
     # -- the control plane ----------------------------------------------------------------
 
-    async def _xds_address(self) -> str:
+    async def _info(self) -> dict[str, Any]:
+        """Where the control plane's xDS (and secure) ports are."""
         try:
             response = await self._http.get("/api/v1/info")
         except httpx.HTTPError as e:
             raise RunError(f"cannot reach the control plane at {self.options.api}: {e}") from None
         if response.status_code != 200:
             raise RunError(f"control plane answered {response.status_code} to /api/v1/info")
-        return str(response.json()["xds"])
+        return dict(response.json())
+
+    async def _bundle(self) -> bytes:
+        """The CA bundle to pin: the file given, else the API's (which the admin token's
+        channel to the control plane vouches for)."""
+        if self.options.ca_file:
+            try:
+                return Path(self.options.ca_file).read_bytes()
+            except OSError as e:
+                raise RunError(f"cannot read --ca-file: {e}") from None
+        response = await self._http.get("/api/v1/ca/bundle")
+        if response.status_code != 200:
+            raise RunError(f"cannot get the CA bundle: HTTP {response.status_code}")
+        return response.content
+
+    async def _join_token(self) -> str:
+        """A short-lived join token for this workload's service account."""
+        opts = self.options
+        body = {
+            "serviceAccount": opts.service_account or opts.all_labels["app"],
+            "namespace": opts.namespace,
+            "ttlSeconds": 600,
+        }
+        response = await self._http.post("/api/v1/tokens", json=body)
+        if response.status_code not in (200, 201):
+            raise RunError(f"cannot make a join token: HTTP {response.status_code} {response.text}")
+        return str(response.json()["token"])
 
     async def _ensure_service(self) -> None:
         opts = self.options
@@ -315,6 +382,8 @@ class Runner:
             spec["serviceAccount"] = opts.service_account
         if opts.port is not None:
             spec["ports"] = [{"name": opts.protocol, "port": opts.port, "protocol": opts.protocol}]
+        if self.identity:
+            spec["mtls"] = True  # callers with an identity use mTLS to us
         if opts.proxyless:
             spec["proxyless"] = True
         else:
