@@ -41,6 +41,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--call", action="append", default=[], help="xds:/// target to call per request")
     p.add_argument("--fail-first", action="store_true")
+    p.add_argument(
+        "--xds",
+        action="store_true",
+        help="an xDS server (gRFC A36): its listener, mTLS and authorization come from the"
+        " control plane (grpc.xds_server_credentials)",
+    )
     args = p.parse_args(argv)
     labels = dict(item.split("=", 1) for item in args.label)
     downstream = [grpc.insecure_channel(t).unary_unary(f"/{SERVICE}/Call") for t in args.call]
@@ -58,12 +64,16 @@ def main(argv: list[str] | None = None) -> None:
                 parts.append(f"error:{e.code().name}")
         return " > ".join(parts).encode() if len(parts) > 1 else args.name.encode()
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16), xds=args.xds)
     method = grpc.unary_unary_rpc_method_handler(call)
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler(SERVICE, {"Call": method, "Other": method}),)
     )
-    port = server.add_insecure_port(f"127.0.0.1:{args.port}")
+    if args.xds:
+        creds = grpc.xds_server_credentials(grpc.insecure_server_credentials())
+        port = server.add_secure_port(f"127.0.0.1:{args.port}", creds)
+    else:
+        port = server.add_insecure_port(f"127.0.0.1:{args.port}")
     server.start()
 
     workload = {

@@ -18,6 +18,7 @@ import time
 from collections import Counter
 
 import grpc
+import grpc.experimental
 from envoy.admin.v3 import config_dump_shared_pb2
 from envoy.service.status.v3 import csds_pb2
 from grpc._cython import cygrpc
@@ -51,10 +52,19 @@ def main() -> None:
     p.add_argument("--stream", action="store_true")
     p.add_argument("--csds", action="store_true")
     p.add_argument("--wait-ready", type=float, default=0.0, help="retry the first call this long")
+    p.add_argument(
+        "--xds-creds",
+        action="store_true",
+        help="grpc.xds_channel_credentials: mesh mTLS when the control plane says so (A29)",
+    )
     args = p.parse_args()
     metadata = tuple(tuple(h.split("=", 1)) for h in args.header)
 
-    channel = grpc.insecure_channel(args.target)
+    if args.xds_creds:
+        creds = grpc.xds_channel_credentials(grpc.experimental.insecure_channel_credentials())
+        channel = grpc.secure_channel(args.target, creds)
+    else:
+        channel = grpc.insecure_channel(args.target)
     rpc = channel.unary_unary(f"/trellis.test.Echo/{args.method}")
     peers: Counter[str] = Counter()
     errors: Counter[str] = Counter()

@@ -61,6 +61,7 @@ class IdentityAgent:
         self.bundle_pem = bundle_pem
         self.join_token = join_token
         self.svid: Svid | None = None
+        self.renew_at = _now()
         self.renewals = 0
         self.failures = 0
         self.last_error = ""
@@ -133,6 +134,10 @@ class IdentityAgent:
     def _install(self, svid: Svid) -> None:
         self.svid = svid
         self.bundle_pem = svid.bundle_pem
+        # Half of the life it has from now on: the CA backdates not-before (clock skew),
+        # so the midpoint of the certificate's whole validity would come too early.
+        received = _now()
+        self.renew_at = received + (svid.not_after - received) / 2
         log.info(
             "identity %s serial %x valid until %s", svid.spiffe_id, svid.serial, svid.not_after
         )
@@ -144,7 +149,7 @@ class IdentityAgent:
         while True:
             svid = self.svid
             assert svid is not None
-            wait = (svid.renew_at() - _now()).total_seconds()
+            wait = (self.renew_at - _now()).total_seconds()
             if wait > 0:
                 await asyncio.sleep(wait)
             try:
@@ -167,7 +172,7 @@ class IdentityAgent:
             "spiffe_id": svid.spiffe_id if svid else None,
             "serial": f"{svid.serial:x}" if svid else None,
             "not_after": svid.not_after.isoformat() if svid else None,
-            "renew_at": svid.renew_at().isoformat() if svid else None,
+            "renew_at": self.renew_at.isoformat() if svid else None,
             "renewals": self.renewals,
             "failures": self.failures,
             "last_error": self.last_error or None,
