@@ -9,6 +9,10 @@ outbound listener. Startup waits for both admin `/ready` answers.
 Coded against the `trellis proxy` CLI in docs/design/data-plane.md; when
 that command is missing, `unavailable` says why and the caller skips the path.
 
+The pair speaks mesh mTLS, as `trellis run` sidecars do: each sidecar gets a
+join token for its service account and the CA bundle, and talks to the
+control plane's secure port (`mtls=False` measures the plaintext pair).
+
 `mesh_documents` and the argv builders are pure. Must not know what is
 measured through the pair.
 """
@@ -30,7 +34,7 @@ API_VERSION = "trellis.dev/v1alpha1"
 SERVICE = "backend"
 SERVICE_PORT = 8080
 HOST = f"{SERVICE}:{SERVICE_PORT}"  # what the client sends as Host to sidecar A
-_API, _XDS = "API listening on ", "xDS listening on "
+_API, _XDS, _SECURE = "API listening on ", "xDS listening on ", "secure listening on "
 
 
 def trellis_binary() -> str:
@@ -53,7 +57,7 @@ def unavailable(trellis: str | None = None) -> str | None:
     return None
 
 
-def mesh_documents(backend_port: int, inbound_port: int) -> list[dict[str, Any]]:
+def mesh_documents(backend_port: int, inbound_port: int, mtls: bool = True) -> list[dict[str, Any]]:
     """The Service and the Workload (behind sidecar B) the pair routes through."""
     return [
         {
@@ -80,6 +84,7 @@ def mesh_documents(backend_port: int, inbound_port: int) -> list[dict[str, Any]]
                 "address": "127.0.0.1",
                 "ports": [{"name": "http", "port": backend_port, "protocol": "http"}],
                 "inbound": {"port": inbound_port},
+                "mtls": mtls,
             },
         },
     ]
@@ -103,11 +108,17 @@ def control_argv(trellis: str, data_dir: Path) -> list[str]:
 
 
 def server_sidecar_argv(
-    trellis: str, xds: str, backend_port: int, inbound_port: int, admin_port: int
+    trellis: str,
+    xds: str,
+    backend_port: int,
+    inbound_port: int,
+    admin_port: int,
+    identity: list[str] | None = None,
 ) -> list[str]:
     return [
         trellis,
         "proxy",
+        *(identity or []),
         "--control",
         xds,
         "--workload",
@@ -125,10 +136,13 @@ def server_sidecar_argv(
     ]
 
 
-def client_sidecar_argv(trellis: str, xds: str, outbound_port: int, admin_port: int) -> list[str]:
+def client_sidecar_argv(
+    trellis: str, xds: str, outbound_port: int, admin_port: int, identity: list[str] | None = None
+) -> list[str]:
     return [
         trellis,
         "proxy",
+        *(identity or []),
         "--control",
         xds,
         "--workload",
@@ -144,38 +158,51 @@ def client_sidecar_argv(trellis: str, xds: str, outbound_port: int, admin_port: 
     ]
 
 
-def _wait_banner(child: Child, timeout: float) -> tuple[str, str]:
+def _wait_banner(child: Child, timeout: float) -> tuple[str, str, str]:
+    """(API URL, plaintext xDS address, secure address) from the control plane's banner."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         lines = child.output().splitlines()
         api = [ln.removeprefix(_API) for ln in lines if ln.startswith(_API)]
         xds = [ln.removeprefix(_XDS) for ln in lines if ln.startswith(_XDS)]
-        if api and xds:
-            return api[0].strip(), xds[0].strip()
+        secure = [ln.removeprefix(_SECURE) for ln in lines if ln.startswith(_SECURE)]
+        if api and xds and secure:
+            return api[0].strip(), xds[0].strip(), secure[0].strip()
         if not child.alive():
             break
         time.sleep(0.05)
     raise RuntimeError(f"trellis control did not start:\n{child.stderr_tail()}")
 
 
-def _apply(api: str, documents: list[dict[str, Any]]) -> None:
+def _call(api: str, method: str, path: str, body: Any = None) -> bytes:
     address = api.removeprefix("http://").rstrip("/")
     host, _, port = address.rpartition(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=30)
     try:
-        body = json.dumps({"documents": documents, "source": "bench"})
         conn.request(
-            "POST",
-            "/api/v1/apply",
-            body=body,
+            method,
+            path,
+            body=None if body is None else json.dumps(body),
             headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
         )
         response = conn.getresponse()
-        text = response.read().decode(errors="replace")
+        data = response.read()
     finally:
         conn.close()
     if response.status >= 300:
-        raise RuntimeError(f"apply failed: {response.status} {text}")
+        raise RuntimeError(f"{method} {path} failed: {response.status} {data!r}")
+    return data
+
+
+def _apply(api: str, documents: list[dict[str, Any]]) -> None:
+    _call(api, "POST", "/api/v1/apply", {"documents": documents, "source": "bench"})
+
+
+def _identity(api: str, service_account: str, bundle: Path) -> list[str]:
+    """`trellis proxy` flags for a mesh identity: a join token and the pinned CA bundle."""
+    body = {"serviceAccount": service_account, "namespace": "default"}
+    token = json.loads(_call(api, "POST", "/api/v1/tokens", body))["token"]
+    return ["--join-token", token, "--ca-file", str(bundle)]
 
 
 def _wait_ready(child: Child, admin_port: int, timeout: float) -> None:
@@ -204,9 +231,15 @@ class SidecarPair:
     """Control plane on the load side, two sidecars on the measured side; stop() ends all."""
 
     def __init__(
-        self, logs: Path, backend_port: int, load_prefix: list[str], measured_prefix: list[str]
+        self,
+        logs: Path,
+        backend_port: int,
+        load_prefix: list[str],
+        measured_prefix: list[str],
+        mtls: bool = True,
     ) -> None:
         self.logs, self.backend_port = logs, backend_port
+        self.mtls = mtls
         self.load_prefix, self.measured_prefix = load_prefix, measured_prefix
         self.outbound_port = free_port()
         self.children: list[Child] = []
@@ -221,13 +254,20 @@ class SidecarPair:
             env={"TRELLIS_TOKEN": TOKEN, "TRELLIS_CONFIG": str(self.logs / "cli.json")},
         )
         self.children.append(control)
-        api, xds = _wait_banner(control, timeout)
+        api, xds, secure = _wait_banner(control, timeout)
         inbound_port, admin_b, admin_a = free_port(), free_port(), free_port()
-        _apply(api, mesh_documents(self.backend_port, inbound_port))
+        _apply(api, mesh_documents(self.backend_port, inbound_port, self.mtls))
+        id_b: list[str] = []
+        id_a: list[str] = []
+        if self.mtls:
+            bundle = self.logs / "bundle.pem"
+            bundle.write_bytes(_call(api, "GET", "/api/v1/ca/bundle"))
+            id_b, id_a = _identity(api, SERVICE, bundle), _identity(api, "client", bundle)
+            xds = secure
         server = Child(
             [
                 *self.measured_prefix,
-                *server_sidecar_argv(trellis, xds, self.backend_port, inbound_port, admin_b),
+                *server_sidecar_argv(trellis, xds, self.backend_port, inbound_port, admin_b, id_b),
             ],
             self.logs,
             "sidecar-B",
@@ -236,7 +276,7 @@ class SidecarPair:
         client = Child(
             [
                 *self.measured_prefix,
-                *client_sidecar_argv(trellis, xds, self.outbound_port, admin_a),
+                *client_sidecar_argv(trellis, xds, self.outbound_port, admin_a, id_a),
             ],
             self.logs,
             "sidecar-A",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from bench.dataplane import (
+    REFERENCE,
     PathResult,
     ProxyUsage,
     added,
@@ -69,7 +70,7 @@ def test_summarize_without_any_success_fails() -> None:
 
 def test_added_ratio_and_cpu() -> None:
     direct = _path("direct", "a", 80, 110, 180_000)
-    pair = _path("haproxy", "b", 120, 270, 36_000)
+    pair = _path(REFERENCE, "b", 120, 270, 36_000)
     assert added(pair, direct) == pytest.approx((40e-6, 160e-6))
     assert ratio(60e-6, 40e-6) == pytest.approx(1.5)
     assert ratio(1.0, 0.0) is None
@@ -88,7 +89,7 @@ def test_limited_by() -> None:
 def test_render_with_trellis_skipped() -> None:
     results = [
         _path("direct", "(a) direct", 80, 110, 180_000),
-        _path("haproxy", "(b) HAProxy pair", 120, 270, 36_000),
+        _path(REFERENCE, "(b) HAProxy pair", 120, 270, 36_000),
         PathResult("trellis", "(c) Trellis sidecar pair", skipped="not built yet"),
     ]
     text = render(results, ["env line"])
@@ -103,7 +104,7 @@ def test_render_with_trellis_skipped() -> None:
 def test_render_ratios_against_the_haproxy_pair() -> None:
     results = [
         _path("direct", "(a) direct", 80, 110, 180_000),
-        _path("haproxy", "(b) HAProxy pair", 120, 270, 36_000),
+        _path(REFERENCE, "(b) HAProxy pair", 120, 270, 36_000),
         _path("trellis", "(c) Trellis sidecar pair", 140, 350, 27_000),
     ]
     text = render(results, [])
@@ -125,6 +126,7 @@ def test_mesh_documents_route_the_service_to_sidecar_b() -> None:
         "address": "127.0.0.1",
         "ports": [{"name": "http", "port": 41000, "protocol": "http"}],
         "inbound": {"port": 41001},
+        "mtls": True,
     }
 
 
@@ -133,7 +135,7 @@ def test_a_late_generator_is_flagged() -> None:
     assert not generator_fell_behind(direct)
     direct.send_lag_p99 = 2e-3
     assert generator_fell_behind(direct)
-    text = render([direct, _path("haproxy", "(b) HAProxy pair", 120, 270, 36_000)], [])
+    text = render([direct, _path(REFERENCE, "(b) HAProxy pair", 120, 270, 36_000)], [])
     assert "**(a) direct: the open loop fell behind (sent 1000 req/s, send lag p99 2000 µs)" in (
         text
     )
@@ -145,6 +147,6 @@ def test_a_late_generator_is_flagged() -> None:
 def test_a_negative_difference_shows_its_sign() -> None:
     results = [
         _path("direct", "(a) direct", 80, 3000, 180_000),
-        _path("haproxy", "(b) HAProxy pair", 120, 270, 36_000),
+        _path(REFERENCE, "(b) HAProxy pair", 120, 270, 36_000),
     ]
     assert "| +40 | -2730 |" in render(results, [])
