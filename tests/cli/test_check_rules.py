@@ -94,6 +94,7 @@ def test_warnings_rotation_ca_expiry_and_failing_renewals() -> None:
         "every trusted root is valid for more than 90 days": "warn",
         "no root rotation is left unfinished": "warn",
         "no workload certificate is close to expiry": "warn",
+        "no proxyless workload is asked to be PERMISSIVE": "ok",
     }
     lines = render(run_checks(facts))
     assert any("serial ab (sidecar~a.default)" in line for line in lines)
@@ -107,3 +108,30 @@ def test_an_expired_ca_fails_and_an_unreachable_api_skips_the_rest() -> None:
     down = run_checks(Facts(NOW, False, problems={"api": "cannot reach"}))
     assert [o.status for _, o in down] == ["fail"] + ["skip"] * (len(CHECKS) - 1)
     assert render(down)[-1].endswith("\u00d7")
+
+
+def test_a_proxyless_workload_asked_to_be_permissive_is_a_warning() -> None:
+    def service(name: str, mode: str | None) -> dict[str, object]:
+        spec: dict[str, object] = {"selector": {"app": name}}
+        if mode:
+            spec["mtls"] = {"mode": mode}
+        return {"metadata": {"name": name, "namespace": "default"}, "spec": spec}
+
+    def workload(name: str, app: str, proxyless: bool) -> dict[str, object]:
+        spec = {"proxyless": True} if proxyless else {"inbound": {"port": 15006}}
+        return {"metadata": {"name": name, "labels": {"app": app}}, "spec": spec}
+
+    services = [service("grpc", "PERMISSIVE"), service("web", None)]
+    workloads = [workload("grpc-1", "grpc", True), workload("web-1", "web", False)]
+    facts = Facts(NOW, True, ca(), [], None, services, workloads)
+    (outcome,) = [o for c, o in run_checks(facts) if "PERMISSIVE" in c.description]
+    assert outcome.status == "warn" and outcome.details == (
+        "default/grpc-1: asked PERMISSIVE, serves STRICT (plaintext callers are refused)",
+    )
+    mesh = {"spec": {"mtls": {"mode": "PERMISSIVE"}}}
+    everything = Facts(NOW, True, ca(), [], mesh, [service("web", None)],
+                       [workload("web-2", "web", True)])  # fmt: skip
+    (outcome,) = [o for c, o in run_checks(everything) if "PERMISSIVE" in c.description]
+    assert outcome.status == "warn"
+    fine = Facts(NOW, True, ca(), [], None, [service("web", None)], workloads)
+    assert all(o.status != "warn" for c, o in run_checks(fine) if "PERMISSIVE" in c.description)

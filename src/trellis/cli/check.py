@@ -14,7 +14,10 @@ Rules:
   than 20% of its lifetime left, or less than an hour for lifetimes over two
   hours (proxies renew at half life, so either means renewal is failing); shorter
   lifetimes only get the 20% rule, or every certificate of a test mesh with a 10 s
-  TTL would warn.
+  TTL would warn;
+- a proxyless workload that PERMISSIVE mTLS would cover (the MeshConfig, or a
+  Service selecting it): warn, because grpcio servers cannot be PERMISSIVE (they
+  match only one transport per listener) and the control plane gives them STRICT.
 """
 
 from __future__ import annotations
@@ -47,6 +50,9 @@ class Facts:
     healthy: bool = False
     ca: dict[str, Any] | None = None
     certificates: list[dict[str, Any]] | None = None
+    mesh: dict[str, Any] | None = None  # the MeshConfig document (None: the defaults)
+    services: list[dict[str, Any]] | None = None
+    workloads: list[dict[str, Any]] | None = None
     problems: dict[str, str] = field(default_factory=dict)  # what could not be read, and why
 
 
@@ -154,6 +160,39 @@ def _workload_certificates(facts: Facts) -> Outcome:
     return Outcome("warn" if details else "ok", (summary, *details) if details else (summary,))
 
 
+def _selects(service: dict[str, Any], workload: dict[str, Any]) -> bool:
+    meta, labels = workload.get("metadata", {}), workload.get("metadata", {}).get("labels", {})
+    selector = service.get("spec", {}).get("selector") or {}
+    same_namespace = service.get("metadata", {}).get("namespace", "default") == meta.get(
+        "namespace", "default"
+    )
+    return (
+        bool(selector) and same_namespace and all(labels.get(k) == v for k, v in selector.items())
+    )
+
+
+def _proxyless_permissive(facts: Facts) -> Outcome:
+    if not facts.healthy or "resources" in facts.problems:
+        return Outcome("skip")
+    mesh_mode = ((facts.mesh or {}).get("spec", {}).get("mtls") or {}).get("mode", "STRICT")
+    details = []
+    for w in facts.workloads or ():
+        if not w.get("spec", {}).get("proxyless"):
+            continue
+        modes = {
+            (s.get("spec", {}).get("mtls") or {}).get("mode")
+            for s in facts.services or ()
+            if _selects(s, w)
+        } - {None}
+        if "PERMISSIVE" in modes or (not modes and mesh_mode == "PERMISSIVE"):
+            meta = w.get("metadata", {})
+            details.append(
+                f"{meta.get('namespace', 'default')}/{meta.get('name')}: asked PERMISSIVE, "
+                "serves STRICT (plaintext callers are refused)"
+            )
+    return Outcome("warn" if details else "ok", tuple(details))
+
+
 CHECKS: tuple[Check, ...] = (
     Check(
         "the control plane API is reachable",
@@ -178,6 +217,12 @@ CHECKS: tuple[Check, ...] = (
         "proxies renew at half life: look at the proxy's log; a revoked join token stops "
         "renewal (`trellis token list`), and the proxy must join again with a new token",
         _workload_certificates,
+    ),
+    Check(
+        "no proxyless workload is asked to be PERMISSIVE",
+        "grpcio servers cannot take plaintext and mTLS on one port: they run STRICT; give their "
+        "callers mesh identities (`trellis run`), or run the app with a sidecar instead",
+        _proxyless_permissive,
     ),
 )
 
@@ -211,14 +256,21 @@ def gather(server: str | None, now: dt.datetime) -> Facts:
             healthy = client.request("GET", "/healthz").get("status") == "ok"
         except (CliError, ApiError) as e:
             problems["api"] = e.message
-        ca = certificates = None
+        ca = certificates = mesh = services = workloads = None
         if healthy:
             try:
                 ca = client.request("GET", "/api/v1/ca")
                 certificates = client.request("GET", "/api/v1/identities")["items"]
             except (CliError, ApiError) as e:
                 problems["ca"] = e.message
-        return Facts(now, healthy, ca, certificates, problems)
+            try:
+                meshes = client.request("GET", "/api/v1/meshconfigs")["items"]
+                mesh = meshes[0] if meshes else None
+                services = client.request("GET", "/api/v1/services")["items"]
+                workloads = client.request("GET", "/api/v1/workloads")["items"]
+            except (CliError, ApiError) as e:
+                problems["resources"] = e.message
+        return Facts(now, healthy, ca, certificates, mesh, services, workloads, problems)
     finally:
         client.close()
 
