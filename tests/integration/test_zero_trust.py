@@ -279,3 +279,24 @@ def test_a_tls_scan_finds_only_tls12_and_13_with_forward_secret_aead(
     assert accepted["tls_1_3"], accepted
     for suite in accepted["tls_1_2"]:
         assert "ECDHE" in suite and ("GCM" in suite or "CHACHA20" in suite), suite
+
+
+def mesh_mode(mode: str) -> str:
+    return (
+        "apiVersion: trellis.dev/v1alpha1\nkind: MeshConfig\nmetadata: {name: mesh}\n"
+        f"spec: {{mtls: {{mode: {mode}}}}}\n"
+    )
+
+
+def test_permissive_takes_plaintext_and_mtls_until_strict(mesh: Mesh) -> None:
+    mesh.cp.apply(mesh_mode("PERMISSIVE"))
+    shop = run_service(mesh, "shop", app_args=("--log-requests",))
+    inbound = shop.sidecar.inbound
+    svid = issue(mesh, "prober")
+    wait_for(lambda: b"200 OK" in raw_get(inbound, None, "/plain"), 10, "plaintext accepted")
+    assert b"200 OK" in raw_get(inbound, client_context(svid), "/mtls")
+    mesh.cp.apply(mesh_mode("STRICT"))  # a change of mode reaches the listener live
+    wait_for(lambda: raw_get(inbound, None, "/probe") == b"", 10, "plaintext refused")
+    assert raw_get(inbound, None, "/after-strict") == b""
+    assert b"200 OK" in raw_get(inbound, client_context(svid), "/mtls-again")
+    assert "REQ GET /after-strict" not in app_requests(shop)
