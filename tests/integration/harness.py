@@ -119,11 +119,12 @@ class Proc:
             os.kill(self.pid, sig)
 
     def _reap(self) -> None:
-        """After exit: let the pumps read to EOF, then close the pipes."""
-        for t in self._pumps:
-            t.join(timeout=5)
-        for pipe in (self.popen.stdout, self.popen.stderr):
-            if pipe is not None:
+        """After exit: let the pumps read to EOF, then close the pipes. A pipe a grandchild
+        still holds (an orphaned app) never ends: its pump is left alone (closing the pipe
+        under a reading thread would block on the reader's lock)."""
+        for pump, pipe in zip(self._pumps, (self.popen.stdout, self.popen.stderr), strict=True):
+            pump.join(timeout=5)
+            if pipe is not None and not pump.is_alive():
                 pipe.close()
 
     def stop(self, timeout: float = 5.0) -> int | None:

@@ -50,6 +50,7 @@ from trellis.proxy.http1.writer import (
 from trellis.proxy.stack.balance import hash64
 from trellis.proxy.stack.cluster import ClusterRuntime
 from trellis.proxy.stack.hosts import Host
+from trellis.proxy.stack.mirror import MirrorRequest, shadow_head
 from trellis.proxy.stack.pool import UpstreamConnection
 from trellis.proxy.stack.retry import RetryState
 from trellis.proxy.stack.tunnel import Tunnel
@@ -78,6 +79,7 @@ class Exchange:
         "_buffered",
         "_down_paused",
         "_host_counted",
+        "_mirror_pending",
         "_out",
         "_resp_chunked",
         "_retried_stale",
@@ -141,6 +143,7 @@ class Exchange:
         self._sent_head = False
         self._resp_chunked = False
         self._host_counted = False
+        self._mirror_pending = False
         self._retried_stale = False
         self._down_paused = False
         self._timer: asyncio.TimerHandle | None = None
@@ -264,6 +267,9 @@ class Exchange:
             if policy is not None and policy.num_retries > 0:
                 self.retry = RetryState(policy)
         self.upstream_head = self._request_head()
+        if route is not None and route.mirrors:
+            self._mirror_pending = True
+            self._mirror()
         self._attempt()
 
     def _request_head(self) -> bytes:
@@ -434,6 +440,27 @@ class Exchange:
         self.req_done = True
         if self._sent_head and self.upstream is not None and self.head.chunked:
             self.upstream.write(LAST_CHUNK)
+        if self._mirror_pending:
+            self._mirror()
+
+    def _mirror(self) -> None:
+        """Send the copies the route asks for, once the whole request is known."""
+        if not self.req_done:
+            return  # again at the end of the body
+        self._mirror_pending = False
+        route = self.route
+        if route is None or not self.replayable:
+            return  # a body too big to keep is not copied
+        body = b"".join(self._buffer)
+        if self.head.chunked:
+            body = (chunk(body) if body else b"") + LAST_CHUNK
+        head = shadow_head(self.upstream_head)
+        for name, fraction in route.mirrors:
+            if fraction < 1.0 and random.random() >= fraction:
+                continue
+            cluster = self.ctx.clusters.get(name)
+            if cluster is not None:
+                MirrorRequest(cluster, head, body).start()
 
     # == upstream response =================================================================
 
