@@ -96,14 +96,9 @@ class TlsFront:
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
-        import time
-
-        t = time.monotonic()
         await asyncio.gather(*tasks, return_exceptions=True)
-        t2 = time.monotonic()
         if self._server is not None:
             await self._server.wait_closed()
-        print("TIMING2 tasks", len(tasks), t2 - t, "wait_closed", time.monotonic() - t2)
 
     async def _on_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
