@@ -168,9 +168,9 @@ class Runner:
             def rotate(svid: Svid) -> None:
                 write_files(directory, svid)
 
-            self.agent.on_rotate(rotate)
+            self.agent.on_rotate(rotate)  # the first SVID too: start() installs it
             try:
-                write_files(directory, await self.agent.start())
+                await self.agent.start()
             except IdentityError as e:
                 raise RunError(str(e)) from None
             identity_files = IdentityFiles.under(str(directory / "current"))
