@@ -462,9 +462,6 @@ class ResponseReader:
         self._reset()
         self._in_head = True
 
-    def on_status(self, status: bytes) -> None:
-        pass
-
     def on_header(self, name: bytes, value: bytes) -> None:
         if not self._in_head:
             self._trailers += 1  # a trailer field: bounded, dropped

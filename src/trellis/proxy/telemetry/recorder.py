@@ -141,7 +141,7 @@ class Recorder:
         self._record(ex, labels, "inbound", service)
 
     def _record(self, ex: Exchange, labels: tuple[str, ...], direction: str, service: str) -> None:
-        duration = ex.duration()
+        duration = ex.ctx.loop.time() - ex.start_time
         self.metrics.record(labels, duration * 1000.0, ex.req_bytes, ex.resp_bytes)
         log = self.access_log
         if log is None:
