@@ -23,13 +23,11 @@ import logging
 import socket
 import ssl
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trellis.proxy.config.resources import TlsMode
 from trellis.proxy.config.state import ConfigState
 from trellis.proxy.config.types import LISTENER_TYPE, OUTBOUND_DEFAULT_LISTENER
-from trellis.proxy.identity.agent import IdentityAgent
-from trellis.proxy.identity.agent import channel_options as identity_channel_options
 from trellis.proxy.identity.tls import TlsContexts
 from trellis.proxy.listeners.acceptor import Acceptor
 from trellis.proxy.listeners.admin import AdminListener, json_page
@@ -42,6 +40,9 @@ from trellis.proxy.stack.context import ListenerContext
 from trellis.proxy.telemetry.metrics import RequestMetrics
 from trellis.proxy.telemetry.recorder import Identity, Recorder, open_access_log
 from trellis.proxy.xds.client import AdsClient
+
+if TYPE_CHECKING:
+    from trellis.proxy.identity.agent import IdentityAgent
 
 log = logging.getLogger("trellis.proxy")
 
@@ -63,7 +64,7 @@ class ProxyApp:
         self.started_at = time.time()
         self._servers: list[asyncio.Server] = []
         self.acceptor: Acceptor | None = None
-        self.identity: IdentityAgent | None = None
+        self.identity: IdentityAgent | None = None  # with a join token
         self.tls = TlsContexts()
         self._sweeper: asyncio.Task[None] | None = None
         self._xds: AdsClient | None = None
@@ -84,6 +85,9 @@ class ProxyApp:
         inbound_ctx.authz_counts = self.metrics.count_authz
         if opts.join_token:
             # Identity first: without an SVID there is no mTLS, and no xDS on the secure port.
+            # (Imported here: `cryptography` costs a proxy without an identity ~10 MB.)
+            from trellis.proxy.identity.agent import IdentityAgent
+
             self.identity = IdentityAgent(opts.control, opts.ca_bundle, opts.join_token)
             self.identity.on_rotate(self.tls.update)
             self.tls.update(await self.identity.start())
@@ -97,12 +101,14 @@ class ProxyApp:
         outbound_ctx.own_addresses = inbound_ctx.own_addresses = own
         self.clusters.client_context = self.tls.client_context
         if self.identity is not None:
+            from trellis.proxy.identity.agent import channel_options
+
             self._xds = AdsClient(
                 opts.control,
                 opts.node(),
                 state,
                 channel_credentials=self.identity.credentials,
-                channel_options=identity_channel_options(),
+                channel_options=channel_options(),
             )
         else:
             self._xds = AdsClient(opts.control, opts.node(), state)

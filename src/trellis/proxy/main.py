@@ -11,7 +11,7 @@ from typing import TextIO
 import uvloop
 
 from trellis.proxy.app import ProxyApp
-from trellis.proxy.identity.agent import IdentityError
+from trellis.proxy.identity.errors import IdentityError
 from trellis.proxy.options import ProxyOptions
 
 DRAIN_SECONDS = 5.0

@@ -36,19 +36,21 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from trellis.proxy.app import ProxyApp
-from trellis.proxy.identity.agent import IdentityAgent, IdentityError, write_files
-from trellis.proxy.identity.svid import Svid
+from trellis.proxy.identity.errors import IdentityError
 from trellis.proxy.options import Address, ProxyOptions
 from trellis.run.app_process import AppProcess
 from trellis.run.bootstrap import IdentityFiles, bootstrap_json
 from trellis.run.env import app_environment
 from trellis.run.health import HealthWatch, wait_serving
 from trellis.run.registration import Registration
+
+if TYPE_CHECKING:
+    from trellis.proxy.identity.agent import IdentityAgent
 
 log = logging.getLogger("trellis.run")
 
@@ -162,6 +164,9 @@ class Runner:
         identity_files: IdentityFiles | None = None
         if opts.proxyless and self.identity:
             # No sidecar: this process keeps the app's SVID fresh in files grpcio watches.
+            from trellis.proxy.identity.agent import IdentityAgent, write_files
+            from trellis.proxy.identity.svid import Svid
+
             self.agent = IdentityAgent(control, bundle, token)
             directory = self._tmp / "identity"
 

@@ -31,6 +31,7 @@ from typing import Any
 import grpc
 
 from trellis.proxy.identity import svid as svid_mod
+from trellis.proxy.identity.errors import IdentityError
 from trellis.proxy.identity.svid import Svid
 
 log = logging.getLogger("trellis.proxy.identity")
@@ -39,10 +40,6 @@ SIGN = "/trellis.ca.v1.Certificates/Sign"
 # The control plane's serving certificate always names this host (and its IPs).
 CONTROL_PLANE_NAME = "trellis-control"
 RETRY_MIN, RETRY_MAX = 1.0, 30.0
-
-
-class IdentityError(Exception):
-    """The CA refused us (or could not be reached) when we had no identity yet."""
 
 
 def _now() -> dt.datetime:

@@ -20,9 +20,10 @@ import shutil
 import ssl
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from trellis.proxy.identity.svid import Svid
+if TYPE_CHECKING:  # not at run time: a proxy without an identity never loads cryptography
+    from trellis.proxy.identity.svid import Svid
 
 CIPHERS_TLS12 = "ECDHE+AESGCM:ECDHE+CHACHA20"
 _DIR: Path | None = None
