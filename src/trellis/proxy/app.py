@@ -85,7 +85,7 @@ class ProxyApp:
         inbound_ctx.authz_counts = self.metrics.count_authz
         if opts.join_token:
             # Identity first: without an SVID there is no mTLS, and no xDS on the secure port.
-            # (Imported here: `cryptography` costs a proxy without an identity ~10 MB.)
+            # (The X.509 work runs in a child: this process never loads `cryptography`.)
             from trellis.proxy.identity.agent import IdentityAgent
 
             self.identity = IdentityAgent(opts.control, opts.ca_bundle, opts.join_token)

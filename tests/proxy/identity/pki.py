@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from trellis.proxy.identity import crypto
 from trellis.proxy.identity import svid as svid_mod
 from trellis.proxy.identity.svid import Svid
 
@@ -65,7 +66,7 @@ class Root:
         not_after: dt.datetime | None = None,
         bundle: bytes | None = None,
     ) -> Svid:
-        key = svid_mod.new_key()
+        key = crypto.new_key()
         cert = (
             x509.CertificateBuilder()
             .subject_name(x509.Name([]))
@@ -88,7 +89,7 @@ class Root:
             .sign(self.key, hashes.SHA256())
         )
         chain = cert.public_bytes(serialization.Encoding.PEM)
-        return Svid.parse(chain, svid_mod.key_pem(key), bundle or self.pem)
+        return Svid.parse(chain, crypto.key_pem(key), bundle or self.pem)
 
 
 def sid(sa: str, ns: str = "default") -> str:

@@ -24,13 +24,13 @@ import logging
 import os
 import random
 import shutil
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import grpc
 
-from trellis.proxy.identity import svid as svid_mod
 from trellis.proxy.identity.errors import IdentityError
 from trellis.proxy.identity.svid import Svid
 
@@ -48,6 +48,67 @@ def _now() -> dt.datetime:
 
 def channel_options() -> list[tuple[str, Any]]:
     return [("grpc.ssl_target_name_override", CONTROL_PLANE_NAME)]
+
+
+class KeyWorker:
+    """The key, the CSR and reading the certificate, done by a child process
+    (`python -m trellis.proxy.identity.keygen`): the sidecar never loads `cryptography`
+    (~18 MB of RSS). One child per issuance; the key comes back over its pipe only."""
+
+    def __init__(self) -> None:
+        self._proc: asyncio.subprocess.Process | None = None
+
+    async def __aenter__(self) -> KeyWorker:
+        self._proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "trellis.proxy.identity.keygen",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        proc = self._proc
+        if proc is not None and proc.returncode is None:
+            assert proc.stdin is not None
+            proc.stdin.close()
+            try:
+                await asyncio.wait_for(proc.wait(), 5)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+    async def _ask(self, request: dict[str, str]) -> dict[str, Any]:
+        proc = self._proc
+        assert proc is not None and proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write((json.dumps(request) + "\n").encode())
+        await proc.stdin.drain()
+        line = await asyncio.wait_for(proc.stdout.readline(), 30)
+        if not line:
+            raise IdentityError("the key worker ended without an answer")
+        return dict(json.loads(line))
+
+    async def new(self) -> tuple[bytes, str]:
+        """(key PEM, CSR PEM) for a new P-256 key."""
+        answer = await self._ask({"op": "new"})
+        return str(answer["key"]).encode(), str(answer["csr"])
+
+    async def parse(self, chain: bytes, key: bytes, bundle: bytes) -> Svid:
+        answer = await self._ask(
+            {"op": "parse", "chain": chain.decode(), "key": key.decode(), "bundle": bundle.decode()}
+        )
+        if "error" in answer:
+            raise ValueError(str(answer["error"]))
+        return Svid(
+            chain_pem=chain,
+            key_pem=key,
+            bundle_pem=bundle,
+            spiffe_id=str(answer["spiffe_id"]),
+            serial=int(answer["serial"]),
+            not_before=dt.datetime.fromisoformat(str(answer["not_before"])),
+            not_after=dt.datetime.fromisoformat(str(answer["not_after"])),
+        )
 
 
 class IdentityAgent:
@@ -102,31 +163,35 @@ class IdentityAgent:
         )
 
     async def _sign(self, *, token: str | None, current: Svid | None) -> Svid:
-        key = svid_mod.new_key()
-        body: dict[str, str] = {"csr": svid_mod.csr_pem(key).decode()}
-        if token:
-            body["token"] = token
-        last: grpc.aio.AioRpcError | None = None
-        for server in self.servers:  # in order of preference, as for xDS
-            async with grpc.aio.secure_channel(
-                server, self.credentials(current), options=channel_options()
-            ) as channel:
-                call = channel.unary_unary(SIGN)
+        async with KeyWorker() as worker:
+            key, csr = await worker.new()
+            body: dict[str, str] = {"csr": csr}
+            if token:
+                body["token"] = token
+            last: grpc.aio.AioRpcError | None = None
+            for server in self.servers:  # in order of preference, as for xDS
+                async with grpc.aio.secure_channel(
+                    server, self.credentials(current), options=channel_options()
+                ) as channel:
+                    call = channel.unary_unary(SIGN)
+                    try:
+                        raw = await call(json.dumps(body).encode(), timeout=10)
+                    except grpc.aio.AioRpcError as e:
+                        code = e.code()
+                        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                            last = e
+                            continue
+                        raise
+                answer = json.loads(raw)
+                bundle = answer.get("bundle", "").encode() or self.bundle_pem
                 try:
-                    raw = await call(json.dumps(body).encode(), timeout=10)
-                except grpc.aio.AioRpcError as e:
-                    if e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                        last = e
-                        continue
-                    raise
-            answer = json.loads(raw)
-            bundle = answer.get("bundle", "").encode() or self.bundle_pem
-            try:
-                return Svid.parse(answer["certificate"].encode(), svid_mod.key_pem(key), bundle)
-            except (KeyError, ValueError) as e:
-                raise IdentityError(f"the CA answered something that is not an SVID: {e}") from None
-        assert last is not None
-        raise last
+                    return await worker.parse(answer["certificate"].encode(), key, bundle)
+                except (KeyError, ValueError) as e:
+                    raise IdentityError(
+                        f"the CA answered something that is not an SVID: {e}"
+                    ) from None
+            assert last is not None
+            raise last
 
     def _install(self, svid: Svid) -> None:
         self.svid = svid

@@ -1,5 +1,4 @@
-"""IdentityError, importable without loading `cryptography` (a sidecar without a mesh
-identity never loads it: ~10 MB of RSS)."""
+"""IdentityError: the CA refused us (or could not be reached) before we had an identity."""
 
 from __future__ import annotations
 

@@ -1,55 +1,13 @@
-"""Keys, CSRs and SVIDs as data. Pure: no I/O, no clock (times are passed in).
-
-The key is ECDSA P-256, made here and never sent anywhere: only the CSR leaves
-the process. An SVID is read into `Svid`: its SPIFFE ID (the one URI SAN), its
-serial and validity, and the PEM the TLS stack loads.
+"""SVIDs as data: what an issued identity says, and SPIFFE ID helpers. Pure, and free of
+`cryptography`: a sidecar keeps its memory small by doing the X.509 work (key, CSR,
+reading certificates) in a short-lived child process (`keygen`), or in `x509` when the
+caller does not mind loading the library (the CA, tests).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
-
-def new_key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
-def csr_pem(key: ec.EllipticCurvePrivateKey, spiffe_id: str = "") -> bytes:
-    """A CSR for `key`. The CA ignores its subject and SANs (it decides the identity);
-    the URI SAN is there for humans reading the CSR."""
-    builder = x509.CertificateSigningRequestBuilder().subject_name(
-        x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "trellis")])
-    )
-    if spiffe_id:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(spiffe_id)]),
-            critical=False,
-        )
-    return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
-
-
-def spiffe_ids(cert: x509.Certificate) -> list[str]:
-    """The certificate's URI SANs that are SPIFFE IDs."""
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-    except x509.ExtensionNotFound:
-        return []
-    uris = san.value.get_values_for_type(x509.UniformResourceIdentifier)
-    return [u for u in uris if u.startswith("spiffe://")]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,26 +24,11 @@ class Svid:
 
     @classmethod
     def parse(cls, chain_pem: bytes, key: bytes, bundle_pem: bytes) -> Svid:
-        """Read an SVID; ValueError when it is not exactly one SPIFFE ID for this key."""
-        certs = x509.load_pem_x509_certificates(chain_pem)
-        if not certs:
-            raise ValueError("no certificate in the answer")
-        leaf = certs[0]
-        ids = spiffe_ids(leaf)
-        if len(ids) != 1:
-            raise ValueError(f"an SVID has exactly one SPIFFE ID, this one has {ids}")
-        private = serialization.load_pem_private_key(key, password=None)
-        if leaf.public_key().public_numbers() != private.public_key().public_numbers():  # type: ignore[union-attr]
-            raise ValueError("the certificate is not for our key")
-        return cls(
-            chain_pem=chain_pem,
-            key_pem=key,
-            bundle_pem=bundle_pem,
-            spiffe_id=ids[0],
-            serial=leaf.serial_number,
-            not_before=leaf.not_valid_before_utc,
-            not_after=leaf.not_valid_after_utc,
-        )
+        """Read an SVID in this process (loads `cryptography`); ValueError when it is not
+        exactly one SPIFFE ID for this key."""
+        from trellis.proxy.identity.crypto import parse_svid
+
+        return parse_svid(chain_pem, key, bundle_pem)
 
     def renew_at(self) -> dt.datetime:
         """Half-way through its validity (DESIGN §5)."""
