@@ -133,6 +133,20 @@ def run_service(
     return member
 
 
+def proxyless_greeter(mesh: Mesh, port: int) -> Proc:
+    """`trellis run --proxyless` around the demo's grpcio echo server as an xDS server
+    (A36: its mTLS and authorization come from the control plane), as workload
+    `greeter-1` of service `greeter`; returns once it is an endpoint."""
+    argv = [TRELLIS, "run", "--server", mesh.cp.api, "--service", "greeter", "--workload",
+            "greeter-1", "--port", str(port), "--protocol", "grpc", "--proxyless", "--",
+            sys.executable, "-m", "trellis.demo.echo_server", "--name", "greeter-1",
+            "--port", str(port), "--xds"]  # fmt: skip
+    server = Proc(argv, env={"TRELLIS_TOKEN": TOKEN}, name="greeter")
+    mesh.procs.append(server)
+    wait_for(lambda: mesh.cp.endpoints("greeter"), 30, "the proxyless server's endpoint")
+    return server
+
+
 def _wait_sidecar(proc: Proc, timeout: float = 30) -> Sidecar:
     def ready_line() -> re.Match[str] | None:
         for line in list(proc.stderr_lines):

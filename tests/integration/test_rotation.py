@@ -9,14 +9,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.integration.dataplane import TRELLIS, client_sidecar, run_service
-from tests.integration.harness import TOKEN, Mesh, Proc, free_port, wait_for
+from tests.integration.dataplane import TRELLIS, client_sidecar, proxyless_greeter, run_service
+from tests.integration.harness import TOKEN, Mesh, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -27,16 +25,6 @@ kind: MeshConfig
 metadata: {name: mesh}
 spec: {certificateTTL: 10s}
 """
-
-
-@pytest.fixture
-def mesh(tmp_path: Path) -> Iterator[Mesh]:
-    m = Mesh(tmp_path)
-    m.cp.start()
-    try:
-        yield m
-    finally:
-        m.close()
 
 
 def serials(mesh: Mesh, service_account: str) -> set[str]:
@@ -55,16 +43,7 @@ def test_rotation_under_load_fails_nothing_sidecar_and_proxyless(mesh: Mesh) -> 
     shop = run_service(mesh, "shop")
     client = client_sidecar(mesh)
     grpc_port = free_port()
-    server = Proc(
-        [TRELLIS, "run", "--server", mesh.cp.api, "--service", "greeter", "--workload",
-         "greeter-1", "--port", str(grpc_port), "--protocol", "grpc", "--proxyless", "--",
-         sys.executable, "-m", "trellis.demo.echo_server", "--name", "greeter-1",
-         "--port", str(grpc_port), "--xds"],
-        env={"TRELLIS_TOKEN": TOKEN},
-        name="proxyless server",
-    )  # fmt: skip
-    mesh.procs.append(server)
-    wait_for(lambda: mesh.cp.endpoints("greeter"), 30, "the proxyless server's endpoint")
+    proxyless_greeter(mesh, grpc_port)
 
     # Proxyless: a grpcio client under `trellis run --proxyless`, calling for SECONDS.
     caller = subprocess.Popen(

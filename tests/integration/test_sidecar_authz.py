@@ -9,7 +9,6 @@ Rules here match what the request is (paths, methods, headers): rules on who cal
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -50,16 +49,6 @@ spec:
   rules:
     - to: [{operation: {paths: ["/shadow"]}}]
 """
-
-
-@pytest.fixture
-def mesh(tmp_path: Path) -> Iterator[Mesh]:
-    m = Mesh(tmp_path)
-    m.cp.start()
-    try:
-        yield m
-    finally:
-        m.close()
 
 
 def test_policies_allow_deny_and_dry_run(mesh: Mesh, tmp_path: Path) -> None:

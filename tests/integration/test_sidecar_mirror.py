@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,16 +15,6 @@ from tests.integration.harness import Mesh, wait_for
 from tests.integration.traffic import app_pid, kill
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def mesh(tmp_path: Path) -> Iterator[Mesh]:
-    m = Mesh(tmp_path)
-    m.cp.start()
-    try:
-        yield m
-    finally:
-        m.close()
 
 
 def mirror_route(primary_port: int, shadow_port: int) -> str:

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -18,16 +17,6 @@ from tests.integration.dataplane import TRELLIS, client_sidecar, run_service
 from tests.integration.harness import TOKEN, Mesh, Proc, free_port, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def mesh(tmp_path: Path) -> Iterator[Mesh]:
-    m = Mesh(tmp_path)
-    m.cp.start()
-    try:
-        yield m
-    finally:
-        m.close()
 
 
 def trellis_run(

@@ -13,7 +13,6 @@ import socket
 import ssl
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -24,6 +23,7 @@ from tests.integration.dataplane import (
     Member,
     client_sidecar,
     metric_total,
+    proxyless_greeter,
     run_service,
     web_app_argv,
 )
@@ -39,16 +39,6 @@ TD = "trellis.local"
 
 def spiffe(sa: str, ns: str = "default") -> str:
     return f"spiffe://{TD}/ns/{ns}/sa/{sa}"
-
-
-@pytest.fixture
-def mesh(tmp_path: Path) -> Iterator[Mesh]:
-    m = Mesh(tmp_path)
-    m.cp.start()
-    try:
-        yield m
-    finally:
-        m.close()
 
 
 def issue(mesh: Mesh, service_account: str) -> Svid:
@@ -197,16 +187,7 @@ def test_policies_on_who_calls_use_the_certificate(mesh: Mesh) -> None:
 
 def test_proxyless_grpc_client_and_server_talk_mtls_with_mesh_svids(mesh: Mesh) -> None:
     port = free_port()
-    server = Proc(
-        [TRELLIS, "run", "--server", mesh.cp.api, "--service", "greeter", "--workload",
-         "greeter-1", "--port", str(port), "--protocol", "grpc", "--proxyless", "--",
-         sys.executable, "-m", "trellis.demo.echo_server", "--name", "greeter-1",
-         "--port", str(port), "--xds"],
-        env={"TRELLIS_TOKEN": TOKEN},
-        name="proxyless server",
-    )  # fmt: skip
-    mesh.procs.append(server)
-    wait_for(lambda: mesh.cp.endpoints("greeter"), 30, "the proxyless server's endpoint")
+    proxyless_greeter(mesh, port)
     done = subprocess.run(
         [TRELLIS, "run", "--server", mesh.cp.api, "--service", "caller", "--proxyless", "--",
          sys.executable, "-m", "trellis.demo.xds_client", "--target", f"xds:///greeter:{port}",

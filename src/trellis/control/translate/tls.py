@@ -30,6 +30,7 @@ from envoy.config.listener.v3 import listener_components_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 from envoy.type.matcher.v3 import string_pb2
 
+from trellis.control.ca.spiffe import SpiffeId
 from trellis.control.push.context import Endpoint, PushContext
 from trellis.control.translate import pb
 from trellis.control.translate.node import NodeInfo
@@ -39,10 +40,6 @@ CERTIFICATE_PROVIDER = "trellis"
 TLS_SOCKET = "envoy.transport_sockets.tls"
 
 InboundMode = Literal["DISABLE", "STRICT", "PERMISSIVE"]
-
-
-def spiffe_id(trust_domain: str, namespace: str, service_account: str) -> str:
-    return f"spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}"
 
 
 def _common(sans: Sequence[str] = ()) -> tls_pb2.CommonTlsContext:
@@ -75,7 +72,10 @@ def upstream_tls(
     if not members or not all(e.mtls for e in members):
         return None
     sans = sorted(
-        {spiffe_id(trust_domain, e.workload.rpartition(".")[2], e.service_account) for e in members}
+        {
+            str(SpiffeId(trust_domain, e.workload.rpartition(".")[2], e.service_account))
+            for e in members
+        }
     )
     context = tls_pb2.UpstreamTlsContext(common_tls_context=_common(sans))
     return base_pb2.TransportSocket(name=TLS_SOCKET, typed_config=pb.pack(context))
