@@ -5,12 +5,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEB_STAMP := $(VENV)/.debs
-DEB_PACKAGES := curl
+# gcc: mypyc compiles the data plane's hot path (tools/compile_hot_path.py).
+DEB_PACKAGES := curl gcc
+COMPILED := src/trellis/compiled-manifest.json
+HOT_SOURCES := $(wildcard src/trellis/compiled.py src/trellis/proxy/http1/*.py \
+	src/trellis/proxy/listeners/*.py src/trellis/proxy/stack/*.py \
+	src/trellis/proxy/telemetry/*.py src/trellis/routing/*.py)
 # `make bench` only: HAProxy (backend and reference pair), wrk (max throughput).
 BENCH_STAMP := $(VENV)/.bench-deps
 BENCH_DEB_PACKAGES := haproxy wrk
 
-.PHONY: test demo bench lint typecheck unit integration install clean
+.PHONY: test demo bench lint typecheck unit integration install clean clean-compiled
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -36,11 +41,16 @@ $(BENCH_STAMP): Makefile | $(BIN)/python
 	fi
 	touch $@
 
-install: $(STAMP) $(DEB_STAMP)
+# The hot path compiled with mypyc, beside its sources; rebuilt when any of them changes
+# (an out-of-date compiled module refuses to load: trellis/compiled.py).
+$(COMPILED): $(HOT_SOURCES) tools/compile_hot_path.py $(STAMP) $(DEB_STAMP)
+	$(BIN)/python tools/compile_hot_path.py
+
+install: $(STAMP) $(DEB_STAMP) $(COMPILED)
 
 lint: install
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench tools
+	$(BIN)/ruff format --check src tests bench tools
 
 typecheck: install
 	$(BIN)/mypy
@@ -57,5 +67,8 @@ demo: install
 bench: install $(BENCH_STAMP)
 	$(BIN)/python -m bench
 
-clean:
-	rm -rf $(VENV) .trellis .pytest_cache .mypy_cache .ruff_cache
+clean-compiled:
+	$(PY) tools/compile_hot_path.py --clean
+
+clean: clean-compiled
+	rm -rf build $(VENV) .trellis .pytest_cache .mypy_cache .ruff_cache

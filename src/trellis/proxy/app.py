@@ -25,6 +25,7 @@ import ssl
 import time
 from typing import TYPE_CHECKING, Any
 
+from trellis import compiled
 from trellis.proxy.config.resources import TlsMode
 from trellis.proxy.config.state import ConfigState
 from trellis.proxy.config.types import LISTENER_TYPE, OUTBOUND_DEFAULT_LISTENER
@@ -291,6 +292,7 @@ class ProxyApp:
             "ready": ok,
             "not_ready_reason": why or None,
             "uptime_seconds": round(time.time() - self.started_at, 1),
+            "hot_path": compiled.describe(),
             "listeners": {name: str(a) for name, a in self.addresses.items()},
             "inbound_listener": self.inbound_name,
             "connections": {name: len(c) for name, c in self.connections.items()},

@@ -13,12 +13,14 @@ import pytest
 from trellis.proxy.config.resources import EndpointConfig
 from trellis.proxy.stack.balance import LeastRequest, RingHash, RoundRobin, hash64
 from trellis.proxy.stack.hosts import Host
-from trellis.proxy.stack.pool import HostPool
+from trellis.proxy.stack.pool import HostPool, PoolCounters
 
 
 def host(i: int, weight: int = 1, active: int = 0) -> Host:
-    # The pool is never used by a balancer: no loop, no sockets.
-    h = Host(EndpointConfig(f"10.0.0.{i}", 8080, weight), HostPool.__new__(HostPool))
+    # The pool is never used by a balancer: it opens no socket (tests are async only
+    # because a pool binds to the running loop).
+    pool = HostPool(f"10.0.0.{i}", 8080, PoolCounters())
+    h = Host(EndpointConfig(f"10.0.0.{i}", 8080, weight), pool)
     h.active = active
     return h
 
@@ -39,14 +41,14 @@ def picks(balancer: LeastRequest | RoundRobin, hosts: Sequence[Host], n: int) ->
 # -- least request (P2C) ------------------------------------------------------------------
 
 
-def test_p2c_with_two_hosts_always_takes_the_less_loaded() -> None:
+async def test_p2c_with_two_hosts_always_takes_the_less_loaded() -> None:
     hosts = [host(0, active=3), host(1, active=1)]
     assert picks(LeastRequest(rng=random.Random(1)), hosts, 200) == {1: 200}
     hosts[1].active = 5
     assert picks(LeastRequest(rng=random.Random(1)), hosts, 200) == {0: 200}
 
 
-def test_p2c_never_picks_the_most_loaded_and_favours_the_least() -> None:
+async def test_p2c_never_picks_the_most_loaded_and_favours_the_least() -> None:
     hosts = [host(i, active=i) for i in range(5)]  # host 0 idle ... host 4 busiest
     got = picks(LeastRequest(rng=random.Random(7)), hosts, 5000)
     assert 4 not in got  # it loses every pair it is drawn in
@@ -55,14 +57,14 @@ def test_p2c_never_picks_the_most_loaded_and_favours_the_least() -> None:
     assert got[0] > got[1] > got[2] > got[3], got
 
 
-def test_p2c_weighs_load_by_weight() -> None:
+async def test_p2c_weighs_load_by_weight() -> None:
     heavy, light = host(0, weight=4, active=2), host(1, weight=1, active=1)
     # (2 + 1) / 4 < (1 + 1) / 1: the heavier host takes more requests in flight.
     assert picks(LeastRequest(rng=random.Random(3)), [heavy, light], 100) == {0: 100}
 
 
 @pytest.mark.parametrize("n", [2, 3])
-def test_p2c_spreads_ties_between_idle_hosts(n: int) -> None:
+async def test_p2c_spreads_ties_between_idle_hosts(n: int) -> None:
     """One request at a time leaves every host idle: ties must not all go to the first."""
     hosts = [host(i) for i in range(n)]
     got = picks(LeastRequest(rng=random.Random(11)), hosts, 3000)
@@ -70,13 +72,13 @@ def test_p2c_spreads_ties_between_idle_hosts(n: int) -> None:
     assert all(abs(c / 3000 - 1 / n) < 0.05 for c in got.values()), got
 
 
-def test_p2c_with_more_choices_samples_that_many() -> None:
+async def test_p2c_with_more_choices_samples_that_many() -> None:
     hosts = [host(i, active=i) for i in range(4)]
     # choice_count 4 over 4 hosts: every pick sees them all, so the idlest always wins.
     assert picks(LeastRequest(4, rng=random.Random(5)), hosts, 100) == {0: 100}
 
 
-def test_p2c_one_or_no_host() -> None:
+async def test_p2c_one_or_no_host() -> None:
     lr = LeastRequest()
     only = host(0, active=9)
     assert lr.pick([only], None, always) is only
@@ -95,20 +97,20 @@ def sequence(rr: RoundRobin, hosts: Sequence[Host], n: int) -> str:
     return order
 
 
-def test_round_robin_cycles_through_equal_hosts() -> None:
+async def test_round_robin_cycles_through_equal_hosts() -> None:
     hosts = [host(i) for i in range(3)]
     order = sequence(RoundRobin(), hosts, 9)
     assert sorted(order[:3]) == ["a", "b", "c"]
     assert order == order[:3] * 3
 
 
-def test_smooth_weighted_round_robin_interleaves() -> None:
+async def test_smooth_weighted_round_robin_interleaves() -> None:
     # nginx's smooth WRR: 3:1 is a a b a, not a a a b; 5:1:1 is a a b a c a a.
     assert sequence(RoundRobin(), [host(0, 3), host(1, 1)], 8) == "aaba" * 2
     assert sequence(RoundRobin(), [host(0, 5), host(1, 1), host(2, 1)], 14) == "aabacaa" * 2
 
 
-def test_weighted_round_robin_shares_are_exact_per_cycle() -> None:
+async def test_weighted_round_robin_shares_are_exact_per_cycle() -> None:
     hosts = [host(0, 2), host(1, 3), host(2, 5)]
     assert picks(RoundRobin(), hosts, 1000) == {0: 200, 1: 300, 2: 500}
 
@@ -127,7 +129,7 @@ def placement(ring: RingHash, hosts: Sequence[Host], available: object = always)
     return out
 
 
-def test_ring_hash_keeps_a_key_on_one_host_and_spreads_keys() -> None:
+async def test_ring_hash_keeps_a_key_on_one_host_and_spreads_keys() -> None:
     hosts = [host(i) for i in range(3)]
     ring = RingHash(hosts)
     first = placement(ring, hosts)
@@ -139,13 +141,13 @@ def test_ring_hash_keeps_a_key_on_one_host_and_spreads_keys() -> None:
     assert all(0.28 < c / len(KEYS) < 0.39 for c in shares.values()), shares
 
 
-def test_ring_hash_weights_shape_the_shares() -> None:
+async def test_ring_hash_weights_shape_the_shares() -> None:
     hosts = [host(0, weight=3), host(1, weight=1)]
     shares = Counter(h.key for h in placement(RingHash(hosts), hosts))
     assert 0.70 < shares[hosts[0].key] / len(KEYS) < 0.80, shares
 
 
-def test_ring_hash_moves_few_keys_when_a_host_leaves() -> None:
+async def test_ring_hash_moves_few_keys_when_a_host_leaves() -> None:
     hosts = [host(i) for i in range(4)]
     before = placement(RingHash(hosts), hosts)
     after = placement(RingHash(hosts[:3]), hosts[:3])
@@ -160,7 +162,7 @@ def test_ring_hash_moves_few_keys_when_a_host_leaves() -> None:
     assert moved / len(stayed) < 0.2, f"{moved} of {len(stayed)} keys moved between survivors"
 
 
-def test_ring_hash_skips_an_unavailable_host_without_moving_other_keys() -> None:
+async def test_ring_hash_skips_an_unavailable_host_without_moving_other_keys() -> None:
     hosts = [host(i) for i in range(3)]
     ring = RingHash(hosts)
     before = placement(ring, hosts)
@@ -175,7 +177,7 @@ def test_ring_hash_skips_an_unavailable_host_without_moving_other_keys() -> None
     assert placement(ring, hosts) == before
 
 
-def test_ring_hash_without_a_key_spreads_and_with_nothing_available_gives_none() -> None:
+async def test_ring_hash_without_a_key_spreads_and_with_nothing_available_gives_none() -> None:
     hosts = [host(i) for i in range(3)]
     ring = RingHash(hosts)
     unkeyed = Counter(ring.pick(hosts, None, always) for _ in range(300))
@@ -184,7 +186,7 @@ def test_ring_hash_without_a_key_spreads_and_with_nothing_available_gives_none()
     assert RingHash([]).pick([], KEYS[0], always) is None
 
 
-def test_ring_size_follows_the_minimum() -> None:
+async def test_ring_size_follows_the_minimum() -> None:
     hosts = [host(i) for i in range(3)]
     small = RingHash(hosts, minimum=3)
     assert placement(small, hosts)  # tiny ring still places every key

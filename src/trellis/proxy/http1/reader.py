@@ -336,7 +336,9 @@ class RequestReader:
         lowered = target[:8].lower()
         if lowered.startswith(("http://", "https://")):
             try:
-                url = httptools.parse_url(target.encode("latin-1"))
+                # Any: the stubs type every field `bytes`, but absent ones are None (and
+                # compiled code checks declared types).
+                url: Any = httptools.parse_url(target.encode("latin-1"))
             except httptools.HttpParserInvalidURLError:
                 raise ProtocolError(400, "invalid absolute-form target") from None
             if not url.host or url.userinfo:

@@ -1,0 +1,122 @@
+"""Which modules run compiled (mypyc), and a guard against running stale compiled code.
+
+The data plane's per-request path is compiled with mypyc (`make` runs
+`tools/compile_hot_path.py`): the same typed Python, turned into C extension modules
+that sit next to their sources. Compiled, the sidecar pair carries about 1.4-1.7x
+the requests per second (docs/benchmarks.md). Nothing else changes: remove the
+`.so` files (`make clean-compiled`) and the sources run as they are.
+
+A compiled module shadows its `.py` (the import system prefers extensions), so
+an edited source with an old `.so` beside it would silently run the old code.
+The build records each source's SHA-256 in `compiled-manifest.json`; `verify`
+(run when `trellis` is imported) refuses to go on when a compiled module's source
+no longer matches, naming the file and the fix.
+
+Must not import anything of Trellis: it runs before everything else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib.machinery import EXTENSION_SUFFIXES
+from pathlib import Path
+
+# The per-request path of the sidecar: HTTP/1 codec, listeners, the forwarding
+# stack, telemetry, and the route table it evaluates per request.
+MODULES: tuple[str, ...] = (
+    "trellis.proxy.http1.head",
+    "trellis.proxy.http1.reader",
+    "trellis.proxy.http1.writer",
+    "trellis.proxy.listeners.acceptor",
+    "trellis.proxy.listeners.inbound",
+    "trellis.proxy.listeners.outbound",
+    "trellis.proxy.listeners.server",
+    "trellis.proxy.stack.balance",
+    "trellis.proxy.stack.cluster",
+    "trellis.proxy.stack.context",
+    "trellis.proxy.stack.exchange",
+    "trellis.proxy.stack.hosts",
+    "trellis.proxy.stack.mirror",
+    "trellis.proxy.stack.pool",
+    "trellis.proxy.stack.retry",
+    "trellis.proxy.stack.tunnel",
+    "trellis.proxy.telemetry.metrics",
+    "trellis.proxy.telemetry.recorder",
+    "trellis.routing.actions",
+    "trellis.routing.domains",
+    "trellis.routing.fault",
+    "trellis.routing.hashing",
+    "trellis.routing.headers",
+    "trellis.routing.matchers",
+    "trellis.routing.retry",
+    "trellis.routing.rewrite",
+    "trellis.routing.route",
+    "trellis.routing.table",
+)
+
+PACKAGE_ROOT = Path(__file__).resolve().parent  # .../trellis
+MANIFEST = PACKAGE_ROOT / "compiled-manifest.json"
+
+
+class StaleCompiledModule(ImportError):
+    pass
+
+
+def source_path(module: str) -> Path:
+    parts = module.split(".")
+    if parts[0] != "trellis":
+        raise ValueError(f"{module} is not a trellis module")
+    return PACKAGE_ROOT.joinpath(*parts[1:]).with_suffix(".py")
+
+
+def compiled_paths(module: str) -> list[Path]:
+    """The extension files that would shadow `module`'s source (normally none or one)."""
+    source = source_path(module)
+    return [p for s in EXTENSION_SUFFIXES if (p := source.with_suffix(s)).exists()]
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def compiled_modules() -> list[str]:
+    """The modules of MODULES that have a compiled extension beside their source."""
+    return [m for m in MODULES if compiled_paths(m)]
+
+
+def problems() -> list[str]:
+    """Why the compiled modules cannot be trusted (empty when they can, or when none exist)."""
+    present = compiled_modules()
+    if not present:
+        return []
+    try:
+        recorded = json.loads(MANIFEST.read_text())["sources"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return [f"compiled modules exist but {MANIFEST.name} is missing or unreadable"]
+    found = []
+    for module in present:
+        source = source_path(module)
+        if not source.exists():
+            continue  # an installed package without sources: nothing to compare
+        if recorded.get(module) != digest(source):
+            found.append(f"{source} changed since it was compiled")
+    return found
+
+
+def verify() -> None:
+    """Raise StaleCompiledModule when a compiled module would run code its source lost."""
+    found = problems()
+    if found:
+        raise StaleCompiledModule(
+            "; ".join(found) + ": run `make install` to recompile, or `make clean-compiled`"
+            " to run the sources"
+        )
+
+
+def describe() -> str:
+    """One line for logs: how the hot path runs."""
+    count = len(compiled_modules())
+    if count == 0:
+        return "hot path interpreted (no compiled modules)"
+    return f"hot path compiled with mypyc ({count} of {len(MODULES)} modules)"
