@@ -7,6 +7,9 @@ of megabytes. `trellis --help` (or no command) builds the whole app.
 
 A command's module attribute is either a function (one command) or a
 `typer.Typer` (a group such as `trellis token create|list|revoke`).
+
+`trellis proxy` is parsed by its own argparse parser and never imports typer:
+typer's run-time coercion imports pydantic, ~9 MB in every sidecar (cli/proxy.py).
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-import typer
-
+# Commands with their own argparse parser: `main(argv)` in the module; typer only lists them.
+LEAN_COMMANDS: dict[str, tuple[str, str]] = {
+    "proxy": ("trellis.cli.proxy", "Run a sidecar proxy (listeners configured over xDS)."),
+}
 # name -> (module, function, typer command settings)
 COMMANDS: dict[str, tuple[str, str, dict[str, object]]] = {
     "control": ("trellis.cli.control", "control", {}),
@@ -29,38 +34,20 @@ COMMANDS: dict[str, tuple[str, str, dict[str, object]]] = {
     "ca": ("trellis.cli.ca", "app", {}),
     "identity": ("trellis.cli.identity", "app", {}),
     "check": ("trellis.cli.check", "check", {}),
-    "proxy": ("trellis.cli.proxy", "proxy", {}),
     "run": ("trellis.cli.run", "run", {"context_settings": {"allow_interspersed_args": False}}),
 }
 
 
-def build(names: Sequence[str] = tuple(COMMANDS)) -> typer.Typer:
-    app = typer.Typer(
-        name="trellis",
-        help="Trellis: a service mesh for hosts, VMs and processes.",
-        no_args_is_help=True,
-        add_completion=False,
-        pretty_exceptions_enable=False,
-    )
-
-    @app.callback()
-    def _group() -> None:
-        """Trellis: a service mesh for hosts, VMs and processes."""
-
-    for name in names:
-        module, function, settings = COMMANDS[name]
-        command = getattr(importlib.import_module(module), function)
-        if isinstance(command, typer.Typer):
-            app.add_typer(command, name=name, **settings)  # type: ignore[arg-type]
-        else:
-            app.command(name=name, **settings)(command)  # type: ignore[arg-type]
-    return app
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
-    wanted = args[0] if args else None
-    app = build([wanted] if wanted in COMMANDS else tuple(COMMANDS))
+    wanted = args[0] if args else ""
+    if wanted in LEAN_COMMANDS:
+        importlib.import_module(LEAN_COMMANDS[wanted][0]).main(args[1:])
+        return
+    from trellis.cli.app import build  # typer: only for the commands that use it
+
+    known = wanted in COMMANDS or wanted in LEAN_COMMANDS
+    app = build([wanted] if known else (*COMMANDS, *LEAN_COMMANDS))
     app(args=args, prog_name="trellis")
 
 

@@ -1,93 +1,109 @@
-"""`trellis proxy`: run a sidecar proxy in the foreground (what `trellis run` embeds)."""
+"""`trellis proxy`: run a sidecar proxy in the foreground (what `trellis run` embeds).
+
+Parsed with argparse, not typer: this process is a sidecar for its whole life,
+and typer's run-time coercion imports pydantic (about 9 MB of RSS per sidecar,
+measured; issue 3 caps a sidecar at 60 MB). `trellis --help` still lists the
+command (cli/main.py forwards to `main`).
+"""
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
-
-import typer
 
 from trellis.proxy.options import Address, ProxyOptions
 
-
-def _address(value: str, option: str) -> Address:
-    try:
-        return Address.parse(value)
-    except ValueError as e:
-        raise typer.BadParameter(str(e), param_hint=option) from None
+HELP = "Run a sidecar proxy: outbound, inbound and admin listeners configured over xDS."
 
 
-def parse_labels(values: list[str]) -> dict[str, str]:
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(2, f"error: {message}\n")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="trellis proxy", description=HELP)
+    add = p.add_argument
+    add("--control", action="append", required=True, metavar="HOST:PORT",
+        help="control-plane xDS address (repeat)")  # fmt: skip
+    add("--workload", required=True, help="this workload's name")
+    add("--namespace", default="default")
+    add("--service-account", default="")
+    add("--label", action="append", default=[], metavar="KEY=VALUE", help="(repeat)")
+    add("--app-port", action="append", type=int, default=[], metavar="PORT",
+        help="a port the app listens on (repeat)")  # fmt: skip
+    add("--outbound", default="127.0.0.1:15001", metavar="HOST:PORT")
+    add("--inbound", default="127.0.0.1:15006", metavar="HOST:PORT")
+    add("--admin", default="127.0.0.1:15000", metavar="HOST:PORT")
+    add("--access-log", default="", help="JSON access log: '-' for stdout, or a file")
+    add("--join-token", default=os.environ.get("TRELLIS_JOIN_TOKEN", ""),
+        help="mesh identity: a join token (`trellis token create`; env TRELLIS_JOIN_TOKEN);"
+        " --control is then the control plane's secure port")  # fmt: skip
+    add("--ca-file", default="", help="the mesh CA bundle to trust (with --join-token)")
+    add("--log-level", default="warning")
+    return p
+
+
+def parse_labels(values: Sequence[str]) -> dict[str, str]:
     labels = {}
     for item in values:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise typer.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--label")
+            raise ValueError(f"--label: {item!r} is not KEY=VALUE")
         labels[key] = value
     return labels
 
 
-def proxy(
-    control: Annotated[
-        list[str], typer.Option("--control", help="control-plane xDS address HOST:PORT (repeat)")
-    ],
-    workload: Annotated[str, typer.Option("--workload", help="this workload's name")],
-    namespace: Annotated[str, typer.Option("--namespace")] = "default",
-    service_account: Annotated[str, typer.Option("--service-account")] = "",
-    label: Annotated[list[str] | None, typer.Option("--label", help="KEY=VALUE (repeat)")] = None,
-    app_port: Annotated[
-        list[int] | None, typer.Option("--app-port", help="a port the app listens on (repeat)")
-    ] = None,
-    outbound: Annotated[str, typer.Option("--outbound")] = "127.0.0.1:15001",
-    inbound: Annotated[str, typer.Option("--inbound")] = "127.0.0.1:15006",
-    admin: Annotated[str, typer.Option("--admin")] = "127.0.0.1:15000",
-    access_log: Annotated[
-        str, typer.Option("--access-log", help="JSON access log: '-' for stdout, or a file")
-    ] = "",
-    join_token: Annotated[
-        str,
-        typer.Option(
-            "--join-token",
-            envvar="TRELLIS_JOIN_TOKEN",
-            help="mesh identity: a join token (`trellis token create`); --control is then"
-            " the control plane's secure port",
-        ),
-    ] = "",
-    ca_file: Annotated[
-        str, typer.Option("--ca-file", help="the mesh CA bundle to trust (with --join-token)")
-    ] = "",
-    log_level: Annotated[str, typer.Option("--log-level")] = "warning",
-) -> None:
-    """Run a sidecar proxy: outbound, inbound and admin listeners configured over xDS."""
+def options_from(args: argparse.Namespace) -> ProxyOptions:
+    """ProxyOptions from parsed arguments; ValueError names the option at fault."""
     bundle = b""
-    if join_token:
-        if not ca_file:
-            raise typer.BadParameter("--join-token needs --ca-file", param_hint="--ca-file")
+    if args.join_token:
+        if not args.ca_file:
+            raise ValueError("--ca-file: --join-token needs --ca-file")
         try:
-            bundle = Path(ca_file).read_bytes()
+            bundle = Path(args.ca_file).read_bytes()
         except OSError as e:
-            raise typer.BadParameter(str(e), param_hint="--ca-file") from None
-    options = ProxyOptions(
-        control=tuple(control),
-        workload=workload,
-        namespace=namespace,
-        service_account=service_account,
-        labels=parse_labels(label or []),
-        app_ports=tuple(app_port or ()),
-        outbound=_address(outbound, "--outbound"),
-        inbound=_address(inbound, "--inbound"),
-        admin=_address(admin, "--admin"),
-        access_log=access_log,
-        join_token=join_token,
+            raise ValueError(f"--ca-file: {e}") from None
+
+    def address(value: str, option: str) -> Address:
+        try:
+            return Address.parse(value)
+        except ValueError as e:
+            raise ValueError(f"{option}: {e}") from None
+
+    return ProxyOptions(
+        control=tuple(args.control),
+        workload=args.workload,
+        namespace=args.namespace,
+        service_account=args.service_account,
+        labels=parse_labels(args.label),
+        app_ports=tuple(args.app_port),
+        outbound=address(args.outbound, "--outbound"),
+        inbound=address(args.inbound, "--inbound"),
+        admin=address(args.admin, "--admin"),
+        access_log=args.access_log,
+        join_token=args.join_token,
         ca_bundle=bundle,
     )
+
+
+def main(argv: Sequence[str]) -> None:
+    p = parser()
+    args = p.parse_args(list(argv))
+    try:
+        options = options_from(args)
+    except ValueError as e:
+        p.error(str(e))
     from trellis.proxy.main import run
 
     try:
-        run(options, log_level=log_level)
+        run(options, log_level=args.log_level)
     except OSError as e:
         print(f"error: {e}", file=sys.stderr)
-        raise typer.Exit(1) from None
+        raise SystemExit(1) from None
     except KeyboardInterrupt:
         pass
