@@ -8,7 +8,8 @@ DEB_STAMP := $(VENV)/.debs
 # gcc: mypyc compiles the data plane's hot path (tools/compile_hot_path.py).
 DEB_PACKAGES := curl gcc
 COMPILED := src/trellis/compiled-manifest.json
-HOT_SOURCES := $(wildcard src/trellis/compiled.py src/trellis/proxy/http1/*.py \
+HOT_SOURCES := $(wildcard src/trellis/compiled.py src/trellis/authz/*.py src/trellis/proxy/config/*.py \
+	src/trellis/proxy/http1/*.py \
 	src/trellis/proxy/listeners/*.py src/trellis/proxy/stack/*.py \
 	src/trellis/proxy/telemetry/*.py src/trellis/routing/*.py)
 # `make bench` only: HAProxy (backend and reference pair), wrk (max throughput).

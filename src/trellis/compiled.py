@@ -25,6 +25,13 @@ from pathlib import Path
 # The per-request path of the sidecar: HTTP/1 codec, listeners, the forwarding
 # stack, telemetry, and the route table it evaluates per request.
 MODULES: tuple[str, ...] = (
+    "trellis.authz.engine",
+    "trellis.authz.matchers",
+    "trellis.authz.request",
+    "trellis.proxy.config.resources",
+    "trellis.proxy.config.state",
+    "trellis.proxy.config.types",
+    "trellis.proxy.http1.errors",
     "trellis.proxy.http1.head",
     "trellis.proxy.http1.reader",
     "trellis.proxy.http1.writer",
