@@ -17,9 +17,8 @@ import httpx
 import typer
 from rich.console import Console
 
-from trellis.cli.config_file import read_config
+from trellis.cli.config_file import DEFAULT_SERVER, read_config
 
-DEFAULT_SERVER = "http://127.0.0.1:7070"
 TIMEOUT_SECONDS = 30.0
 
 

@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+DEFAULT_SERVER = "http://127.0.0.1:7070"
+
 
 def config_path() -> Path:
     env = os.environ.get("TRELLIS_CONFIG")

@@ -8,7 +8,7 @@ of megabytes. `trellis --help` (or no command) builds the whole app.
 A command's module attribute is either a function (one command) or a
 `typer.Typer` (a group such as `trellis token create|list|revoke`).
 
-`trellis proxy` is parsed by its own argparse parser and never imports typer:
+`trellis proxy` and `trellis run` parse with argparse and never import typer:
 typer's run-time coercion imports pydantic, ~9 MB in every sidecar (cli/proxy.py).
 """
 
@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 # Commands with their own argparse parser: `main(argv)` in the module; typer only lists them.
 LEAN_COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("trellis.cli.run", "Run CMD beside a sidecar: it joins the mesh (-- CMD ARGS...)."),
     "proxy": ("trellis.cli.proxy", "Run a sidecar proxy (listeners configured over xDS)."),
 }
 # name -> (module, function, typer command settings)
@@ -34,7 +35,6 @@ COMMANDS: dict[str, tuple[str, str, dict[str, object]]] = {
     "ca": ("trellis.cli.ca", "app", {}),
     "identity": ("trellis.cli.identity", "app", {}),
     "check": ("trellis.cli.check", "check", {}),
-    "run": ("trellis.cli.run", "run", {"context_settings": {"allow_interspersed_args": False}}),
 }
 
 

@@ -1,73 +1,85 @@
-"""`trellis run --service NAME [--port P] ... -- CMD...`: run an app in the mesh."""
+"""`trellis run --service NAME [--port P] ... -- CMD...`: run an app in the mesh.
+
+Parsed with argparse, not typer, like `trellis proxy`: this process is the app's
+sidecar for its whole life, and typer (through its run-time coercion) and the
+resource model would load pydantic into it (~9 MB of RSS, measured).
+"""
 
 from __future__ import annotations
 
+import argparse
 import os
-from typing import Annotated
+import sys
+from collections.abc import Sequence
 
-import typer
-
-from trellis.cli.client import DEFAULT_SERVER, stderr
-from trellis.cli.config_file import read_config
-from trellis.cli.options import Server
+from trellis.cli.config_file import DEFAULT_SERVER, read_config
 from trellis.cli.proxy import parse_labels
 
+HELP = "Run CMD beside a sidecar: it joins the mesh and calls other services by name."
 
-def run(
-    command: Annotated[list[str], typer.Argument(help="the app: -- CMD [ARGS...]")],
-    service: Annotated[str, typer.Option("--service", help="the service this app is part of")],
-    port: Annotated[
-        int | None, typer.Option("--port", help="the port the app listens on (none for a job)")
-    ] = None,
-    label: Annotated[list[str] | None, typer.Option("--label", help="KEY=VALUE (repeat)")] = None,
-    namespace: Annotated[str, typer.Option("--namespace")] = "default",
-    workload: Annotated[
-        str, typer.Option("--workload", help="workload name (default: SERVICE-random)")
-    ] = "",
-    service_account: Annotated[str, typer.Option("--service-account")] = "",
-    protocol: Annotated[str, typer.Option("--protocol", help="http | http2 | grpc | tcp")] = "http",
-    server: Server = None,
-    control: Annotated[
-        list[str] | None,
-        typer.Option("--control", help="xDS address HOST:PORT (default: asked of the API)"),
-    ] = None,
-    address: Annotated[
-        str, typer.Option("--address", help="the IP peers reach this workload on")
-    ] = "127.0.0.1",
-    proxyless: Annotated[
-        bool, typer.Option("--proxyless", help="no sidecar: the app is a grpcio xDS app")
-    ] = False,
-    health_path: Annotated[
-        str | None, typer.Option("--health-path", help="HTTP path that says the app is healthy")
-    ] = None,
-    ttl: Annotated[float, typer.Option("--ttl", help="registration lease, seconds")] = 10.0,
-    drain_timeout: Annotated[float, typer.Option("--drain-timeout")] = 10.0,
-    access_log: Annotated[
-        str, typer.Option("--access-log", help="sidecar JSON access log: '-' or a file")
-    ] = "",
-    outbound_port: Annotated[
-        int, typer.Option("--outbound-port", help="0: a free port; taken: a free one")
-    ] = 15001,
-    inbound_port: Annotated[int, typer.Option("--inbound-port")] = 15006,
-    admin_port: Annotated[int, typer.Option("--admin-port")] = 15000,
-    insecure: Annotated[
-        bool,
-        typer.Option("--insecure", help="no mesh identity: plaintext xDS, no mTLS (development)"),
-    ] = False,
-    join_token: Annotated[
-        str,
-        typer.Option(
-            "--join-token",
-            envvar="TRELLIS_JOIN_TOKEN",
-            help="join token for the identity (default: made with the admin token)",
-        ),
-    ] = "",
-    ca_file: Annotated[
-        str, typer.Option("--ca-file", help="CA bundle to pin (default: from the API)")
-    ] = "",
-    log_level: Annotated[str, typer.Option("--log-level")] = "warning",
-) -> None:
-    """Run CMD beside a sidecar: it joins the mesh and calls other services by name."""
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(2, f"error: {message}\n")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="trellis run",
+        usage="trellis run --service NAME [OPTIONS] -- CMD [ARGS...]",
+        description=HELP,
+    )
+    add = p.add_argument
+    add("command", nargs=argparse.REMAINDER, help="the app: -- CMD [ARGS...]")
+    add("--service", required=True, help="the service this app is part of")
+    add("--port", type=int, default=None, help="the port the app listens on (none for a job)")
+    add("--label", action="append", default=[], metavar="KEY=VALUE", help="(repeat)")
+    add("--namespace", default="default")
+    add("--workload", default="", help="workload name (default: SERVICE-random)")
+    add("--service-account", default="")
+    add("--protocol", default="http", choices=["http", "http2", "grpc", "tcp"])
+    add("--server", default=None,
+        help="control plane URL (default: $TRELLIS_SERVER, config file, :7070)")  # fmt: skip
+    add("--control", action="append", default=[], metavar="HOST:PORT",
+        help="xDS address (default: asked of the API)")  # fmt: skip
+    add("--address", default="127.0.0.1", help="the IP peers reach this workload on")
+    add("--proxyless", action="store_true", help="no sidecar: the app is a grpcio xDS app")
+    add("--health-path", default=None, help="HTTP path that says the app is healthy")
+    add("--ttl", type=float, default=10.0, help="registration lease, seconds")
+    add("--drain-timeout", type=float, default=10.0)
+    add("--access-log", default="", help="sidecar JSON access log: '-' or a file")
+    add("--outbound-port", type=int, default=15001, help="0: a free port; taken: a free one")
+    add("--inbound-port", type=int, default=15006)
+    add("--admin-port", type=int, default=15000)
+    add("--insecure", action="store_true",
+        help="no mesh identity: plaintext xDS, no mTLS (development)")  # fmt: skip
+    add("--join-token", default=os.environ.get("TRELLIS_JOIN_TOKEN", ""),
+        help="join token for the identity (default: made with the admin token;"
+        " env TRELLIS_JOIN_TOKEN)")  # fmt: skip
+    add("--ca-file", default="", help="CA bundle to pin (default: from the API)")
+    add("--log-level", default="warning")
+    return p
+
+
+def parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str], dict[str, str]]:
+    """(options, the app's argv, labels); a usage error exits 2 naming the option."""
+    p = parser()
+    args = p.parse_args(list(argv))
+    command = list(args.command)
+    if command[:1] == ["--"]:
+        command = command[1:]
+    if not command:
+        p.error("give the app to run after --")
+    try:
+        labels = parse_labels(args.label)
+    except ValueError as e:
+        p.error(str(e))
+    return args, command, labels
+
+
+def main(argv: Sequence[str]) -> None:
+    args, command, labels = parse(argv)
     # gRPC's fork handlers only log noise when the app is spawned; the app gets the
     # caller's setting back (run/env.py starts from the environment as it was).
     app_base = dict(os.environ)
@@ -75,43 +87,44 @@ def run(
     from trellis.run.runner import RunError, RunOptions
     from trellis.run.runner import run as run_app
 
-    if not command:
-        raise typer.BadParameter("give the app to run after --", param_hint="CMD")
     saved = read_config()
-    api = server or os.environ.get("TRELLIS_SERVER") or saved.server or DEFAULT_SERVER
+    api = args.server or os.environ.get("TRELLIS_SERVER") or saved.server or DEFAULT_SERVER
     token = os.environ.get("TRELLIS_TOKEN") or saved.token
     if not token:
-        stderr.print("error: no admin token: set TRELLIS_TOKEN or run `trellis control` once")
-        raise typer.Exit(1)
+        print(
+            "error: no admin token: set TRELLIS_TOKEN or run `trellis control` once",
+            file=sys.stderr,
+        )
+        raise SystemExit(1)
     options = RunOptions(
-        service=service,
+        service=args.service,
         command=command,
         api=api,
         token=token,
-        namespace=namespace,
-        port=port,
-        protocol=protocol,
-        labels=parse_labels(label or []),
-        workload=workload,
-        service_account=service_account,
-        control=tuple(control or ()),
-        address=address,
-        proxyless=proxyless,
-        health_path=health_path,
-        ttl=ttl,
-        drain_timeout=drain_timeout,
-        access_log=access_log,
+        namespace=args.namespace,
+        port=args.port,
+        protocol=args.protocol,
+        labels=labels,
+        workload=args.workload,
+        service_account=args.service_account,
+        control=tuple(args.control),
+        address=args.address,
+        proxyless=args.proxyless,
+        health_path=args.health_path,
+        ttl=args.ttl,
+        drain_timeout=args.drain_timeout,
+        access_log=args.access_log,
         environment=app_base,
-        insecure=insecure,
-        join_token=join_token,
-        ca_file=ca_file,
-        outbound_port=outbound_port,
-        inbound_port=inbound_port,
-        admin_port=admin_port,
+        insecure=args.insecure,
+        join_token=args.join_token,
+        ca_file=args.ca_file,
+        outbound_port=args.outbound_port,
+        inbound_port=args.inbound_port,
+        admin_port=args.admin_port,
     )
     try:
-        code = run_app(options, log_level=log_level)
+        code = run_app(options, log_level=args.log_level)
     except RunError as e:
-        stderr.print(f"error: {e}", markup=False)
-        raise typer.Exit(1) from None
-    raise typer.Exit(code)
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
+    raise SystemExit(code)

@@ -17,8 +17,9 @@ from trellis.proxy.config.resources import (
     OutlierConfig,
 )
 from trellis.proxy.stack.balance import hash64
-from trellis.proxy.stack.cluster import ClusterRuntime
+from trellis.proxy.stack.cluster import PEER_IDLE_TIMEOUT, ClusterRuntime
 from trellis.proxy.stack.hosts import Host
+from trellis.proxy.stack.pool import IDLE_TIMEOUT
 
 LB_KINDS: list[LbKind] = ["least_request", "round_robin", "ring_hash"]
 
@@ -183,3 +184,17 @@ async def test_an_update_keeps_the_hosts_that_stay() -> None:
     assert runtime.hosts[0] is keep and keep.requests == 7
     assert ejected(runtime, clock) == [0]  # its ejection carries over
     assert gone_pool.retired
+
+
+async def test_connections_to_peer_sidecars_idle_longer_than_to_apps() -> None:
+    # A peer sidecar keeps idle mesh connections for minutes, and each new one costs an
+    # mTLS handshake on both sides; an app's keep-alive may be as short as Node's 5 s.
+    peer = EndpointConfig("10.0.0.1", 15006, target_port=8080)
+    app = EndpointConfig("10.0.0.2", 8080)
+    runtime = ClusterRuntime(ClusterConfig("c"), (peer, app))
+    timeouts = {h.key: h.pool.idle_timeout for h in runtime.hosts}
+    assert timeouts[peer.key] == PEER_IDLE_TIMEOUT == 60.0
+    assert timeouts[app.key] == IDLE_TIMEOUT < 5.0
+    # An endpoint that stops being a sidecar (or starts) changes its pool's timeout.
+    runtime.update(ClusterConfig("c"), (EndpointConfig("10.0.0.1", 15006), app))
+    assert {h.key: h.pool.idle_timeout for h in runtime.hosts}[peer.key] == IDLE_TIMEOUT

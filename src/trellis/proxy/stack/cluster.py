@@ -24,7 +24,7 @@ from trellis.proxy.config.state import ConfigState
 from trellis.proxy.config.types import CLUSTER_TYPE, ENDPOINT_TYPE, PASSTHROUGH_CLUSTER
 from trellis.proxy.stack.balance import Balancer, LeastRequest, RingHash, RoundRobin
 from trellis.proxy.stack.hosts import Host
-from trellis.proxy.stack.pool import HostPool, PoolCounters
+from trellis.proxy.stack.pool import IDLE_TIMEOUT, HostPool, PoolCounters
 
 
 def _any_host(host: Host) -> bool:
@@ -86,6 +86,10 @@ class ClusterRuntime:
                 host.pool.connect_timeout = config.connect_timeout
             host.pool.tls = config.tls
             host.pool.tls_context = self.tls_context
+            # A peer sidecar's inbound listener keeps idle connections for minutes: no app
+            # keep-alive race to avoid there, and every new mTLS connection costs a
+            # handshake on both sidecars (a few ms each on the shared core).
+            host.pool.idle_timeout = PEER_IDLE_TIMEOUT if e.target_port else IDLE_TIMEOUT
             hosts.append(host)
         for gone in old.values():
             gone.pool.retire()  # in-flight requests keep their connection until they end
@@ -200,6 +204,9 @@ class ClusterRuntime:
 
 
 MAX_ORIGINAL_DESTINATIONS = 256
+# Idle upstream connections to a peer sidecar close after this: well under its inbound
+# listener's 300 s (listeners/server.py IDLE_TIMEOUT).
+PEER_IDLE_TIMEOUT = 60.0
 
 
 class ClusterManager:

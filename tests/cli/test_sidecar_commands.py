@@ -1,5 +1,5 @@
-"""`trellis proxy`'s own argument parsing: clear errors, and a sidecar that never loads
-typer or pydantic (cli/proxy.py says why)."""
+"""`trellis proxy` and `trellis run` parse their own arguments: clear errors, and sidecars
+that never load typer or pydantic (cli/proxy.py says why)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from trellis.cli import proxy
+from trellis.cli import proxy, run
 
 TRELLIS = str(Path(sys.executable).with_name("trellis"))
 
@@ -60,23 +60,62 @@ def test_a_missing_required_option_is_named() -> None:
     assert "--control" in result.stderr and "--workload" in result.stderr
 
 
-def test_the_sidecar_command_loads_neither_typer_nor_pydantic() -> None:
+@pytest.mark.parametrize("command", ["proxy", "run"])
+def test_the_sidecar_commands_load_neither_typer_nor_pydantic(command: str) -> None:
     code = (
         "import sys\n"
         "from trellis.cli.main import main\n"
         "try:\n"
-        "    main(['proxy', '--help'])\n"
+        f"    main([{command!r}, '--help'])\n"
         "except SystemExit:\n"
         "    pass\n"
         "print(sorted(m for m in ('typer', 'pydantic', 'rich') if m in sys.modules))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert "usage: trellis proxy" in result.stdout
+    assert f"usage: trellis {command}" in result.stdout
     assert result.stdout.strip().endswith("[]")
 
 
-def test_trellis_help_lists_the_proxy_command() -> None:
+def test_trellis_help_lists_the_sidecar_commands() -> None:
     result = subprocess.run([TRELLIS, "--help"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0
-    assert "proxy" in result.stdout and "Run a sidecar proxy" in result.stdout
+    assert "Run a sidecar proxy" in result.stdout
+    assert "Run CMD beside a sidecar" in result.stdout
+
+
+def test_run_takes_the_app_after_the_double_dash() -> None:
+    args, command, labels = run.parse(
+        [
+            "--service",
+            "web",
+            "--port",
+            "8000",
+            "--label",
+            "version=v2",
+            "--",
+            "python",
+            "-m",
+            "app",
+            "--port",
+            "9",
+        ]
+    )
+    assert (args.service, args.port, args.protocol) == ("web", 8000, "http")
+    assert command == ["python", "-m", "app", "--port", "9"]
+    assert labels == {"version": "v2"}
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--service", "web"], "error: give the app to run after --"),
+        (["--port", "1", "--", "true"], "the following arguments are required: --service"),
+        (["--service", "w", "--label", "x", "--", "true"], "error: --label: 'x' is not KEY=VALUE"),
+        (["--service", "w", "--protocol", "ftp", "--", "true"], "--protocol: invalid choice"),
+    ],
+)
+def test_run_usage_errors_exit_2(argv: list[str], message: str) -> None:
+    result = subprocess.run([TRELLIS, "run", *argv], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert message in result.stderr
