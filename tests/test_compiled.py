@@ -90,3 +90,16 @@ def test_importing_trellis_runs_the_check() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode != 0
     assert "StaleCompiledModule: x.py changed since it was compiled" in result.stderr
+
+
+def test_a_changed_module_list_refuses_the_old_build(
+    fake_tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _compile(fake_tree)
+    other = fake_tree / "proxy" / "http1" / "reader.py"
+    other.write_text("Y = 1\n")
+    monkeypatch.setattr(
+        compiled, "MODULES", ("trellis.proxy.http1.head", "trellis.proxy.http1.reader")
+    )
+    with pytest.raises(compiled.StaleCompiledModule, match="list of compiled modules changed"):
+        compiled.verify()

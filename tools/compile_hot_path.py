@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import time
+from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,8 +36,10 @@ _spec.loader.exec_module(compiled)
 
 
 def clean() -> None:
-    for module in compiled.MODULES:
-        for path in compiled.compiled_paths(module):
+    # Every extension in the package, not only those of the current list: a module
+    # dropped from it must not keep a compiled copy that shadows its source.
+    for suffix in EXTENSION_SUFFIXES:
+        for path in compiled.PACKAGE_ROOT.rglob(f"*{suffix}"):
             path.unlink()
     for path in SRC.glob("*__mypyc*"):
         path.unlink()
