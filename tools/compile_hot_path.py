@@ -72,8 +72,10 @@ def build() -> None:
     missing = [m for m in compiled.MODULES if not compiled.compiled_paths(m)]
     if missing:
         raise SystemExit(f"mypyc ran but produced no extension for: {', '.join(missing)}")
+    sources = {m: compiled.source_path(m) for m in compiled.MODULES}
     manifest = {
-        "sources": {m: compiled.digest(compiled.source_path(m)) for m in compiled.MODULES},
+        "sources": {m: compiled.digest(path) for m, path in sources.items()},
+        "stats": {m: [p.stat().st_size, p.stat().st_mtime_ns] for m, p in sources.items()},
     }
     compiled.MANIFEST.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     print(

@@ -8,9 +8,10 @@ the requests per second (docs/benchmarks.md). Nothing else changes: remove the
 
 A compiled module shadows its `.py` (the import system prefers extensions), so
 an edited source with an old `.so` beside it would silently run the old code.
-The build records each source's SHA-256 in `compiled-manifest.json`; `verify`
-(run when `trellis` is imported) refuses to go on when a compiled module's source
-no longer matches, naming the file and the fix.
+The build records each source's SHA-256 (and its size and mtime, so that an
+untouched file is not hashed again at every start) in `compiled-manifest.json`;
+`verify` (run when `trellis` is imported) refuses to go on when a compiled
+module's source no longer matches, naming the file and the fix.
 
 Must not import anything of Trellis: it runs before everything else.
 """
@@ -98,17 +99,23 @@ def problems() -> list[str]:
     if not present:
         return []
     try:
-        recorded = json.loads(MANIFEST.read_text())["sources"]
+        manifest = json.loads(MANIFEST.read_text())
+        recorded = manifest["sources"]
     except (OSError, ValueError, KeyError, TypeError):
         return [f"compiled modules exist but {MANIFEST.name} is missing or unreadable"]
     if sorted(recorded) != sorted(MODULES):
         # A module dropped from the list would keep its extension, unchecked.
         return ["the list of compiled modules changed since the build"]
+    stats = manifest.get("stats", {})
     found = []
     for module in present:
         source = source_path(module)
-        if not source.exists():
+        try:
+            st = source.stat()
+        except FileNotFoundError:
             continue  # an installed package without sources: nothing to compare
+        if stats.get(module) == [st.st_size, st.st_mtime_ns]:
+            continue  # untouched since the build: no need to hash it (start-up cost)
         if recorded.get(module) != digest(source):
             found.append(f"{source} changed since it was compiled")
     return found

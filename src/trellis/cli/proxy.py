@@ -19,14 +19,16 @@ from trellis.proxy.options import Address, ProxyOptions
 HELP = "Run a sidecar proxy: outbound, inbound and admin listeners configured over xDS."
 
 
-class _Parser(argparse.ArgumentParser):
+class UsageParser(argparse.ArgumentParser):
+    """argparse with `error: ...` after the usage, exit 2 (the sidecar commands share it)."""
+
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
         self.exit(2, f"error: {message}\n")
 
 
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="trellis proxy", description=HELP)
+    p = UsageParser(prog="trellis proxy", description=HELP)
     add = p.add_argument
     add("--control", action="append", required=True, metavar="HOST:PORT",
         help="control-plane xDS address (repeat)")  # fmt: skip

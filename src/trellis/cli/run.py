@@ -13,19 +13,13 @@ import sys
 from collections.abc import Sequence
 
 from trellis.cli.config_file import DEFAULT_SERVER, read_config
-from trellis.cli.proxy import parse_labels
+from trellis.cli.proxy import UsageParser, parse_labels
 
 HELP = "Run CMD beside a sidecar: it joins the mesh and calls other services by name."
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        self.exit(2, f"error: {message}\n")
-
-
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = UsageParser(
         prog="trellis run",
         usage="trellis run --service NAME [OPTIONS] -- CMD [ARGS...]",
         description=HELP,
