@@ -119,3 +119,16 @@ def test_run_usage_errors_exit_2(argv: list[str], message: str) -> None:
     result = subprocess.run([TRELLIS, "run", *argv], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert message in result.stderr
+
+
+def test_the_run_sidecar_loads_no_heavy_client_library() -> None:
+    # What `trellis run` imports to live beside its app: no httpx (and with it rich and
+    # pygments, ~11 MB), no typer, no pydantic (run/api.py).
+    code = (
+        "import sys\n"
+        "import trellis.cli.run, trellis.run.runner\n"
+        "print(sorted(m for m in ('typer', 'pydantic', 'rich', 'httpx') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

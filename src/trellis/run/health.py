@@ -13,8 +13,6 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 
-import httpx
-
 
 async def probe(port: int, path: str | None, timeout: float = 1.0) -> bool:
     """One check: `path` answered 2xx/3xx, or (no path) the port accepts connections."""
@@ -28,11 +26,27 @@ async def probe(port: int, path: str | None, timeout: float = 1.0) -> bool:
             await writer.wait_closed()
         return True
     try:
-        async with httpx.AsyncClient(trust_env=False, timeout=timeout) as client:
-            response = await client.get(f"http://127.0.0.1:{port}{path}")
-    except httpx.HTTPError:
+        return await asyncio.wait_for(_get_status(port, path), timeout) < 400
+    except (OSError, TimeoutError, ValueError):
         return False
-    return response.status_code < 400
+
+
+async def _get_status(port: int, path: str) -> int:
+    """The status code of `GET path` on the app (the standard library only: the sidecar's
+    memory, run/api.py)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+        writer.write(request.encode("latin-1"))
+        status_line = await reader.readline()
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+    parts = status_line.split(None, 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+        raise ValueError(f"not an HTTP/1 status line: {status_line[:80]!r}")
+    return int(parts[1])
 
 
 async def wait_serving(

@@ -17,7 +17,7 @@ import logging
 import threading
 from typing import Any
 
-import httpx
+from trellis.run.api import ApiClient, ApiUnreachable
 
 log = logging.getLogger("trellis.run.registration")
 
@@ -31,9 +31,7 @@ class Registration:
         self.healthy = True
         meta = workload["metadata"]
         self._ref = {"namespace": meta.get("namespace", "default"), "name": meta["name"]}
-        self._http = httpx.Client(
-            base_url=api, headers={"Authorization": f"Bearer {token}"}, timeout=max(1.0, ttl / 3)
-        )
+        self._api = ApiClient(api, token, timeout=max(1.0, ttl / 3))
         self._stop = threading.Event()
         self._paused = threading.Event()
         self._thread: threading.Thread | None = None
@@ -41,16 +39,14 @@ class Registration:
         self.failures = 0
 
     def _register(self) -> None:
-        r = self._http.post(
-            "/api/v1/registry/register", json={"workload": self.workload, "ttlSeconds": self.ttl}
+        r = self._api.post(
+            "/api/v1/registry/register", {"workload": self.workload, "ttlSeconds": self.ttl}
         )
         if r.status_code != 200:
             raise RuntimeError(f"registration refused ({r.status_code}): {r.text}")
 
     def _heartbeat(self) -> None:
-        r = self._http.post(
-            "/api/v1/registry/heartbeat", json={**self._ref, "healthy": self.healthy}
-        )
+        r = self._api.post("/api/v1/registry/heartbeat", {**self._ref, "healthy": self.healthy})
         if r.status_code == 404:
             log.info("lease of %s unknown to the control plane: registering again", self._ref)
             self._register()
@@ -64,7 +60,7 @@ class Registration:
                 continue
             try:
                 self._heartbeat()
-            except (httpx.HTTPError, RuntimeError) as e:
+            except (ApiUnreachable, RuntimeError) as e:
                 self.failures += 1
                 log.warning("heartbeat for %s failed (will retry): %s", self._ref, e)
 
@@ -83,9 +79,8 @@ class Registration:
         if self._thread is not None:
             self._thread.join(timeout=self.ttl)
         if deregister:
-            with contextlib.suppress(httpx.HTTPError):
-                self._http.post("/api/v1/registry/deregister", json=self._ref)
-        self._http.close()
+            with contextlib.suppress(ApiUnreachable):
+                self._api.post("/api/v1/registry/deregister", self._ref)
 
     def __enter__(self) -> Registration:
         self.start()

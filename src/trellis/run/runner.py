@@ -38,11 +38,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from trellis.proxy.app import ProxyApp
 from trellis.proxy.identity.errors import IdentityError
 from trellis.proxy.options import Address, ProxyOptions
+from trellis.run.api import ApiClient, ApiUnreachable
 from trellis.run.app_process import AppProcess
 from trellis.run.bootstrap import IdentityFiles, bootstrap_json
 from trellis.run.env import app_environment
@@ -110,12 +109,7 @@ class Runner:
         self.agent: IdentityAgent | None = None  # proxyless only: the app's SVID in files
         self.identity = False
         self._tmp = Path(tempfile.mkdtemp(prefix="trellis-run-"))
-        self._http = httpx.AsyncClient(
-            base_url=options.api,
-            headers={"Authorization": f"Bearer {options.token}"},
-            timeout=10.0,
-            trust_env=False,
-        )
+        self._api = ApiClient(options.api, options.token, timeout=10.0)
 
     # -- the whole life -------------------------------------------------------------------
 
@@ -266,7 +260,7 @@ class Runner:
         registration = Registration(opts.api, opts.token, self._workload_doc(), ttl=opts.ttl)
         try:
             await asyncio.to_thread(registration.start)
-        except (httpx.HTTPError, RuntimeError) as e:
+        except (ApiUnreachable, RuntimeError) as e:
             raise RunError(f"cannot register workload {self.workload}: {e}") from None
         self.registration = registration
         if opts.port is not None:
@@ -307,7 +301,6 @@ class Runner:
             await self.proxy.aclose()
         if self.agent is not None:
             await self.agent.aclose()
-        await self._http.aclose()
         shutil.rmtree(self._tmp, ignore_errors=True)
 
     # -- the control plane ----------------------------------------------------------------
@@ -315,8 +308,8 @@ class Runner:
     async def _info(self) -> dict[str, Any]:
         """Where the control plane's xDS (and secure) ports are."""
         try:
-            response = await self._http.get("/api/v1/info")
-        except httpx.HTTPError as e:
+            response = await asyncio.to_thread(self._api.get, "/api/v1/info")
+        except ApiUnreachable as e:
             raise RunError(f"cannot reach the control plane at {self.options.api}: {e}") from None
         if response.status_code != 200:
             raise RunError(f"control plane answered {response.status_code} to /api/v1/info")
@@ -330,7 +323,7 @@ class Runner:
                 return Path(self.options.ca_file).read_bytes()
             except OSError as e:
                 raise RunError(f"cannot read --ca-file: {e}") from None
-        response = await self._http.get("/api/v1/ca/bundle")
+        response = await asyncio.to_thread(self._api.get, "/api/v1/ca/bundle")
         if response.status_code != 200:
             raise RunError(f"cannot get the CA bundle: HTTP {response.status_code}")
         return response.content
@@ -343,7 +336,7 @@ class Runner:
             "namespace": opts.namespace,
             "ttlSeconds": 600,
         }
-        response = await self._http.post("/api/v1/tokens", json=body)
+        response = await asyncio.to_thread(self._api.post, "/api/v1/tokens", body)
         if response.status_code not in (200, 201):
             raise RunError(f"cannot make a join token: HTTP {response.status_code} {response.text}")
         return str(response.json()["token"])
@@ -354,7 +347,7 @@ class Runner:
             return
         path = f"/api/v1/services/{opts.service}"
         params = {"namespace": opts.namespace}
-        got = await self._http.get(path, params=params)
+        got = await asyncio.to_thread(self._api.get, path, params=params)
         if got.status_code == 200:
             return
         if got.status_code != 404:
@@ -375,7 +368,7 @@ class Runner:
                 ],
             },
         }
-        put = await self._http.put(path, params=params, json=doc)
+        put = await asyncio.to_thread(self._api.put, path, doc, params=params)
         if put.status_code not in (200, 201, 409):
             raise RunError(f"cannot create service {opts.service}: {put.text}")
         log.info("created service %s/%s", opts.namespace, opts.service)
