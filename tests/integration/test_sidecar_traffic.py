@@ -1,6 +1,7 @@
 """Traffic through real sidecars: ring hash keeps a key on one endpoint (and every client
-agrees which), and 50 MB bodies stream both ways through two sidecars — chunked and with
-Content-Length, uploads and a download — while each proxy's memory stays flat.
+agrees which), 50 MB bodies stream both ways through two sidecars — chunked and with
+Content-Length, uploads and a download — while each proxy's memory stays flat, and a
+response with a transfer coding besides chunked keeps it.
 
 The backends are the demo web app under `trellis run` (it answers an upload's length and
 SHA-256, and `size=N` bytes on demand); the clients are httpx and curl through a
@@ -9,10 +10,13 @@ standalone `trellis proxy`.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
+import socket
 import subprocess
+import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.dataplane import client_sidecar, run_service
-from tests.integration.harness import Mesh
+from tests.integration.harness import Mesh, free_port
 from tests.integration.traffic import SERVICE_PORT, RssWatch, rss_bytes, service_yaml, start_members
 
 pytestmark = pytest.mark.integration
@@ -137,3 +141,74 @@ def test_50mb_bodies_stream_through_both_sidecars_in_bounded_memory(
         mib = 1024 * 1024
         assert peak < MAX_GROWTH, f"{name} grew by {peak / mib:.1f} MiB while streaming"
         assert kept < MAX_GROWTH, f"{name} kept {kept / mib:.1f} MiB after streaming"
+
+
+# An app that answers every request with a gzip transfer coding under chunked framing
+# (RFC 9112 §6.1): a body the proxy must pass on still coded, with the coding named.
+GZIP_CHUNKED_APP = r"""
+import gzip, socket, sys, threading
+PLAIN = b"trellis " * 4096
+CODED = gzip.compress(PLAIN)
+def serve(conn):
+    with conn:
+        data = b""
+        while True:
+            while b"\r\n\r\n" not in data:
+                more = conn.recv(65536)
+                if not more:
+                    return
+                data += more
+            _, _, data = data.partition(b"\r\n\r\n")
+            chunks = b"".join(b"%x\r\n%s\r\n" % (len(CODED[i:i + 1000]), CODED[i:i + 1000])
+                             for i in range(0, len(CODED), 1000))
+            conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+                         + chunks + b"0\r\n\r\n")
+server = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+while True:
+    conn, _ = server.accept()
+    threading.Thread(target=serve, args=(conn,), daemon=True).start()
+"""
+
+
+def _raw_exchange(proxy: str, request: bytes) -> tuple[bytes, bytes]:
+    """(head, body as received) of one request sent through the proxy on a fresh socket."""
+    host, _, port = proxy.rpartition(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return head, body
+
+
+def _dechunk(body: bytes) -> bytes:
+    out = b""
+    while True:
+        size_line, _, body = body.partition(b"\r\n")
+        size = int(size_line, 16)
+        if size == 0:
+            return out
+        out, body = out + body[:size], body[size + 2 :]
+
+
+def test_a_transfer_coding_besides_chunked_passes_both_sidecars(mesh: Mesh) -> None:
+    mesh.cp.apply(service_yaml("web", {"app": "web"}))
+    port = free_port()
+    run_service(mesh, "web", port=port, app=[sys.executable, "-c", GZIP_CHUNKED_APP, str(port)])
+    sidecar = client_sidecar(mesh)
+    plain = b"trellis " * 4096
+
+    request = f"GET {URL}/coded HTTP/1.1\r\nHost: web:{SERVICE_PORT}\r\nConnection: close\r\n\r\n"
+    head, body = _raw_exchange(sidecar.outbound, request.encode())
+    assert head.startswith(b"HTTP/1.1 200"), head
+    fields = dict(line.split(b": ", 1) for line in head.split(b"\r\n")[1:])
+    assert fields[b"transfer-encoding"].lower() == b"gzip, chunked"
+    assert gzip.decompress(_dechunk(body)) == plain
+
+    # An HTTP/1.0 client cannot be sent a transfer coding: a 502 that says why.
+    request = f"GET {URL}/coded HTTP/1.0\r\nHost: web:{SERVICE_PORT}\r\n\r\n"
+    head, body = _raw_exchange(sidecar.outbound, request.encode())
+    assert head.startswith(b"HTTP/1.1 502") or head.startswith(b"HTTP/1.0 502"), head
+    assert b"UPE" in head
+    assert b"transfer coding" in body

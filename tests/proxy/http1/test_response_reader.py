@@ -68,7 +68,32 @@ def test_a_transfer_coding_other_than_chunked_is_close_delimited() -> None:
     )
     (m,) = rec.messages
     assert m.response.close_delimited and not m.response.chunked
+    assert m.response.codings == b"gzip"
     assert reader.eof() is True and rec.messages[0].body == b"xyz"
+
+
+@pytest.mark.parametrize(
+    ("te", "codings"),
+    [
+        (b"chunked", b""),
+        (b"gzip, chunked", b"gzip"),
+        (b"GZIP ,  Deflate,chunked", b"gzip, deflate"),
+        (b"gzip", b"gzip"),
+    ],
+)
+def test_transfer_codings_besides_chunked_are_kept(te: bytes, codings: bytes) -> None:
+    # The body stays coded with them: the proxy must pass them on, not drop them.
+    chunked = te.lower().endswith(b"chunked")
+    body = b"3\r\nxyz\r\n0\r\n\r\n" if chunked else b"xyz"
+    rec, reader = read_responses(
+        [(False, [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: " + te + b"\r\n\r\n" + body])]
+    )
+    (m,) = rec.messages
+    assert m.response.codings == codings
+    assert m.response.chunked is chunked
+    if not chunked:
+        reader.eof()
+    assert rec.messages[0].body == b"xyz"
 
 
 def test_eof_in_the_middle_of_a_content_length_body_is_not_an_end() -> None:

@@ -132,6 +132,7 @@ class ResponseHead:
     __slots__ = (
         "chunked",
         "close_delimited",
+        "codings",
         "content_length",
         "headers",
         "keep_alive",
@@ -151,6 +152,7 @@ class ResponseHead:
         content_length: int | None = None,
         chunked: bool = False,
         close_delimited: bool = False,
+        codings: bytes = b"",
     ) -> None:
         self.status = status
         self.headers = headers
@@ -160,6 +162,9 @@ class ResponseHead:
         self.content_length = content_length
         self.chunked = chunked
         self.close_delimited = close_delimited  # body ends when the connection closes
+        # Transfer codings other than chunked (`gzip` of `gzip, chunked`): the body stays
+        # coded with them, so they travel on (Transfer-Encoding is hop-by-hop).
+        self.codings = codings
 
     def __repr__(self) -> str:
         return f"<ResponseHead {self.status}>"

@@ -497,9 +497,11 @@ class ResponseReader:
             self._informational = True
             return
         chunked = False
+        others = b""
         if self._te is not None:
-            codings = [c.strip().lower() for c in self._te.split(b",")]
-            chunked = [c for c in codings if c][-1:] == [b"chunked"]
+            codings = [c for c in (c.strip().lower() for c in self._te.split(b",")) if c]
+            chunked = codings[-1:] == [b"chunked"]
+            others = b", ".join(codings[:-1] if chunked else codings)
         no_body = self._head_request or status in _NO_BODY_STATUS
         head = ResponseHead(
             status,
@@ -509,6 +511,7 @@ class ResponseReader:
             content_length=None if no_body else self._content_length,
             chunked=chunked and not no_body,
             close_delimited=not no_body and not chunked and self._content_length is None,
+            codings=b"" if no_body else others,
         )
         self._head = head
         self._handler.on_response(head)

@@ -25,7 +25,8 @@ client; each side's full write buffer pauses reading on the other.
 Response flags (Envoy's): NR no route, NC no cluster, UH no healthy upstream,
 UF connect failure, UC upstream reset, UT timeout, URX retries exhausted, UO
 overflow (circuit breaker), DI/FI fault delay/abort, DC downstream closed,
-DPE downstream protocol error. A local response carries them in the
+DPE downstream protocol error, UPE upstream protocol error (a transfer coding an
+HTTP/1.0 client cannot be sent). A local response carries them in the
 `x-trellis-flags` header.
 """
 
@@ -477,6 +478,15 @@ class Exchange:
                 self._retry_in(delay)
                 return
             self.flags.append("URX")
+        if head.codings and self.head.version != "1.1":
+            # RFC 9112 §6.1: no Transfer-Encoding to an HTTP/1.0 client, and without it
+            # the coded body could not be read.
+            self.respond(
+                502,
+                b"the upstream response has a transfer coding HTTP/1.0 cannot carry\n",
+                flags="UPE",
+            )
+            return
         self._record(status)
         self.status = status
         self.resp_started = True
@@ -491,7 +501,8 @@ class Exchange:
         elif head.chunked or head.close_delimited:
             if self.head.version == "1.1":
                 self._resp_chunked = True
-                headers.append((b"transfer-encoding", b"chunked"))
+                te = head.codings + b", chunked" if head.codings else b"chunked"
+                headers.append((b"transfer-encoding", te))
             else:
                 self.keep_alive = False
         if self.flags:
