@@ -155,14 +155,23 @@ def test_bytes_after_a_closing_request_are_ignored(closer: bytes) -> None:
 
 
 def test_a_bodiless_upgrade_request_hands_over_what_follows_it() -> None:
-    # The proxy does not switch protocols: the request goes on without its Upgrade, and
-    # the bytes after it are not read as HTTP.
+    # The bytes after it are not read as HTTP: they are the new protocol's once the
+    # upstream answers 101. The head says what to switch to.
     rec = Recorder()
     reader = RequestReader(rec)
     data = b"GET /ws HTTP/1.1\r\nHost: s\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"
     assert reader.feed(data + b"\x81\x05frame") == b"\x81\x05frame"
     (m,) = rec.messages
     assert m.complete and not m.request.has_body
+    assert m.request.upgrade == b"websocket"
+
+
+def test_an_upgrade_header_without_connection_upgrade_asks_for_nothing() -> None:
+    rec = Recorder()
+    reader = RequestReader(rec)
+    assert reader.feed(b"GET /ws HTTP/1.1\r\nHost: s\r\nUpgrade: websocket\r\n\r\n") is None
+    (m,) = rec.messages
+    assert m.request.upgrade == b""
 
 
 @pytest.mark.parametrize(

@@ -6,10 +6,10 @@ reader, so each test checks the next response still parses."""
 from __future__ import annotations
 
 import pytest
-from tests.proxy.http1.support import bytewise, read_responses
+from tests.proxy.http1.support import Recorder, bytewise, read_responses
 
 from trellis.proxy.http1.errors import ProtocolError
-from trellis.proxy.http1.reader import MAX_HEAD_BYTES, MAX_HEADERS
+from trellis.proxy.http1.reader import MAX_HEAD_BYTES, MAX_HEADERS, ResponseReader
 
 NEXT = b"HTTP/1.1 201 Created\r\nContent-Length: 4\r\n\r\nnext"
 
@@ -219,3 +219,35 @@ def test_endless_response_trailers_are_a_502() -> None:
     with pytest.raises(ProtocolError) as caught:
         read_responses([(False, chunks)])
     assert caught.value.status == 502
+
+
+SWITCH = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+
+
+def test_a_101_to_an_upgrade_ends_http_and_hands_over_what_follows() -> None:
+    rec = Recorder()
+    reader = ResponseReader(rec)
+    reader.expect(False, upgrade=True)
+    assert reader.feed(SWITCH + b"\x81\x02hi") == b"\x81\x02hi"
+    (m,) = rec.messages
+    assert m.response.status == 101 and reader.switched and reader.done
+    assert not m.complete  # no end of response: the exchange would finish, not splice
+    assert (b"Upgrade", b"websocket") in m.response.headers
+
+
+def test_a_101_without_connection_upgrade_is_a_502_even_when_asked() -> None:
+    reader = ResponseReader(Recorder())
+    reader.expect(False, upgrade=True)
+    with pytest.raises(ProtocolError) as caught:
+        reader.feed(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n")
+    assert caught.value.status == 502
+
+
+def test_an_upgrade_the_upstream_declines_is_an_ordinary_response() -> None:
+    rec = Recorder()
+    reader = ResponseReader(rec)
+    reader.expect(False, upgrade=True)
+    assert reader.feed(b"HTTP/1.1 426 Upgrade Required\r\nContent-Length: 2\r\n\r\nno") is None
+    (m,) = rec.messages
+    assert (m.response.status, m.body, m.complete) == (426, b"no", True)
+    assert not reader.switched

@@ -78,6 +78,7 @@ class RequestHead:
         "method",
         "path",
         "target",
+        "upgrade",
         "version",
     )
 
@@ -95,6 +96,7 @@ class RequestHead:
         content_length: int | None = None,
         chunked: bool = False,
         expect_continue: bool = False,
+        upgrade: bytes = b"",
     ) -> None:
         self.method = method
         self.target = target  # the request-target as sent
@@ -107,6 +109,9 @@ class RequestHead:
         self.content_length = content_length
         self.chunked = chunked
         self.expect_continue = expect_continue
+        # The protocol a bodiless request asks to switch to (`Connection: upgrade` with
+        # `Upgrade: websocket`): forwarded, and a 101 makes the exchange a tunnel.
+        self.upgrade = upgrade
         self._map: dict[str, str] | None = None
 
     @property

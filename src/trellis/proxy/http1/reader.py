@@ -156,6 +156,7 @@ class RequestReader:
         "_parser",
         "_te",
         "_trailers",
+        "_upgrade",
         "_url",
     )
 
@@ -181,6 +182,7 @@ class RequestReader:
         self._content_length: int | None = None
         self._te: bytes | None = None
         self._expect = False
+        self._upgrade = b""
         self._trailers = 0
 
     def feed(self, data: bytes) -> bytes | None:
@@ -270,6 +272,8 @@ class RequestReader:
             self._te = value if self._te is None else self._te + b"," + value
         elif low == b"expect":
             self._expect = value.strip().lower() == b"100-continue"
+        elif low == b"upgrade":
+            self._upgrade = value.strip()
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -289,12 +293,16 @@ class RequestReader:
             chunked = transfer_chunked(self._te)
         method = parser.get_method().decode("ascii")
         content_length = self._content_length
+        upgrade = b""
         if parser.should_upgrade():
             # llhttp stops at this head and hands over the bytes after it. For CONNECT they
-            # are the tunnel's (RFC 9110 §9.3.6: no content); another Upgrade request is
-            # forwarded without the Upgrade, so a body it has could never follow it.
-            if method != "CONNECT" and (chunked or content_length):
-                raise ProtocolError(501, "an Upgrade request with content is not supported")
+            # are the tunnel's (RFC 9110 §9.3.6: no content); for an Upgrade request they
+            # are the new protocol's once the upstream answers 101, so a body could not
+            # be told from them.
+            if method != "CONNECT":
+                if chunked or content_length:
+                    raise ProtocolError(501, "an Upgrade request with content is not supported")
+                upgrade = self._upgrade
             content_length, chunked = None, False
         target = self._url.decode("latin-1")
         path, authority, absolute = self._target(method, target, version)
@@ -310,6 +318,7 @@ class RequestReader:
             content_length=content_length,
             chunked=chunked,
             expect_continue=self._expect and version == "1.1",  # RFC 9110 §10.1.1
+            upgrade=upgrade,
         )
         self._events.append((self._handler.on_request, (head,)))
 
@@ -385,9 +394,13 @@ class ResponseReader:
     skipped. A close-delimited body ends with `eof()`; a Transfer-Encoding whose
     final coding is not chunked means close-delimited (RFC 9112 §6.3).
 
-    A status outside 100-599, a version other than 1.x, a 101, a body after a
-    response to HEAD and anything llhttp refuses raise ProtocolError(502): the
-    upstream is broken.
+    A request that asked to switch protocols is expected with `upgrade=True`: a
+    101 (with `Connection: upgrade` and `Upgrade`) then ends the reading, and
+    `feed` returns the bytes after its head, the new protocol's (`switched`).
+
+    A status outside 100-599, a version other than 1.x, a 101 nobody asked for,
+    a body after a response to HEAD and anything llhttp refuses raise
+    ProtocolError(502): the upstream is broken.
     """
 
     __slots__ = (
@@ -404,7 +417,9 @@ class ResponseReader:
         "_parser",
         "_te",
         "_trailers",
+        "_upgrade",
         "done",
+        "switched",
     )
 
     def __init__(self, handler: ResponseHandler) -> None:
@@ -414,7 +429,9 @@ class ResponseReader:
         self._head: ResponseHead | None = None
         self._framing = _Framing()
         self._in_body = False
+        self._upgrade = False
         self.done = False
+        self.switched = False  # a 101 answered an upgrade: what follows is not HTTP
         self._reset()
 
     def _reset(self) -> None:
@@ -426,19 +443,24 @@ class ResponseReader:
         self._informational = False
         self._trailers = 0
 
-    def expect(self, head_request: bool) -> None:
+    def expect(self, head_request: bool, upgrade: bool = False) -> None:
         if head_request or self._head_request:
             self._parser = httptools.HttpResponseParser(self)
             self._in_body = False
         self._head_request = head_request
+        self._upgrade = upgrade
         self._head = None
         self.done = False
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes) -> bytes | None:
+        """Parse `data`; after a 101 to an upgrade, return the bytes that follow its head."""
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            raise ProtocolError(502, "upstream switched protocols") from None
+        except httptools.HttpParserUpgrade as e:
+            if not self.switched:
+                raise ProtocolError(502, "upstream switched protocols") from None
+            offset = int(e.args[0]) if e.args else len(data)
+            return data[offset:]
         except httptools.HttpParserError as e:
             cause = _cause(e)
             if cause is not None:
@@ -450,6 +472,7 @@ class ResponseReader:
                 raise ProtocolError(502, "upstream response header section too large")
         elif self._in_body:
             self._framing.stalled(len(data), MAX_HEAD_BYTES, 502, 502)
+        return None
 
     def eof(self) -> bool:
         """The connection closed: True when that ended a close-delimited body."""
@@ -493,7 +516,13 @@ class ResponseReader:
             raise ProtocolError(502, f"upstream response is HTTP/{version}")
         if status < 200:
             if status == 101:
-                raise ProtocolError(502, "upstream switched protocols")
+                if not (self._upgrade and parser.should_upgrade()):
+                    raise ProtocolError(502, "upstream switched protocols")
+                head = ResponseHead(101, self._headers, version=version, keep_alive=False)
+                self._head = head
+                self.done = self.switched = True
+                self._handler.on_response(head)
+                return
             self._informational = True
             return
         chunked = False
@@ -542,6 +571,8 @@ class ResponseReader:
         if self._informational:
             self._informational = False
             return
+        if self.switched:
+            return  # llhttp ends a 101's message; the connection is a tunnel's now
         if not self._head_request:
             self.done = True
             self._handler.on_response_end()

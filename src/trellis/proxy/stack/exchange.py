@@ -286,6 +286,8 @@ class Exchange:
             if route.request_mutations:
                 headers = _mutated(route.apply_request_headers, headers)
         headers.insert(0, (b"host", authority.encode("latin-1")))
+        if head.upgrade:  # hop-by-hop, so re-stated for the next hop (RFC 9110 §7.8)
+            headers += [(b"connection", b"upgrade"), (b"upgrade", head.upgrade)]
         headers.extend(self.ctx.request_headers(self))
         if head.content_length is not None:
             headers.append((b"content-length", b"%d" % head.content_length))
@@ -334,7 +336,7 @@ class Exchange:
             conn.pool.put_idle(conn)
             return
         self.upstream = conn
-        conn.start(self, self.head.method == "HEAD")
+        conn.start(self, self.head.method == "HEAD", bool(self.head.upgrade))
         data = self.upstream_head
         host = self.host
         if host.target_port:
@@ -393,6 +395,31 @@ class Exchange:
             preface = request_head(b"CONNECT", target, headers)
         self.tunnel = Tunnel(self, host, preface)
         self.tunnel.start()
+
+    def _switch_protocols(self, head: ResponseHead) -> None:
+        """The upstream switched protocols (101): say so to the client, then splice the
+        two connections. The route timeout stops here (it bounds the answer, not the
+        life of a WebSocket)."""
+        upstream = self.upstream
+        assert upstream is not None and upstream.transport is not None and self.host is not None
+        self._record(101)
+        self.status = 101
+        self.resp_started = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        protocol = b""
+        for name, value in head.headers:
+            if name.lower() == b"upgrade":
+                protocol = value
+        headers = end_to_end(head.headers)
+        headers += [(b"connection", b"upgrade"), (b"upgrade", protocol)]
+        self.conn.write(response_head(101, headers, head.reason))
+        self.upstream = None  # the tunnel's now; never back to the pool
+        tunnel = Tunnel(self, self.host, None)
+        self.tunnel = tunnel
+        upstream.become_tunnel(tunnel)
+        tunnel.splice(upstream.transport)
 
     def tunnel_established(self) -> None:
         self.status = 200
@@ -468,6 +495,9 @@ class Exchange:
     def on_upstream_response(self, head: ResponseHead) -> None:
         self._cancel_try_timer()
         status = head.status
+        if status == 101:  # only ever read for a request that asked to upgrade
+            self._switch_protocols(head)
+            return
         retry = self.retry
         if retry is not None and self.replayable and retry.wants_status(status):
             delay = retry.after_status(status)
@@ -581,8 +611,8 @@ class Exchange:
             self.tunnel = None
         if self.finished:
             return
-        if not self.resp_started or self.head.method != "CONNECT":
-            self.flags.append("DC")
+        if not self.resp_started or (self.head.method != "CONNECT" and self.status != 101):
+            self.flags.append("DC")  # not the end of an established tunnel
         self._drop_upstream()
         self._finish()
 

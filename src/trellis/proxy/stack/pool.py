@@ -60,6 +60,14 @@ class PoolUser(Protocol):
     def on_upstream_flush(self) -> None: ...
 
 
+class TunnelEnd(Protocol):
+    """Where an upstream connection's bytes go once a 101 made it a tunnel."""
+
+    def upstream_data(self, data: bytes) -> None: ...
+    def upstream_eof(self) -> None: ...
+    def upstream_lost(self) -> None: ...
+
+
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
         "closed",
@@ -70,6 +78,7 @@ class UpstreamConnection(asyncio.Protocol):
         "reader",
         "reused",
         "transport",
+        "tunnel",
         "user",
     )
 
@@ -83,6 +92,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.got_bytes = False  # a byte of the current response arrived
         self.keep_alive = True
         self.reused = False  # the current request is not the connection's first
+        self.tunnel: TunnelEnd | None = None  # switched protocols: bytes go there, raw
 
     # -- asyncio.Protocol -----------------------------------------------------------------
 
@@ -94,13 +104,19 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport.set_write_buffer_limits(high=256 * 1024)
 
     def data_received(self, data: bytes) -> None:
+        # Tested through a local: narrowing `self.tunnel` itself would let compiled code
+        # assume it stays None after the feed below, which is what sets it.
+        tunnel = self.tunnel
+        if tunnel is not None:
+            tunnel.upstream_data(data)
+            return
         if self.user is None:
             self.close()  # bytes on an idle connection: nothing can be framed after this
             return
         self.got_bytes = True
         user = self.user
         try:
-            self.reader.feed(data)
+            rest = self.reader.feed(data)
         except ProtocolError as e:
             self.user = None
             self.close()
@@ -108,14 +124,27 @@ class UpstreamConnection(asyncio.Protocol):
             user.on_upstream_lost(e.reason)
             return
         user.on_upstream_flush()  # one downstream write per upstream read
+        if rest is not None:  # a 101: the user made this connection a tunnel, or left
+            tunnel = self.tunnel
+            if tunnel is None:
+                self.close()
+            elif rest:
+                tunnel.upstream_data(rest)
 
     def eof_received(self) -> bool:
+        if self.tunnel is not None:
+            self.tunnel.upstream_eof()
+            return True  # half-closed: the other way may still carry bytes
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._cancel_idle()
         self.pool.forget(self)
+        if self.tunnel is not None:
+            tunnel, self.tunnel = self.tunnel, None
+            tunnel.upstream_lost()
+            return
         user = self.user
         if user is None:
             return
@@ -150,12 +179,17 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- used by the exchange -------------------------------------------------------------
 
-    def start(self, user: PoolUser, head_request: bool) -> None:
+    def start(self, user: PoolUser, head_request: bool, upgrade: bool = False) -> None:
         """Attach `user` for one request; the caller writes the request next."""
         self._cancel_idle()
         self.user = user
         self.got_bytes = False
-        self.reader.expect(head_request)
+        self.reader.expect(head_request, upgrade)
+
+    def become_tunnel(self, tunnel: TunnelEnd) -> None:
+        """After a 101: from now on the bytes are `tunnel`'s, and the connection never
+        goes back to the pool (it stays counted open until it closes)."""
+        self.tunnel = tunnel
 
     def write(self, data: bytes) -> None:
         assert self.transport is not None

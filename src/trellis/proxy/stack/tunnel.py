@@ -7,7 +7,14 @@ over HTTP/2: the tunnel first sends `CONNECT 127.0.0.1:APP_PORT` with the
 target-port and peer headers, and splices only after that sidecar answers
 2xx. The client then gets `200 Connection established`.
 
-Half-closes are passed on (EOF one way does not end the other way); the
+An upgrade (WebSocket) becomes a tunnel too, later: the request goes out as
+HTTP on a pooled connection, and when the upstream answers 101 the exchange
+hands that connection to `Tunnel.splice` (the peer sidecar, seeing the same
+101 from its app, has spliced its side already).
+
+Half-closes are passed on (EOF one way does not end the other way) where the
+other side's transport can carry one; TLS cannot (no half-close in it), so an
+EOF towards a TLS side closes that side, after what was written to it. The
 tunnel ends when both ways are done or either side resets. Each side's full
 write buffer pauses reading on the other.
 """
@@ -16,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from trellis.proxy.identity.tls import peer_spiffe_id
 from trellis.proxy.stack.hosts import Host
@@ -54,6 +61,7 @@ class _Upstream(asyncio.Protocol):
 class Tunnel:
     __slots__ = (
         "_answer",
+        "_closed_up",
         "_down_eof",
         "_pending",
         "_up_eof",
@@ -72,6 +80,7 @@ class Tunnel:
         self._answer = b""  # the peer sidecar's answer to the preface, while it arrives
         self._down_eof = False
         self._up_eof = False
+        self._closed_up = False  # closed by us after the client's EOF (TLS upstream)
 
     def start(self) -> None:
         self.ex.ctx.loop.create_task(self._connect())
@@ -108,6 +117,13 @@ class Tunnel:
         else:
             self._open()
 
+    def splice(self, transport: asyncio.BaseTransport) -> None:
+        """Tunnel over `transport`, an upstream connection that answered 101 (its protocol
+        forwards here); the exchange has sent the 101 to the client."""
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self.preface = None
+        self.ex.conn.attach_tunnel(self)
+
     def _open(self) -> None:
         ex = self.ex
         ex.tunnel_established()
@@ -128,8 +144,13 @@ class Tunnel:
 
     def downstream_eof(self) -> None:
         self._down_eof = True
-        if self.transport is not None and self.transport.can_write_eof():
-            self.transport.write_eof()
+        transport = self.transport
+        if transport is not None:
+            if transport.can_write_eof():
+                transport.write_eof()
+            else:
+                self._closed_up = True  # a TLS peer: the whole connection ends
+                transport.close()
         self._maybe_done()
 
     # -- upstream side --------------------------------------------------------------------
@@ -166,9 +187,14 @@ class Tunnel:
 
     def upstream_eof(self) -> None:
         self._up_eof = True
-        transport = self.ex.conn.transport
-        if transport is not None and not self.ex.conn.closed and transport.can_write_eof():
-            transport.write_eof()
+        conn = self.ex.conn
+        transport = conn.transport
+        if transport is not None and not conn.closed:
+            if transport.can_write_eof():
+                transport.write_eof()
+            else:
+                conn.close()  # a TLS client: what was written goes out, then it closes
+                return
         self._maybe_done()
 
     def upstream_lost(self) -> None:
@@ -176,7 +202,7 @@ class Tunnel:
         if self.preface is not None and not self.ex.finished:
             self.ex.tunnel_failed(502, "UC", "peer sidecar closed the tunnel")
             return
-        self.ex.tunnel_closed(abort=not self._up_eof)
+        self.ex.tunnel_closed(abort=not (self._up_eof or self._closed_up))
 
     def _maybe_done(self) -> None:
         if self._down_eof and self._up_eof:
