@@ -13,9 +13,11 @@ hands that connection to `Tunnel.splice` (the peer sidecar, seeing the same
 101 from its app, has spliced its side already).
 
 Half-closes are passed on (EOF one way does not end the other way) where the
-other side's transport can carry one; TLS cannot (no half-close in it), so an
-EOF towards a TLS side closes that side, after what was written to it. The
-tunnel ends when both ways are done or either side resets. Each side's full
+other side's transport can carry one. TLS cannot: the upstream's EOF towards a
+TLS client closes that client connection after what was written to it (a
+server done sending, a WebSocket closed), and a client's EOF is not passed to
+a TLS upstream (the answer may still come). The tunnel ends when both ways are
+done or either side resets. Each side's full
 write buffer pauses reading on the other.
 """
 
@@ -61,7 +63,6 @@ class _Upstream(asyncio.Protocol):
 class Tunnel:
     __slots__ = (
         "_answer",
-        "_closed_up",
         "_down_eof",
         "_pending",
         "_up_eof",
@@ -80,7 +81,6 @@ class Tunnel:
         self._answer = b""  # the peer sidecar's answer to the preface, while it arrives
         self._down_eof = False
         self._up_eof = False
-        self._closed_up = False  # closed by us after the client's EOF (TLS upstream)
 
     def start(self) -> None:
         self.ex.ctx.loop.create_task(self._connect())
@@ -143,14 +143,11 @@ class Tunnel:
         self.transport.write(data)
 
     def downstream_eof(self) -> None:
+        # Towards a TLS upstream the half-close is not passed on: a client that shuts
+        # its sending side and then reads must still get the answer.
         self._down_eof = True
-        transport = self.transport
-        if transport is not None:
-            if transport.can_write_eof():
-                transport.write_eof()
-            else:
-                self._closed_up = True  # a TLS peer: the whole connection ends
-                transport.close()
+        if self.transport is not None and self.transport.can_write_eof():
+            self.transport.write_eof()
         self._maybe_done()
 
     # -- upstream side --------------------------------------------------------------------
@@ -202,7 +199,7 @@ class Tunnel:
         if self.preface is not None and not self.ex.finished:
             self.ex.tunnel_failed(502, "UC", "peer sidecar closed the tunnel")
             return
-        self.ex.tunnel_closed(abort=not (self._up_eof or self._closed_up))
+        self.ex.tunnel_closed(abort=not self._up_eof)
 
     def _maybe_done(self) -> None:
         if self._down_eof and self._up_eof:
