@@ -12,7 +12,6 @@ import json
 import os
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -25,16 +24,11 @@ from typing import Any
 import httpx
 import yaml
 
+from tests.ports import free_port
 from trellis.run.bootstrap import bootstrap_json
 
 VENV_BIN = Path(sys.executable).parent
 TOKEN = "integration-test-admin-token"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for(

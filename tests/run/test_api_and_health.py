@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from tests.ports import free_port
 
 from trellis.run.api import ApiClient, ApiUnreachable
 from trellis.run.health import probe
@@ -60,12 +61,6 @@ def server() -> Iterator[str]:
         httpd.server_close()
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_get_with_params_carries_the_token(server: str) -> None:
     api = ApiClient(server + "/", "secret")
     r = api.get("/api/v1/services/web", params={"namespace": "shop"})
@@ -98,7 +93,7 @@ def test_an_error_status_is_an_answer_not_an_exception(server: str) -> None:
 
 
 def test_a_control_plane_that_is_not_there_is_unreachable() -> None:
-    api = ApiClient(f"http://127.0.0.1:{_closed_port()}", "t", timeout=2)
+    api = ApiClient(f"http://127.0.0.1:{free_port()}", "t", timeout=2)
     with pytest.raises(ApiUnreachable, match="GET /api/v1/info"):
         api.get("/api/v1/info")
 
@@ -117,7 +112,7 @@ async def test_probe_by_path_reads_the_status(server: str) -> None:
 
 
 async def test_probe_fails_on_a_closed_port_and_on_a_non_http_answer() -> None:
-    port = _closed_port()
+    port = free_port()
     assert await probe(port, "/healthz") is False
     assert await probe(port, None) is False
     # A server that answers something other than HTTP.

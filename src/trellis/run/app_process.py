@@ -15,17 +15,18 @@ import os
 import signal
 from collections.abc import Mapping, Sequence
 
+from trellis.spawn import Child
+
 
 class AppProcess:
     def __init__(self, argv: Sequence[str], env: Mapping[str, str]) -> None:
         self.argv = list(argv)
         self.env = dict(env)
-        self.proc: asyncio.subprocess.Process | None = None
+        self.proc: Child | None = None
 
     async def start(self) -> None:
-        self.proc = await asyncio.create_subprocess_exec(
-            *self.argv, env=self.env, start_new_session=True
-        )
+        # Not asyncio's subprocesses: they fork, and this process runs gRPC (trellis.spawn).
+        self.proc = Child(self.argv, env=self.env, new_session=True)
 
     @property
     def pid(self) -> int:
@@ -51,8 +52,7 @@ class AppProcess:
             except TimeoutError:
                 self._signal(signal.SIGKILL)
                 await proc.wait()
-        assert proc.returncode is not None
-        return exit_status(proc.returncode)
+        return exit_status(await proc.wait())
 
     def _signal(self, sig: signal.Signals) -> None:
         assert self.proc is not None
@@ -61,5 +61,5 @@ class AppProcess:
 
 
 def exit_status(returncode: int) -> int:
-    """asyncio's negative codes for signals become 128 + signal, as shells report them."""
+    """Negative return codes (killed by a signal) become 128 + signal, as shells report them."""
     return 128 - returncode if returncode < 0 else returncode

@@ -36,8 +36,9 @@ def meta(namespace: str = "default", service_account: str = "reviews") -> dict[s
 
 
 async def stream_error(client: AdsClient) -> grpc.aio.AioRpcError:
-    await client.send(CLUSTER_TYPE, [RESOURCE])
+    # The refusal may come before the request is written: then the write raises it.
     with pytest.raises(grpc.aio.AioRpcError) as info:
+        await client.send(CLUSTER_TYPE, [RESOURCE])
         await client.call.read()
     return info.value
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -29,6 +28,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 )
 from grpc_health.v1 import health, health_pb2_grpc
 from tests.control.translate.translate_support import load_push, node, one
+from tests.ports import free_port
 
 from trellis.control.push.context import PushContext
 from trellis.control.translate import LISTENER_TYPE
@@ -247,12 +247,6 @@ kind: AuthorizationPolicy
 metadata: {{name: allow-nothing, namespace: shop}}
 spec: {{}}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -84,14 +83,6 @@ def sidecar_node(workload: str = "productpage-1", namespace: str = NAMESPACE) ->
         }
     )
     return base_pb2.Node(id=f"sidecar~{workload}.{namespace}", metadata=metadata)
-
-
-def free_port() -> int:
-    """A port nothing listens on (bound, then closed): connecting to it is refused."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
 
 
 T = TypeVar("T")

@@ -18,12 +18,12 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
 from google.protobuf import any_pb2
+from tests.ports import free_port
 from tests.proxy.xds.control_plane import (
     NODE_ID,
     ROUND_ROBIN_POLICY,
     ControlPlane,
     RecordingHandler,
-    free_port,
     sidecar_node,
     unpack,
     wait_for,

@@ -33,6 +33,7 @@ import grpc
 
 from trellis.proxy.identity.errors import IdentityError
 from trellis.proxy.identity.svid import Svid
+from trellis.spawn import Child
 
 log = logging.getLogger("trellis.proxy.identity")
 
@@ -40,6 +41,9 @@ SIGN = "/trellis.ca.v1.Certificates/Sign"
 # The control plane's serving certificate always names this host (and its IPs).
 CONTROL_PLANE_NAME = "trellis-control"
 RETRY_MIN, RETRY_MAX = 1.0, 30.0
+# One renewal attempt, key worker and CA call included, takes at most this long; then it
+# counts as failed and is retried (a hung attempt must never let the certificate expire).
+ATTEMPT_TIMEOUT = 60.0
 
 
 def _now() -> dt.datetime:
@@ -53,38 +57,36 @@ def channel_options() -> list[tuple[str, Any]]:
 class KeyWorker:
     """The key, the CSR and reading the certificate, done by a child process
     (`python -m trellis.proxy.identity.keygen`): the sidecar never loads `cryptography`
-    (~18 MB of RSS). One child per issuance; the key comes back over its pipe only."""
+    (~18 MB of RSS). One child per issuance; the key comes back over its pipe only.
+    The child is started without fork() (trellis.spawn): this process runs gRPC."""
 
     def __init__(self) -> None:
-        self._proc: asyncio.subprocess.Process | None = None
+        self._child: Child | None = None
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
 
     async def __aenter__(self) -> KeyWorker:
-        self._proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "trellis.proxy.identity.keygen",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-        )
+        self._child = Child([sys.executable, "-m", "trellis.proxy.identity.keygen"], pipes=True)
+        self._reader, self._writer = await self._child.streams()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        proc = self._proc
-        if proc is not None and proc.returncode is None:
-            assert proc.stdin is not None
-            proc.stdin.close()
+        child, writer = self._child, self._writer
+        if writer is not None:
+            writer.close()  # its stdin ends: the worker exits
+        if child is not None and child.returncode is None:
             try:
-                await asyncio.wait_for(proc.wait(), 5)
+                await asyncio.wait_for(child.wait(), 5)
             except TimeoutError:
-                proc.kill()
-                await proc.wait()
+                child.popen.kill()
+                await child.wait()
 
     async def _ask(self, request: dict[str, str]) -> dict[str, Any]:
-        proc = self._proc
-        assert proc is not None and proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write((json.dumps(request) + "\n").encode())
-        await proc.stdin.drain()
-        line = await asyncio.wait_for(proc.stdout.readline(), 30)
+        reader, writer = self._reader, self._writer
+        assert reader is not None and writer is not None
+        writer.write((json.dumps(request) + "\n").encode())
+        await asyncio.wait_for(writer.drain(), 30)
+        line = await asyncio.wait_for(reader.readline(), 30)
         if not line:
             raise IdentityError("the key worker ended without an answer")
         return dict(json.loads(line))
@@ -215,10 +217,17 @@ class IdentityAgent:
             if wait > 0:
                 await asyncio.sleep(wait)
             try:
-                fresh = await self._sign(token=None, current=svid)
+                fresh = await asyncio.wait_for(
+                    self._sign(token=None, current=svid), ATTEMPT_TIMEOUT
+                )
             except (grpc.aio.AioRpcError, IdentityError, OSError) as e:
                 self.failures += 1
-                self.last_error = str(e.details() if isinstance(e, grpc.aio.AioRpcError) else e)
+                if isinstance(e, grpc.aio.AioRpcError):
+                    self.last_error = str(e.details())
+                elif isinstance(e, TimeoutError):
+                    self.last_error = f"no answer within {ATTEMPT_TIMEOUT:.0f} s"
+                else:
+                    self.last_error = str(e)
                 left = svid.seconds_left(_now())
                 log.warning("renewal failed (%.0f s of validity left): %s", left, self.last_error)
                 await asyncio.sleep(min(delay, max(left / 4, RETRY_MIN)) * random.uniform(0.5, 1))
