@@ -88,8 +88,11 @@ def run_service(
     run_args: tuple[str, ...] = (),
     app_args: tuple[str, ...] = (),
     wait_endpoint: bool = True,
+    ttl: float = 10.0,
 ) -> Member:
-    """`trellis run --service SERVICE` around the demo web app (or `app`), on free ports."""
+    """`trellis run --service SERVICE` around the demo web app (or `app`), on free ports.
+    `ttl`: the lease; short only where a test waits for one to expire (a stalled control
+    plane on a slow machine must not expire the others)."""
     port = port or free_port()
     workload = workload or f"{service}-{port}"
     argv = [
@@ -112,7 +115,7 @@ def run_service(
         "--admin-port",
         "0",
         "--ttl",
-        "3",
+        str(ttl),
         *run_args,
     ]
     for k, v in (labels or {}).items():

@@ -98,8 +98,11 @@ class Proc:
             try:
                 line = self.lines.get(timeout=min(remaining, 0.1))
             except queue.Empty:
-                if self.popen.poll() is not None and self.lines.empty():
-                    break
+                if self.popen.poll() is not None:
+                    # Ended: let the pump queue what it printed last before giving up.
+                    self._pumps[0].join(timeout=5)
+                    if self.lines.empty():
+                        break
                 continue
             if predicate(line):
                 return line
@@ -255,7 +258,7 @@ class Mesh:
         name: str,
         labels: dict[str, str],
         *,
-        ttl: float = 3.0,
+        ttl: float = 10.0,
         fail_first: bool = False,
         namespace: str = "default",
     ) -> Proc:

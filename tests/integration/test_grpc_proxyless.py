@@ -73,7 +73,9 @@ def assert_all_acked(summary: dict[str, object]) -> None:
 
 def test_round_robin_with_default_policy_is_acked(mesh: Mesh) -> None:
     two_versions(mesh)
-    summary = mesh.run_client(TARGET, "--calls", "200", "--csds", "--wait-ready", "10")
+    summary = mesh.run_client(
+        TARGET, "--calls", "200", "--csds", "--wait-ready", "10", "--wait-peers", "2"
+    )
     assert summary["errors"] == {}, summary
     peers = summary["peers"]
     assert set(peers) == {"greeter-a", "greeter-b"}, peers
@@ -106,7 +108,8 @@ def test_status_shows_every_type_acked_by_a_connected_client(mesh: Mesh) -> None
 def test_weighted_split_80_20(mesh: Mesh) -> None:
     two_versions(mesh)
     mesh.cp.apply(split_route(80, 20))
-    summary = mesh.run_client(TARGET, "--calls", "1000", "--csds", "--wait-ready", "10")
+    # ±5 points over 2000 calls: 5.6 standard deviations.
+    summary = mesh.run_client(TARGET, "--calls", "2000", "--csds", "--wait-ready", "10")
     assert summary["errors"] == {}, summary
     share = summary["peers"].get("greeter-a", 0) / summary["calls"]
     assert 0.75 <= share <= 0.85, summary["peers"]
@@ -163,18 +166,19 @@ def test_change_applied_while_client_runs_takes_effect_within_1s(mesh: Mesh) -> 
     two_versions(mesh)
     mesh.cp.apply(split_route(100, 0))
     client = mesh.client(
-        TARGET, "--duration", "6", "--interval", "0.005", "--stream", "--wait-ready", "10"
+        TARGET, "--duration", "10", "--interval", "0.005", "--stream", "--wait-ready", "10"
     )
     client.wait_line(lambda line: '"peer": "greeter-a"' in line, 20)
     time.sleep(
         1.5
     )  # let the client run on the first config: this is load, not a wait for a condition
-    applied = time.time()
+    sent = time.time()
     mesh.cp.apply(split_route(0, 100))
+    applied = time.time()  # the API answered: the change is stored, the push starts
     client.wait_line(lambda line: line.startswith('{"summary"'), 30)
     calls = list(calls_of(client))
     assert calls and all(c["ok"] for c in calls), [c for c in calls if not c["ok"]][:5]
-    before = [c for c in calls if c["t"] < applied]
+    before = [c for c in calls if c["t"] < sent]
     after = [c for c in calls if c["t"] > applied + 1.0]
     assert before and all(c["peer"] == "greeter-a" for c in before)
     assert len(after) > 50 and all(c["peer"] == "greeter-b" for c in after), after[:5]
@@ -185,7 +189,7 @@ def test_backend_whose_heartbeats_stop_leaves_the_rotation(mesh: Mesh) -> None:
     a = mesh.backend("greeter-a", {"app": "greeter", "version": "v1"}, ttl=1.5)
     mesh.backend("greeter-b", {"app": "greeter", "version": "v1"}, ttl=1.5)
     wait_for(lambda: len(mesh.cp.endpoints("greeter")) == 2, 10, "two endpoints")
-    first = mesh.run_client(TARGET, "--calls", "50", "--wait-ready", "10")
+    first = mesh.run_client(TARGET, "--calls", "50", "--wait-ready", "10", "--wait-peers", "2")
     assert set(first["peers"]) == {"greeter-a", "greeter-b"}
     a.signal(signal.SIGUSR1)  # still serving, but no more heartbeats
     wait_for(
@@ -201,7 +205,7 @@ def test_control_plane_restart_keeps_clients_serving(mesh: Mesh) -> None:
     two_versions(mesh)
     mesh.cp.apply(split_route(100, 0))
     client = mesh.client(
-        TARGET, "--duration", "25", "--interval", "0.01", "--stream", "--wait-ready", "10"
+        TARGET, "--duration", "60", "--interval", "0.01", "--stream", "--wait-ready", "10"
     )
     client.wait_line(lambda line: '"peer": "greeter-a"' in line, 20)
     mesh.cp.kill()
@@ -234,13 +238,13 @@ def _after(line: str, t: float) -> bool:
 
 def test_unknown_service_fails_fast(mesh: Mesh) -> None:
     mesh.cp.apply(SERVICES)
-    started = time.monotonic()
     summary = mesh.run_client(
         "xds:///nosuch:50051", "--calls", "1", "--timeout", "20", fast_not_found=True
     )
-    elapsed = time.monotonic() - started
     assert summary["errors"] == {"UNAVAILABLE": 1}, summary
-    assert elapsed < 5, f"took {elapsed:.1f}s: the client waited for its does-not-exist timer"
+    # Timed inside the client (an interpreter start on a slow machine is not the point):
+    # far below grpcio's 15 s does-not-exist timer.
+    assert summary["seconds"] < 5, f"{summary}: the client waited for its does-not-exist timer"
     assert "nosuch" in summary["first_error"], summary
 
 

@@ -104,10 +104,11 @@ def test_a_request_timeout_gives_504_with_flag_ut(mesh: Mesh) -> None:
             elapsed = time.monotonic() - started
             assert r.status_code == 504, r.text
             assert "UT" in r.headers[FLAGS].split(","), r.headers
-            assert 0.45 <= elapsed < 1.5, f"the 504 came after {elapsed:.2f}s, not 0.5s"
+            # The route's 0.5 s, not the app's 3 s (with room for a slow machine).
+            assert 0.45 <= elapsed < 2.5, f"the 504 came after {elapsed:.2f}s, not 0.5s"
             # The abandoned request ends at the service's sidecar too, long before the app
             # would have answered (3 s).
-            wait_for(lambda: in_flight(service) == 0, 1.0, "the service sidecar to let go")
+            wait_for(lambda: in_flight(service) == 0, 2.0, "the service sidecar to let go")
         # The connection is still good for the next request.
         assert c.get(URL + "/").status_code == 200
 
@@ -118,8 +119,9 @@ def test_a_client_that_gives_up_drops_the_request_in_both_sidecars(mesh: Mesh) -
     sidecar = client_sidecar(mesh)
     with sidecar.client(timeout=0.3) as c, pytest.raises(httpx.ReadTimeout):
         c.get(URL + "/?delay=3")
-    wait_for(lambda: in_flight(sidecar) == 0, 1.0, "the client sidecar to drop the request")
-    wait_for(lambda: in_flight(service) == 0, 1.0, "the service sidecar to drop it too")
+    # Within 2 s, long before the app would have answered (3 s).
+    wait_for(lambda: in_flight(sidecar) == 0, 2.0, "the client sidecar to drop the request")
+    wait_for(lambda: in_flight(service) == 0, 2.0, "the service sidecar to drop it too")
 
 
 # -- fault injection ------------------------------------------------------------------------
@@ -148,9 +150,10 @@ spec:
 def test_fault_injection_hits_its_percentages(mesh: Mesh) -> None:
     one_member(mesh, FAULT_ROUTE)
     sidecar = client_sidecar(mesh)
-    calls = 1000
+    calls = 2000
     with sidecar.client() as c:
-        # Abort 503 at 30%: within 5 points over 1000 calls (3.4 standard deviations);
+        # Abort 503 at 30%: within 5 points over 2000 calls (4.9 standard deviations: a
+        # false failure in a million runs);
         # every abort is flagged FI, and the app never saw it.
         aborts = served = 0
         for _ in range(calls):
@@ -170,19 +173,23 @@ def test_fault_injection_hits_its_percentages(mesh: Mesh) -> None:
             r = c.get(URL + "/slow")
             assert time.monotonic() - started >= 0.3
             assert r.status_code == 200 and r.headers[FLAGS] == "DI"
-        started = time.monotonic()
-        assert FLAGS not in c.get(URL + "/fast").headers
-        assert time.monotonic() - started < 0.3
+        durations = []
+        for _ in range(5):  # the best of five: one scheduling stall must not fail it
+            started = time.monotonic()
+            assert FLAGS not in c.get(URL + "/fast").headers
+            durations.append(time.monotonic() - started)
+        assert min(durations) < 0.3, durations
 
         # A delay at 25%: the flagged calls are the slow ones, about a quarter of them.
+        # 800 calls: 8 points are 5.2 standard deviations.
         delayed = 0
-        for _ in range(400):
+        for _ in range(800):
             started = time.monotonic()
             r = c.get(URL + "/sometimes-slow")
             if r.headers.get(FLAGS) == "DI":
                 assert time.monotonic() - started >= 0.02
                 delayed += 1
-        assert abs(100 * delayed / 400 - 25) <= 8, f"{delayed} of 400 calls delayed"
+        assert abs(100 * delayed / 800 - 25) <= 8, f"{delayed} of 800 calls delayed"
 
 
 # -- the control plane goes away ------------------------------------------------------------
@@ -256,7 +263,7 @@ def test_a_sigkilled_workload_costs_clients_nothing_retries_can_reach(mesh: Mesh
     # retry with no codes: the sidecar retries connect-failure and reset (see
     # control/translate/generators/sidecar.py).
     mesh.cp.apply(service_yaml("web", {"app": "web"}) + RESET_RETRY_ROUTE)
-    doomed, survivor = start_members(mesh, "web", [{"n": "a"}, {"n": "b"}])
+    doomed, survivor = start_members(mesh, "web", [{"n": "a"}, {"n": "b"}], ttl=3)
     sidecar = client_sidecar(mesh)
     with sidecar.client() as c:
         wait_for(lambda: len(names(c, URL + "/", 20)) == 2, 10, "both endpoints taking requests")
@@ -278,8 +285,8 @@ def test_a_sigkilled_workload_costs_clients_nothing_retries_can_reach(mesh: Mesh
             wait_for(lambda: load.count(lambda o: o.t > left) > 50, 10, "calls after it left")
         doomed.proc.wait(5)
     assert load.failures() == [], load.failures()[:5]
-    # (A call that ended just before the kill may be recorded just after it.)
-    after = [o for o in load.outcomes[seen:] if o.t > killed + 0.05]
+    # Calls sent after the kill (one answered just before it may be recorded after it).
+    after = [o for o in load.outcomes[seen:] if o.started > killed]
     assert len(after) > 100, len(after)
     assert {o.name for o in after} == {survivor.workload}
     # The retries did the work: the client sidecar saw connect failures to the dead host.

@@ -106,6 +106,8 @@ def test_sidecars_speak_mtls_and_nothing_else_reaches_the_app(mesh: Mesh) -> Non
     # A real mesh identity gets through (the same raw client).
     mesh_svid = issue(mesh, "prober")
     assert b"200 OK" in raw_get(inbound, client_context(mesh_svid), "/with-svid")
+    # The app's log line comes through a reader thread: wait for it, not just the answer.
+    wait_for(lambda: "REQ GET /with-svid" in app_requests(shop), 10, "the app to log /with-svid")
     seen = app_requests(shop)
     assert "REQ GET /through-the-mesh" in seen and "REQ GET /with-svid" in seen
     assert not [line for line in seen if line.split()[-1] in ("/plaintext", "/foreign", "/expired")]

@@ -41,10 +41,14 @@ spec:
 """
 
 
-def start_members(mesh: Mesh, service: str, labels: Iterable[dict[str, str]]) -> list[Member]:
+def start_members(
+    mesh: Mesh, service: str, labels: Iterable[dict[str, str]], ttl: float = 10.0
+) -> list[Member]:
     """`trellis run --service SERVICE` once per label set, started side by side."""
     with ThreadPoolExecutor() as pool:
-        futures = [pool.submit(run_service, mesh, service, labels=extra) for extra in labels]
+        futures = [
+            pool.submit(run_service, mesh, service, labels=extra, ttl=ttl) for extra in labels
+        ]
         return [f.result() for f in futures]
 
 
@@ -83,6 +87,7 @@ class Outcome:
     name: str = ""
     flags: str = ""
     error: str = ""
+    started: float = 0.0  # time.monotonic() when the call was sent
 
 
 @dataclass
@@ -114,14 +119,15 @@ class Load:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            started = time.monotonic()
             try:
                 r = self.client.get(self.url)
             except httpx.HTTPError as e:
-                self.outcomes.append(Outcome(time.monotonic(), 0, error=repr(e)))
+                self.outcomes.append(Outcome(time.monotonic(), 0, error=repr(e), started=started))
                 continue
             name = r.json().get("name", "") if r.status_code == 200 else ""
-            outcome = Outcome(time.monotonic(), r.status_code, name, r.headers.get(FLAGS, ""))
-            self.outcomes.append(outcome)
+            flags = r.headers.get(FLAGS, "")
+            self.outcomes.append(Outcome(time.monotonic(), r.status_code, name, flags, "", started))
 
     def count(self, predicate: Callable[[Outcome], bool]) -> int:
         return sum(1 for o in list(self.outcomes) if predicate(o))

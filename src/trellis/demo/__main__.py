@@ -17,7 +17,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,8 @@ from typing import IO
 
 import httpx
 import yaml
+
+from trellis.ports import bindable, free_port
 
 HERE = Path(__file__).parent
 APP = [sys.executable, "-m", "trellis.demo.web_app"]
@@ -42,12 +43,8 @@ _READY = re.compile(r"sidecar ready: outbound (\S+) inbound (\S+) admin (\S+)")
 
 
 def _port(preferred: int) -> int:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", preferred))
-        except OSError:
-            s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """`preferred` when it is free, else a port no other bind to port 0 can take."""
+    return preferred if bindable(preferred) else free_port()
 
 
 class Demo:
@@ -121,7 +118,7 @@ class Demo:
 
     def start_services(self) -> None:
         for workload, service, labels, calls in SERVICES:
-            port = _port(0)
+            port = free_port()
             argv = [*self.run_argv(workload, service, labels), "--port", str(port), "--", *APP,
                     "--name", workload, "--port", str(port)]  # fmt: skip
             for url in calls:

@@ -53,6 +53,9 @@ def main() -> None:
     p.add_argument("--csds", action="store_true")
     p.add_argument("--wait-ready", type=float, default=0.0, help="retry the first call this long")
     p.add_argument(
+        "--wait-peers", type=int, default=1, help="with --wait-ready: until N peers answered"
+    )
+    p.add_argument(
         "--xds-creds",
         action="store_true",
         help="grpc.xds_channel_credentials: mesh mTLS when the control plane says so (A29)",
@@ -81,12 +84,18 @@ def main() -> None:
             return False, None, e.code().name, time.monotonic() - sent
 
     if args.wait_ready:
+        # Ready: calls succeed, and `--wait-peers` different peers have answered (with
+        # round robin, calls all go to the first backend connected until the others are).
         deadline = time.monotonic() + args.wait_ready
+        answered: set[str | None] = set()
         while time.monotonic() < deadline:
-            ok, *_ = one()
+            ok, peer, *_ = one()
             if ok:
-                break
-            time.sleep(0.05)
+                answered.add(peer)
+                if len(answered) >= args.wait_peers:
+                    break
+            else:
+                time.sleep(0.05)
         first_error = ""
     start = time.monotonic()
     n = 0
