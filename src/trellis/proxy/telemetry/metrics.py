@@ -40,7 +40,10 @@ _OVERFLOW = tuple("overflow" for _ in LABELS)
 Labels = tuple[str, ...]
 
 
-class _Series:
+class Series:
+    """One label set's counters. Callers that see the same labels again keep the object
+    (`RequestMetrics.series`) and call `add`: no hashing of the labels per request."""
+
     __slots__ = ("buckets", "count", "req_bytes", "resp_bytes", "sum_ms")
 
     def __init__(self) -> None:
@@ -49,6 +52,13 @@ class _Series:
         self.buckets = [0] * (len(BUCKETS_MS) + 1)
         self.req_bytes = 0
         self.resp_bytes = 0
+
+    def add(self, duration_ms: float, req_bytes: int, resp_bytes: int) -> None:
+        self.count += 1
+        self.sum_ms += duration_ms
+        self.buckets[bisect.bisect_left(BUCKETS_MS, duration_ms)] += 1
+        self.req_bytes += req_bytes
+        self.resp_bytes += resp_bytes
 
 
 def _escape(value: str) -> str:
@@ -64,26 +74,30 @@ def _label_text(labels: Labels, extra: str = "") -> str:
 
 class RequestMetrics:
     def __init__(self) -> None:
-        self._series: dict[Labels, _Series] = {}
-        self.overflowed = 0
+        self._series: dict[Labels, Series] = {}
         # (outcome, policy) -> count: RBAC denials and dry-run ("shadow") denials.
         self.authz: dict[tuple[str, str], int] = {}
         self.gauges: list[Callable[[], Iterable[str]]] = []
 
-    def record(self, labels: Labels, duration_ms: float, req_bytes: int, resp_bytes: int) -> None:
+    def series(self, labels: Labels) -> Series:
+        """The series of `labels`, made on first use; the overflow series past MAX_SERIES."""
         series = self._series.get(labels)
         if series is None:
             if len(self._series) >= MAX_SERIES:
-                self.overflowed += 1
                 labels = _OVERFLOW
                 series = self._series.get(labels)
             if series is None:
-                series = self._series[labels] = _Series()
-        series.count += 1
-        series.sum_ms += duration_ms
-        series.buckets[bisect.bisect_left(BUCKETS_MS, duration_ms)] += 1
-        series.req_bytes += req_bytes
-        series.resp_bytes += resp_bytes
+                series = self._series[labels] = Series()
+        return series
+
+    def record(self, labels: Labels, duration_ms: float, req_bytes: int, resp_bytes: int) -> None:
+        self.series(labels).add(duration_ms, req_bytes, resp_bytes)
+
+    @property
+    def overflowed(self) -> int:
+        """Requests counted under the overflow labels."""
+        series = self._series.get(_OVERFLOW)
+        return series.count if series is not None else 0
 
     def count_authz(self, outcome: str, policy: str) -> None:
         key = (outcome, policy if len(self.authz) < MAX_SERIES else "overflow")

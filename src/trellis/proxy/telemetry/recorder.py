@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
-from trellis.proxy.telemetry.metrics import RequestMetrics
+from trellis.proxy.telemetry.metrics import Labels, RequestMetrics, Series
 
 if TYPE_CHECKING:
     from trellis.proxy.stack.exchange import Exchange
@@ -73,8 +73,22 @@ class Recorder:
         self.me = me
         self.metrics = metrics
         self.access_log = access_log
-        # Label tuples by (cluster, endpoint workload, status, flags...): built once each.
-        self._outbound_labels: dict[tuple[object, ...], tuple[str, ...]] = {}
+        # Label tuples and their series, by what decides them: built once each.
+        # Outbound: (cluster, endpoint workload, mTLS, status, flags...); inbound: (the
+        # caller's peer header as sent, mTLS, status, flags...).
+        self._outbound_labels: dict[tuple[object, ...], tuple[Labels, Series]] = {}
+        self._inbound_labels: dict[tuple[object, ...], tuple[Labels, Series]] = {}
+
+    def _series(
+        self,
+        cache: dict[tuple[object, ...], tuple[Labels, Series]],
+        key: tuple[object, ...],
+        labels: Labels,
+    ) -> tuple[Labels, Series]:
+        if len(cache) >= _LABEL_CACHE_MAX:
+            cache.clear()
+        entry = cache[key] = (labels, self.metrics.series(labels))
+        return entry
 
     def outbound(self, ex: Exchange) -> None:
         host = ex.host
@@ -85,12 +99,11 @@ class Recorder:
             ex.status,
             *ex.flags,
         )
-        labels = self._outbound_labels.get(key)
-        if labels is None:
-            if len(self._outbound_labels) >= _LABEL_CACHE_MAX:
-                self._outbound_labels.clear()
-            labels = self._outbound_labels[key] = self._outbound(ex)
-        self._record(ex, labels, "outbound", labels[7])
+        entry = self._outbound_labels.get(key)
+        if entry is None:
+            entry = self._series(self._outbound_labels, key, self._outbound(ex))
+        labels = entry[0]
+        self._record(ex, labels, entry[1], "outbound", labels[7])
 
     def _outbound(self, ex: Exchange) -> tuple[str, ...]:
         fqdn, name, namespace = cluster_service(ex.cluster_name)
@@ -119,10 +132,20 @@ class Recorder:
         return labels
 
     def inbound(self, ex: Exchange) -> None:
-        peer = parse_peer(ex.head.get("x-trellis-peer"))
+        header = ex.head.get("x-trellis-peer")
+        secure = ex.conn.secure
+        key = (header, secure, ex.status, *ex.flags)
+        entry = self._inbound_labels.get(key)
+        if entry is None:
+            entry = self._series(self._inbound_labels, key, self._inbound(ex, header, secure))
+        labels = entry[0]
+        self._record(ex, labels, entry[1], "inbound", labels[7])
+
+    def _inbound(self, ex: Exchange, header: str | None, secure: bool) -> Labels:
+        peer = parse_peer(header)
         me = self.me
         service = peer.get("service", UNKNOWN)
-        labels = (
+        return (
             "destination",
             peer.get("workload", UNKNOWN),
             peer.get("namespace", UNKNOWN),
@@ -136,13 +159,14 @@ class Recorder:
             "http",
             str(ex.status),
             ",".join(ex.flags) or "-",
-            "mutual_tls" if ex.conn.secure else "none",
+            "mutual_tls" if secure else "none",
         )
-        self._record(ex, labels, "inbound", service)
 
-    def _record(self, ex: Exchange, labels: tuple[str, ...], direction: str, service: str) -> None:
+    def _record(
+        self, ex: Exchange, labels: Labels, series: Series, direction: str, service: str
+    ) -> None:
         duration = ex.ctx.loop.time() - ex.start_time
-        self.metrics.record(labels, duration * 1000.0, ex.req_bytes, ex.resp_bytes)
+        series.add(duration * 1000.0, ex.req_bytes, ex.resp_bytes)
         log = self.access_log
         if log is None:
             return
