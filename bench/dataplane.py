@@ -47,8 +47,11 @@ RATE = 1000  # requests/s of the open loop
 OPEN_CONNECTIONS = 32  # keep-alive pool of the open loop
 WRK_CONNECTIONS = 64
 HOST = sidecars.HOST  # the Host header of every request, on every path
-# The pair Trellis is compared with: the sidecars speak mesh mTLS, so HAProxy with TLS.
+# The pair the mTLS Trellis pair is compared with: HAProxy with TLS between its two.
 REFERENCE = "haproxy-tls"
+# Each Trellis pair and the HAProxy pair it is held against: plaintext with plaintext
+# (issue 3), mesh mTLS with TLS (issue 4).
+COMPARISONS = (("trellis-plain", "haproxy"), ("trellis", REFERENCE))
 # Issue 3's performance target: added latency at most 1.5x the HAProxy pair's,
 # at least 0.7x its maximum throughput.
 TARGET_LATENCY_RATIO = 1.5
@@ -196,23 +199,29 @@ def render(results: list[PathResult], environment: list[str]) -> str:
             f"| {r.label} | {r.wrk_cpu_share:.0%} | {r.measured_cpu_share:.0%}"
             f" | {limited_by(r.wrk_cpu_share, r.measured_cpu_share)} |"
         )
-    ratios = [
-        f"| Trellis / HAProxy (reference: {by_key[REFERENCE].label}) | value | target |",
-        "|---|---:|---:|",
-    ]
-    trellis, reference = by_key.get("trellis"), by_key[REFERENCE]
-    if trellis is not None and trellis.measured:
-        t50, t99 = added(trellis, direct)
-        h50, h99 = added(reference, direct)
+    ratios: list[str] = []
+    for key, reference_key in COMPARISONS:
+        trellis, reference = by_key.get(key), by_key.get(reference_key)
+        if trellis is None or reference is None:
+            continue
+        if ratios:
+            ratios.append("")
         ratios += [
-            f"| added p50 | {_x(ratio(t50, h50))} | ≤ {TARGET_LATENCY_RATIO}x |",
-            f"| added p99 | {_x(ratio(t99, h99))} | ≤ {TARGET_LATENCY_RATIO}x |",
-            f"| max rps | {_x(ratio(trellis.rps, reference.rps))} | ≥ {TARGET_RPS_RATIO}x |",
+            f"| {trellis.label} / {reference.label} | value | target |",
+            "|---|---:|---:|",
         ]
-        rss = max((p.rss_mb for p in trellis.proxies), default=0.0)
-        ratios.append(f"| largest sidecar RSS | {rss:.0f} MB | ≤ 60 MB |")
-    else:
-        ratios.append("| (Trellis path not measured) | n/a | |")
+        if trellis.measured and reference.measured:
+            t50, t99 = added(trellis, direct)
+            h50, h99 = added(reference, direct)
+            ratios += [
+                f"| added p50 | {_x(ratio(t50, h50))} | ≤ {TARGET_LATENCY_RATIO}x |",
+                f"| added p99 | {_x(ratio(t99, h99))} | ≤ {TARGET_LATENCY_RATIO}x |",
+                f"| max rps | {_x(ratio(trellis.rps, reference.rps))} | ≥ {TARGET_RPS_RATIO}x |",
+            ]
+            rss = max((p.rss_mb for p in trellis.proxies), default=0.0)
+            ratios.append(f"| largest sidecar RSS | {rss:.0f} MB | ≤ 60 MB |")
+        else:
+            ratios.append("| (Trellis path not measured) | n/a | |")
     return "\n".join(
         [
             *environment,
@@ -369,6 +378,7 @@ def _haproxy_pair(
 
 
 def _trellis_pair(
+    mtls: bool,
     backend: Child,
     backend_port: int,
     durations: Durations,
@@ -376,13 +386,17 @@ def _trellis_pair(
     load_prefix: list[str],
     logs: Path,
 ) -> PathResult:
-    result = PathResult("trellis", "(c) Trellis sidecar pair")
+    result = (
+        PathResult("trellis", "(c') Trellis sidecar pair, mTLS")
+        if mtls
+        else PathResult("trellis-plain", "(c) Trellis sidecar pair")
+    )
     reason = sidecars.unavailable()
     if reason is not None:
         result.skipped = reason
         print(f"  {result.label}: skipped: {reason}", flush=True)
         return result
-    pair = sidecars.SidecarPair(logs, backend_port, load_prefix, cores.prefix())
+    pair = sidecars.SidecarPair(logs, backend_port, load_prefix, cores.prefix(), mtls=mtls)
     try:
         pair.start()
         return _measure(
@@ -411,9 +425,10 @@ def _environment(cores: Cores, durations: Durations, direct: PathResult) -> list
         f" Python {platform.python_version()}, uvloop {uvloop.__version__},"
         f" Linux {platform.release()}.",
         f"CPUs: {os.cpu_count()}; {cores.describe()} (backend and all proxies share the"
-        " measured core; the control plane of (c) sits idle on the load core).",
-        f"Ratios compare the Trellis pair with {REFERENCE!r} (added latency over direct, and max"
-        " rps); CPU is per proxy process at the open-loop rate, RSS after the wrk run.",
+        " measured core; the control plane of (c) and (c') sits idle on the load core).",
+        "Ratios compare each Trellis pair with the HAProxy pair of its kind, (c) with (b) and"
+        " (c') with (b') (added latency over direct, and max rps); CPU is per proxy process at"
+        " the open-loop rate, RSS after the wrk run.",
     ]
 
 
@@ -446,9 +461,10 @@ def run(quick: bool) -> Section:
                 results.append(
                     _haproxy_pair(tls, backend, backend_port, durations, cores, load_prefix, logs)
                 )
-            results.append(
-                _trellis_pair(backend, backend_port, durations, cores, load_prefix, logs)
-            )
+            for mtls in (False, True):
+                results.append(
+                    _trellis_pair(mtls, backend, backend_port, durations, cores, load_prefix, logs)
+                )
         finally:
             backend.stop()
     return Section("dataplane", render(results, _environment(cores, durations, results[0])))

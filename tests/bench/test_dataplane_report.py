@@ -114,6 +114,40 @@ def test_render_ratios_against_the_haproxy_pair() -> None:
     assert "| largest sidecar RSS | 16 MB | ≤ 60 MB |" in text
 
 
+def test_each_trellis_pair_is_held_against_the_haproxy_pair_of_its_kind() -> None:
+    results = [
+        _path("direct", "(a) direct", 80, 110, 180_000),
+        _path("haproxy", "(b) HAProxy pair", 120, 270, 36_000),
+        _path(REFERENCE, "(b') HAProxy pair, mTLS", 140, 310, 26_000),
+        _path("trellis-plain", "(c) Trellis sidecar pair", 200, 350, 27_000),
+        _path("trellis", "(c') Trellis sidecar pair, mTLS", 150, 330, 13_000),
+    ]
+    text = render(results, [])
+    plain = text.split("| (c) Trellis sidecar pair / (b) HAProxy pair | value | target |")[1]
+    mtls = plain.split("| (c') Trellis sidecar pair, mTLS / (b') HAProxy pair, mTLS |")[1]
+    plain = plain.split("| (c') Trellis sidecar pair, mTLS /")[0]
+    # (c) against (b): +120 over +40 µs, 270 over 160 µs added p99, 27k over 36k rps.
+    assert "| added p50 | 3.00x | ≤ 1.5x |" in plain
+    assert "| max rps | 0.75x | ≥ 0.7x |" in plain
+    # (c') against (b'): +70 over +60 µs, 13k over 26k rps.
+    assert "| added p50 | 1.17x | ≤ 1.5x |" in mtls
+    assert "| max rps | 0.50x | ≥ 0.7x |" in mtls
+
+
+def test_a_skipped_trellis_pair_says_so_in_its_comparison() -> None:
+    results = [
+        _path("direct", "(a) direct", 80, 110, 180_000),
+        _path("haproxy", "(b) HAProxy pair", 120, 270, 36_000),
+        _path(REFERENCE, "(b') HAProxy pair, mTLS", 140, 310, 26_000),
+        PathResult("trellis-plain", "(c) Trellis sidecar pair", skipped="failed: boom"),
+        _path("trellis", "(c') Trellis sidecar pair, mTLS", 150, 330, 13_000),
+    ]
+    text = render(results, [])
+    plain = text.split("| (c) Trellis sidecar pair / (b) HAProxy pair | value | target |")[1]
+    assert plain.split("\n")[2] == "| (Trellis path not measured) | n/a | |"
+    assert "| max rps | 0.50x | ≥ 0.7x |" in text
+
+
 def test_mesh_documents_route_the_service_to_sidecar_b() -> None:
     service, workload = mesh_documents(backend_port=41000, inbound_port=41001)
     assert service["kind"] == "Service" and service["metadata"]["name"] == "backend"
