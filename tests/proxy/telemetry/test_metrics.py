@@ -27,6 +27,19 @@ def test_a_series_is_made_once_and_kept() -> None:
     assert m.total(response_code="200") == 2 and m.total(response_code="503") == 0
 
 
+def test_buckets_hold_durations_up_to_their_bound() -> None:
+    series = RequestMetrics().series(labels("200"))
+    bounds = metrics.BUCKETS_MS
+    for duration in (0.0, 0.5, 0.51, 1.0, 9.99, 60000.0, 60000.1, 1e9):
+        series.add(duration, 0, 0)
+    expected = [0] * (len(bounds) + 1)
+    for duration in (0.0, 0.5, 0.51, 1.0, 9.99, 60000.0, 60000.1, 1e9):
+        # le="bound" holds what is at most the bound; the last bucket is +Inf.
+        expected[next((i for i, b in enumerate(bounds) if duration <= b), len(bounds))] += 1
+    assert series.buckets == expected
+    assert series.buckets[0] == 2 and series.buckets[1] == 2 and series.buckets[-1] == 2
+
+
 def test_past_the_cap_new_label_sets_count_as_overflow() -> None:
     m = RequestMetrics()
     for i in range(metrics.MAX_SERIES):

@@ -25,7 +25,14 @@ def reason_phrase(status: int) -> bytes:
 
 
 def _fields(headers: Headers) -> bytes:
-    return b"".join([n + b": " + v + b"\r\n" for n, v in headers])
+    # One join over the pieces: no intermediate bytes object per field.
+    parts: list[bytes] = []
+    for n, v in headers:
+        parts.append(n)
+        parts.append(b": ")
+        parts.append(v)
+        parts.append(CRLF)
+    return b"".join(parts)
 
 
 def request_head(method: bytes, target: bytes, headers: Headers) -> bytes:

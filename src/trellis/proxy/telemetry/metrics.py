@@ -14,8 +14,8 @@ counted under one series whose labels all say "overflow" (and
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Callable, Iterable
+from typing import Final
 
 LABELS = (
     "reporter",
@@ -35,6 +35,8 @@ LABELS = (
 )
 BUCKETS_MS = (0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000)
 MAX_SERIES = 2000
+_BOUNDS: Final[tuple[float, ...]] = tuple(float(b) for b in BUCKETS_MS)
+_BUCKET_COUNT: Final = len(BUCKETS_MS)
 _OVERFLOW = tuple("overflow" for _ in LABELS)
 
 Labels = tuple[str, ...]
@@ -56,7 +58,13 @@ class Series:
     def add(self, duration_ms: float, req_bytes: int, resp_bytes: int) -> None:
         self.count += 1
         self.sum_ms += duration_ms
-        self.buckets[bisect.bisect_left(BUCKETS_MS, duration_ms)] += 1
+        # The first bucket whose bound is not below the duration (bisect_left), scanning
+        # up from the smallest: most requests land in the first buckets, and compiled this
+        # beats a call into the bisect module.
+        i = 0
+        while i < _BUCKET_COUNT and _BOUNDS[i] < duration_ms:
+            i += 1
+        self.buckets[i] += 1
         self.req_bytes += req_bytes
         self.resp_bytes += resp_bytes
 
