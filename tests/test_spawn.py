@@ -1,13 +1,17 @@
-"""trellis.spawn.Child: real child processes, their pipes and exit codes, and starting
+"""trellis.spawn.Child: real child processes, their streams and exit codes, and starting
 many of them from a uvloop process whose gRPC threads are busy (where fork-based
 asyncio subprocesses crash a few children in a thousand: measured 8 in 2000)."""
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import signal
 import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -16,15 +20,36 @@ import uvloop
 from trellis.spawn import Child
 
 
-async def test_pipes_carry_lines_both_ways_and_eof_ends_the_child() -> None:
-    child = Child(["cat"], pipes=True)
-    reader, writer = await child.streams()
-    writer.write(b"hello\n")
-    await writer.drain()
-    assert await asyncio.wait_for(reader.readline(), 5) == b"hello\n"
-    writer.close()
-    assert await asyncio.wait_for(child.wait(), 5) == 0
-    assert await reader.read() == b""
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+RUNNERS: dict[str, Callable[[Coroutine[Any, Any, None]], None]] = {
+    "asyncio": asyncio.run,
+    "uvloop": uvloop.run,
+}
+
+
+@pytest.mark.parametrize("loop", sorted(RUNNERS))
+def test_streams_carry_lines_both_ways_and_closing_ends_the_child(loop: str) -> None:
+    async def talk() -> None:
+        child = Child(["cat"], pipes=True)
+        reader, writer = await child.streams()
+        writer.write(b"hello\n")
+        await writer.drain()
+        assert await asyncio.wait_for(reader.readline(), 5) == b"hello\n"
+        writer.close()  # cat reads the end of its input and exits
+        await writer.wait_closed()
+        assert await asyncio.wait_for(child.wait(), 5) == 0
+
+    async def main() -> None:
+        await talk()  # the loop's own descriptors, made once
+        before = _open_fds()
+        for _ in range(20):
+            await talk()
+        assert _open_fds() == before, "descriptors left open by children's streams"
+
+    RUNNERS[loop](main())
 
 
 async def test_exit_codes_and_signals() -> None:
@@ -35,6 +60,28 @@ async def test_exit_codes_and_signals() -> None:
     assert await asyncio.wait_for(sleeper.wait(), 5) == -signal.SIGKILL
     assert sleeper.returncode == -signal.SIGKILL
     assert await sleeper.wait() == -signal.SIGKILL  # waiting again on an ended child
+
+
+async def test_without_pidfds_the_end_is_polled(monkeypatch: pytest.MonkeyPatch) -> None:
+    # An old kernel or a seccomp profile refuses pidfd_open: waiting still works.
+    def refused(pid: int, flags: int = 0) -> int:
+        raise OSError(errno.ENOSYS, "pidfd_open")
+
+    monkeypatch.setattr(os, "pidfd_open", refused)
+    assert await asyncio.wait_for(Child(["sh", "-c", "sleep 0.1; exit 4"]).wait(), 5) == 4
+
+
+async def test_inheritable_descriptors_reach_the_child_only_when_asked(tmp_path: Path) -> None:
+    r, w = os.pipe()
+    os.set_inheritable(w, True)
+    try:
+        probe = f"import os; os.write({w}, b'x')"
+        assert await Child([sys.executable, "-c", probe], close_fds=False).wait() == 0
+        assert os.read(r, 1) == b"x"
+        assert await Child([sys.executable, "-c", probe]).wait() != 0  # closed: EBADF
+    finally:
+        os.close(r)
+        os.close(w)
 
 
 async def test_several_waiters_all_see_the_end() -> None:
@@ -51,9 +98,11 @@ async def test_new_session_and_environment() -> None:
         new_session=True,
     )
     reader, writer = await child.streams()
-    writer.close()
+    writer.write_eof()  # the end of its input; what it writes still comes back
     assert await asyncio.wait_for(reader.read(), 10) == b"True 42\n"
     assert await child.wait() == 0
+    writer.close()
+    await writer.wait_closed()
 
 
 def test_children_start_cleanly_while_grpc_is_busy() -> None:

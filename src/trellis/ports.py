@@ -6,8 +6,9 @@ range, the range the kernel also hands out to every other bind to port 0 and as
 the local port of outgoing connections: between picking it and the server
 binding it, any of those may take it ("address already in use", seen in CI).
 Ports below that range are never given out on their own, so a port picked there
-and checked free stays free until the server binds it. Each port is handed out
-once per process.
+and checked free stays free until the server binds it (unless another process
+picks ports the same way: each port is handed out once per process, not once per
+machine). Only 127.0.0.1 is checked.
 """
 
 from __future__ import annotations

@@ -26,7 +26,9 @@ class AppProcess:
 
     async def start(self) -> None:
         # Not asyncio's subprocesses: they fork, and this process runs gRPC (trellis.spawn).
-        self.proc = Child(self.argv, env=self.env, new_session=True)
+        # Descriptors we inherited as inheritable go on to the app (socket activation,
+        # `3<file`), as they did before.
+        self.proc = Child(self.argv, env=self.env, new_session=True, close_fds=False)
 
     @property
     def pid(self) -> int:

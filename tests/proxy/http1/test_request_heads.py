@@ -4,7 +4,7 @@ keep-alive and 100-continue, as the proxy's listeners see them."""
 from __future__ import annotations
 
 import pytest
-from tests.proxy.http1.support import Recorder, request_messages
+from tests.proxy.http1.support import Recorder, refusal, request_messages
 
 from trellis.proxy.http1.head import RequestHead, end_to_end
 from trellis.proxy.http1.reader import RequestReader
@@ -32,6 +32,21 @@ def test_origin_form_takes_its_authority_from_host_lower_cased() -> None:
     assert not head.absolute
     assert head.version == "1.1"
     assert head.headers == [(b"Host", b"Reviews.Default:9080"), (b"X-Thing", b"1")]
+
+
+def test_a_host_seen_before_gives_the_same_authority_and_a_bad_one_is_still_refused() -> None:
+    # The reader remembers Host values it found valid (a cache): the second time must
+    # read the same, and nothing invalid may slip in through it.
+    for _ in range(3):
+        head = head_of(get(b"/", b"Host:  Shop.Example:8080  "))
+        assert head.authority == "shop.example:8080"
+    long_name = b"a" * 300  # valid, longer than what the cache keeps
+    for _ in range(2):
+        assert head_of(get(b"/", b"Host: " + long_name)).authority == "a" * 300
+    for bad in (b"Host: shop example", b"Host: shop.example:80:80", b"Host: a/b"):
+        for _ in range(2):
+            error, _ = refusal(get(b"/", bad))
+            assert error.status == 400 and "Host" in str(error), bad
 
 
 def test_header_values_keep_their_bytes_and_repeated_ones_join() -> None:

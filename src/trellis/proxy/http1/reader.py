@@ -54,8 +54,10 @@ _HOST_RE = re.compile(rb"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-_~%!$&'()*+,;=]*)(?
 _NO_BODY_STATUS = frozenset({204, 304})
 # Host field values already found valid -> their authority (stripped, lower-case): a
 # sidecar sees a handful of them, and checking each request's anew was ~2% of its CPU.
+# Bounded in count and in size (longer values, which callers control, are not kept).
 _AUTHORITIES: dict[bytes, str] = {}
 _AUTHORITIES_MAX = 1024
+_AUTHORITY_MAX_BYTES = 255
 
 # llhttp's error reasons that are not a plain 400 (RFC 9112 §2.2: what cannot be parsed).
 _LLHTTP_STATUS = {
@@ -340,9 +342,10 @@ class RequestReader:
             if not _HOST_RE.match(host):
                 raise ProtocolError(400, "invalid Host header")
             host_authority = host.decode("latin-1").lower()
-            if len(_AUTHORITIES) >= _AUTHORITIES_MAX:
-                _AUTHORITIES.clear()
-            _AUTHORITIES[raw] = host_authority
+            if len(raw) <= _AUTHORITY_MAX_BYTES:
+                if len(_AUTHORITIES) >= _AUTHORITIES_MAX:
+                    _AUTHORITIES.clear()
+                _AUTHORITIES[raw] = host_authority
         if "#" in target:
             raise ProtocolError(400, "a fragment in the request-target")  # RFC 9112 §3.2
         if method == "CONNECT":

@@ -41,9 +41,8 @@ SIGN = "/trellis.ca.v1.Certificates/Sign"
 # The control plane's serving certificate always names this host (and its IPs).
 CONTROL_PLANE_NAME = "trellis-control"
 RETRY_MIN, RETRY_MAX = 1.0, 30.0
-# One renewal attempt, key worker and CA call included, takes at most this long; then it
-# counts as failed and is retried (a hung attempt must never let the certificate expire).
-ATTEMPT_TIMEOUT = 60.0
+KEY_WORKER_TIMEOUT = 30.0  # per question to the key worker
+CA_CALL_TIMEOUT = 10.0  # per control-plane address tried
 
 
 def _now() -> dt.datetime:
@@ -57,7 +56,7 @@ def channel_options() -> list[tuple[str, Any]]:
 class KeyWorker:
     """The key, the CSR and reading the certificate, done by a child process
     (`python -m trellis.proxy.identity.keygen`): the sidecar never loads `cryptography`
-    (~18 MB of RSS). One child per issuance; the key comes back over its pipe only.
+    (~18 MB of RSS). One child per issuance; the key comes back over its socket only.
     The child is started without fork() (trellis.spawn): this process runs gRPC."""
 
     def __init__(self) -> None:
@@ -66,14 +65,23 @@ class KeyWorker:
         self._writer: asyncio.StreamWriter | None = None
 
     async def __aenter__(self) -> KeyWorker:
-        self._child = Child([sys.executable, "-m", "trellis.proxy.identity.keygen"], pipes=True)
-        self._reader, self._writer = await self._child.streams()
+        child = self._child = Child(
+            [sys.executable, "-m", "trellis.proxy.identity.keygen"], pipes=True
+        )
+        try:
+            self._reader, self._writer = await child.streams()
+        except BaseException:
+            child.popen.kill()  # not left running, nor unreaped
+            await child.wait()
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         child, writer = self._child, self._writer
         if writer is not None:
             writer.close()  # its stdin ends: the worker exits
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
         if child is not None and child.returncode is None:
             try:
                 await asyncio.wait_for(child.wait(), 5)
@@ -85,8 +93,13 @@ class KeyWorker:
         reader, writer = self._reader, self._writer
         assert reader is not None and writer is not None
         writer.write((json.dumps(request) + "\n").encode())
-        await asyncio.wait_for(writer.drain(), 30)
-        line = await asyncio.wait_for(reader.readline(), 30)
+        try:
+            await asyncio.wait_for(writer.drain(), KEY_WORKER_TIMEOUT)
+            line = await asyncio.wait_for(reader.readline(), KEY_WORKER_TIMEOUT)
+        except TimeoutError:
+            raise IdentityError(
+                f"the key worker gave no answer within {KEY_WORKER_TIMEOUT:.0f} s"
+            ) from None
         if not line:
             raise IdentityError("the key worker ended without an answer")
         return dict(json.loads(line))
@@ -177,7 +190,7 @@ class IdentityAgent:
                 ) as channel:
                     call = channel.unary_unary(SIGN)
                     try:
-                        raw = await call(json.dumps(body).encode(), timeout=10)
+                        raw = await call(json.dumps(body).encode(), timeout=CA_CALL_TIMEOUT)
                     except grpc.aio.AioRpcError as e:
                         code = e.code()
                         if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
@@ -216,16 +229,17 @@ class IdentityAgent:
             wait = (self.renew_at - _now()).total_seconds()
             if wait > 0:
                 await asyncio.sleep(wait)
+            # An attempt (key worker and every CA address) is bounded as a whole: a hung
+            # one counts as failed and is retried, never left to let the certificate expire.
+            bound = 2 * KEY_WORKER_TIMEOUT + CA_CALL_TIMEOUT * len(self.servers) + 10
             try:
-                fresh = await asyncio.wait_for(
-                    self._sign(token=None, current=svid), ATTEMPT_TIMEOUT
-                )
+                fresh = await asyncio.wait_for(self._sign(token=None, current=svid), bound)
             except (grpc.aio.AioRpcError, IdentityError, OSError) as e:
                 self.failures += 1
                 if isinstance(e, grpc.aio.AioRpcError):
                     self.last_error = str(e.details())
                 elif isinstance(e, TimeoutError):
-                    self.last_error = f"no answer within {ATTEMPT_TIMEOUT:.0f} s"
+                    self.last_error = f"the renewal attempt took more than {bound:.0f} s"
                 else:
                     self.last_error = str(e)
                 left = svid.seconds_left(_now())

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from trellis.proxy.stack.exchange import Exchange
 
 _LABEL_CACHE_MAX = 4096
+# Inbound keys hold the caller's peer header: only headers up to this long are cached
+# (parse_peer reads at most 8 fields of 128 characters), so the cache stays small.
+_PEER_CACHE_MAX_CHARS = 600
 _SAFE = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
 UNKNOWN = "unknown"
 
@@ -137,7 +140,11 @@ class Recorder:
         key = (header, secure, ex.status, *ex.flags)
         entry = self._inbound_labels.get(key)
         if entry is None:
-            entry = self._series(self._inbound_labels, key, self._inbound(ex, header, secure))
+            labels = self._inbound(ex, header, secure)
+            if header is not None and len(header) > _PEER_CACHE_MAX_CHARS:
+                entry = (labels, self.metrics.series(labels))  # not kept: too big a key
+            else:
+                entry = self._series(self._inbound_labels, key, labels)
         labels = entry[0]
         self._record(ex, labels, entry[1], "inbound", labels[7])
 
