@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import yaml
 
-from tests.ports import free_port
+from trellis.ports import free_port
 from trellis.run.bootstrap import bootstrap_json
 
 VENV_BIN = Path(sys.executable).parent

@@ -113,15 +113,21 @@ def _upgrade(path: str, key: bytes) -> bytes:
     )
 
 
-def test_a_websocket_crosses_both_sidecars(mesh: Mesh) -> None:
+def _echo_behind_sidecars(mesh: Mesh) -> tuple[str, int]:
+    """Service `web` running ECHO_APP under `trellis run`, and a client sidecar's outbound
+    (host, port) to reach it through."""
     mesh.cp.apply(service_yaml("web", {"app": "web"}))
     port = free_port()
     run_service(mesh, "web", port=port, app=[sys.executable, "-c", ECHO_APP, str(port)])
-    sidecar = client_sidecar(mesh)
-    host, _, outbound = sidecar.outbound.rpartition(":")
+    host, _, outbound = client_sidecar(mesh).outbound.rpartition(":")
+    return host, int(outbound)
+
+
+def test_a_websocket_crosses_both_sidecars(mesh: Mesh) -> None:
+    host, outbound = _echo_behind_sidecars(mesh)
 
     key = base64.b64encode(os.urandom(16))
-    with socket.create_connection((host, int(outbound)), timeout=10) as sock:
+    with socket.create_connection((host, outbound), timeout=10) as sock:
         # The first frame goes right behind the handshake, before any answer.
         sock.sendall(_upgrade("/chat", key) + _frame(b"first"))
         head = _read_head(sock)
@@ -148,12 +154,8 @@ def test_a_websocket_crosses_both_sidecars(mesh: Mesh) -> None:
 
 
 def test_an_upgrade_the_app_declines_is_an_ordinary_answer(mesh: Mesh) -> None:
-    mesh.cp.apply(service_yaml("web", {"app": "web"}))
-    port = free_port()
-    run_service(mesh, "web", port=port, app=[sys.executable, "-c", ECHO_APP, str(port)])
-    sidecar = client_sidecar(mesh)
-    host, _, outbound = sidecar.outbound.rpartition(":")
-    with socket.create_connection((host, int(outbound)), timeout=10) as sock:
+    host, outbound = _echo_behind_sidecars(mesh)
+    with socket.create_connection((host, outbound), timeout=10) as sock:
         sock.sendall(_upgrade("/nope", base64.b64encode(os.urandom(16))) + b"\x81\x00")
         data = b""
         while more := sock.recv(4096):

@@ -11,8 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from tests.ports import free_port
 
+from trellis.ports import free_port
 from trellis.run.api import ApiClient, ApiUnreachable
 from trellis.run.health import probe
 

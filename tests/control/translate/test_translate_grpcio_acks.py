@@ -28,12 +28,12 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 )
 from grpc_health.v1 import health, health_pb2_grpc
 from tests.control.translate.translate_support import load_push, node, one
-from tests.ports import free_port
 
 from trellis.control.push.context import PushContext
 from trellis.control.translate import LISTENER_TYPE
 from trellis.control.translate.pb import ROUTER_FILTER
 from trellis.control.xds import AdsServer
+from trellis.ports import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,6 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
 from google.protobuf import any_pb2
-from tests.ports import free_port
 from tests.proxy.xds.control_plane import (
     NODE_ID,
     ROUND_ROBIN_POLICY,
@@ -30,6 +29,7 @@ from tests.proxy.xds.control_plane import (
     workload,
 )
 
+from trellis.ports import free_port
 from trellis.proxy.xds import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, AdsClient
 from trellis.proxy.xds import client as client_module
 
