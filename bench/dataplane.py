@@ -6,7 +6,12 @@ Paths, all ending at the same backend (`bench.haproxy.backend_config`):
   (b') the same with mutual TLS between the two HAProxies (the reference for
        sidecars that speak mTLS);
   (c) client → Trellis sidecar A → sidecar B → backend (`bench.sidecars`),
-      skipped with the reason in the report while `trellis proxy` is missing.
+      skipped with the reason in the report while `trellis proxy` is missing;
+  (c') the same pair speaking mesh mTLS;
+and yardsticks, pairs of `bench.minimal_relay` in place of the sidecars:
+  (r0) byte relays (no parsing: the floor of a proxy on uvloop);
+  (r) minimal HTTP relays (uvloop + httptools, nothing a mesh does);
+  (r') minimal HTTP relays with TLS between them (uvloop's TLS, as the sidecars).
 
 The load side (this process, wrk, and the control plane of (c), idle while
 measuring) runs on one core; the backend and the proxies on the other
@@ -50,8 +55,26 @@ HOST = sidecars.HOST  # the Host header of every request, on every path
 # The pair the mTLS Trellis pair is compared with: HAProxy with TLS between its two.
 REFERENCE = "haproxy-tls"
 # Each Trellis pair and the HAProxy pair it is held against: plaintext with plaintext
-# (issue 3), mesh mTLS with TLS (issue 4).
-COMPARISONS = (("trellis-plain", "haproxy"), ("trellis", REFERENCE))
+# (issue 3), mesh mTLS with TLS (issue 4); then the yardsticks, against the same
+# references: what a Python relay that does nothing else reaches in the same run.
+COMPARISONS = (
+    ("trellis-plain", "haproxy"),
+    ("trellis", REFERENCE),
+    ("relay-raw", "haproxy"),
+    ("relay", "haproxy"),
+    ("relay-tls", REFERENCE),
+)
+# The yardstick pairs: key -> (label, bench.minimal_relay options of the second
+# relay, of the first; "{tls}" is the TLS files' directory).
+RELAYS = {
+    "relay-raw": ("(r0) byte relay pair (Python, uvloop)", ["--raw"], ["--raw"]),
+    "relay": ("(r) minimal HTTP relay pair (Python, uvloop + httptools)", [], []),
+    "relay-tls": (
+        "(r') minimal HTTP relay pair, TLS",
+        ["--tls-listen", "{tls}"],
+        ["--tls-upstream", "{tls}"],
+    ),
+}
 # Issue 3's performance target: added latency at most 1.5x the HAProxy pair's,
 # at least 0.7x its maximum throughput.
 TARGET_LATENCY_RATIO = 1.5
@@ -206,10 +229,10 @@ def render(results: list[PathResult], environment: list[str]) -> str:
             continue
         if ratios:
             ratios.append("")
-        ratios += [
-            f"| {trellis.label} / {reference.label} | value | target |",
-            "|---|---:|---:|",
-        ]
+        heading = f"| {trellis.label} / {reference.label} | value | target |"
+        if key in RELAYS:
+            heading = f"| yardstick: {trellis.label} / {reference.label} | value | target |"
+        ratios += [heading, "|---|---:|---:|"]
         if trellis.measured and reference.measured:
             t50, t99 = added(trellis, direct)
             h50, h99 = added(reference, direct)
@@ -219,9 +242,9 @@ def render(results: list[PathResult], environment: list[str]) -> str:
                 f"| max rps | {_x(ratio(trellis.rps, reference.rps))} | ≥ {TARGET_RPS_RATIO}x |",
             ]
             rss = max((p.rss_mb for p in trellis.proxies), default=0.0)
-            ratios.append(f"| largest sidecar RSS | {rss:.0f} MB | ≤ 60 MB |")
+            ratios.append(f"| largest proxy RSS | {rss:.0f} MB | ≤ 60 MB |")
         else:
-            ratios.append("| (Trellis path not measured) | n/a | |")
+            ratios.append("| (path not measured) | n/a | |")
     return "\n".join(
         [
             *environment,
@@ -377,6 +400,49 @@ def _haproxy_pair(
             child.stop()
 
 
+def _relay_pair(
+    key: str,
+    backend: Child,
+    backend_port: int,
+    durations: Durations,
+    cores: Cores,
+    load_prefix: list[str],
+    logs: Path,
+) -> PathResult:
+    label, second_options, first_options = RELAYS[key]
+    tls = str(write_tls_files(logs / "tls-relay").ca.parent)
+    second_port, first_port = free_port(), free_port()
+    relay = [*cores.prefix(), sys.executable, "-m", "bench.minimal_relay"]
+    children: list[Child] = []
+    try:
+        for listen, upstream, name, options in (
+            (second_port, backend_port, "relay 2", second_options),
+            (first_port, second_port, "relay 1", first_options),
+        ):
+            argv = [*relay, str(listen), str(upstream), *(o.format(tls=tls) for o in options)]
+            child = Child(argv, logs, f"{key}-{name[-1]}")
+            children.append(child)
+            _wait_listening(child, listen, 15)
+        return _measure(
+            PathResult(key, label),
+            first_port,
+            {"relay 1": children[1], "relay 2": children[0]},
+            backend,
+            durations,
+            load_prefix,
+            logs,
+        )
+    except Exception as exc:  # a yardstick that fails must not hide the other figures
+        first = str(exc).strip().splitlines()
+        result = PathResult(key, label)
+        result.skipped = f"failed: {first[0].rstrip(':') if first else type(exc).__name__}"
+        print(f"  {label}: FAILED: {exc}", file=sys.stderr, flush=True)
+        return result
+    finally:
+        for child in reversed(children):
+            child.stop()
+
+
 def _trellis_pair(
     mtls: bool,
     backend: Child,
@@ -427,8 +493,10 @@ def _environment(cores: Cores, durations: Durations, direct: PathResult) -> list
         f"CPUs: {os.cpu_count()}; {cores.describe()} (backend and all proxies share the"
         " measured core; the control plane of (c) and (c') sits idle on the load core).",
         "Ratios compare each Trellis pair with the HAProxy pair of its kind, (c) with (b) and"
-        " (c') with (b') (added latency over direct, and max rps); CPU is per proxy process at"
-        " the open-loop rate, RSS after the wrk run.",
+        " (c') with (b') (added latency over direct, and max rps), and the yardsticks the same"
+        " way ((r0) and (r) with (b), (r') with (b')): relays in Python that do nothing but"
+        " relay (`bench.minimal_relay`). CPU is per proxy process at the open-loop rate, RSS"
+        " after the wrk run.",
     ]
 
 
@@ -460,6 +528,10 @@ def run(quick: bool) -> Section:
             for tls in (False, True):
                 results.append(
                     _haproxy_pair(tls, backend, backend_port, durations, cores, load_prefix, logs)
+                )
+            for key in RELAYS:
+                results.append(
+                    _relay_pair(key, backend, backend_port, durations, cores, load_prefix, logs)
                 )
             for mtls in (False, True):
                 results.append(

@@ -1,20 +1,30 @@
-"""The Python floor for a sidecar pair: the least an HTTP/1.1 relay on uvloop + httptools does.
+"""Yardsticks for a sidecar pair: the least a Python relay on uvloop (+ httptools) does.
 
-`python -m bench.minimal_relay LISTEN_PORT UPSTREAM_PORT` parses requests (GET only, no
-body), forwards each to one fixed upstream over one keep-alive connection per client
-connection, and relays the upstream's response bytes as they are once llhttp says the
-response is complete. No routing, no pool, no retries, no TLS, no metrics: what is left
-when everything a mesh does is taken away. Two of them in a row, measured like the
-sidecar pair (`python -m bench.minimal_relay --pair`), show how far a Python data plane
-could go on this machine, so the sidecar's cost can be told from the language's.
+`python -m bench.minimal_relay LISTEN_PORT UPSTREAM_PORT` parses requests (GET only,
+no body), forwards each to one fixed upstream over one keep-alive connection per
+client connection, and relays the upstream's response bytes as they are once llhttp
+says the response is complete. No routing, no pool, no retries, no metrics: what is
+left of an HTTP proxy when everything a mesh does is taken away.
 
-Not a product and not used by Trellis; a yardstick for docs/benchmarks.md.
+`--raw` does not parse at all: bytes from the client go to the upstream connection
+and back (TCP splicing in Python), the floor of any proxy built on uvloop here.
+
+`--tls-listen DIR` accepts TLS from the previous hop (client certificate required),
+`--tls-upstream DIR` speaks TLS to the next one, both through uvloop's TLS as the
+sidecars do, with the files `bench.certs.write_tls_files` wrote into DIR: two relays
+with TLS between them are the yardstick of the mTLS sidecar pair.
+
+`python -m bench dataplane` measures pairs of them next to the HAProxy and Trellis
+pairs, so the sidecars' cost can be told from the language's and the TLS layer's;
+`--pair` is a quick max-rps check of the plaintext pair alone. Not a product and not
+used by Trellis.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import ssl
 import subprocess
 import sys
 import time
@@ -22,6 +32,8 @@ from pathlib import Path
 
 import httptools
 import uvloop
+
+from bench.certs import SERVER_NAME
 
 
 class _Up(asyncio.Protocol):
@@ -47,6 +59,7 @@ class _Up(asyncio.Protocol):
 
 class _Down(asyncio.Protocol):
     upstream: tuple[str, int] = ("127.0.0.1", 0)
+    upstream_tls: ssl.SSLContext | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport: asyncio.Transport | None = transport  # type: ignore[assignment]
@@ -75,7 +88,13 @@ class _Down(asyncio.Protocol):
 
     async def _connect(self) -> None:
         loop = asyncio.get_running_loop()
-        _, up = await loop.create_connection(lambda: _Up(self), *self.upstream)
+        tls = self.upstream_tls
+        _, up = await loop.create_connection(
+            lambda: _Up(self),
+            *self.upstream,
+            ssl=tls,
+            server_hostname=SERVER_NAME if tls is not None else None,
+        )
         self.up = up
         assert up.transport is not None
         up.transport.write(self.pending)
@@ -84,9 +103,85 @@ class _Down(asyncio.Protocol):
         self.parser.feed_data(data)
 
 
-async def serve(port: int, upstream: int) -> None:
-    _Down.upstream = ("127.0.0.1", upstream)
-    server = await asyncio.get_running_loop().create_server(_Down, "127.0.0.1", port)
+class _RawUp(asyncio.Protocol):
+    def __init__(self, down: _RawDown) -> None:
+        self.down = down
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport: asyncio.Transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.down.transport.write(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.down.transport.close()
+
+
+class _RawDown(asyncio.Protocol):
+    """Bytes both ways, no parsing; what comes before the upstream is connected waits."""
+
+    upstream: tuple[str, int] = ("127.0.0.1", 0)
+    upstream_tls: ssl.SSLContext | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport: asyncio.Transport = transport  # type: ignore[assignment]
+        self.up: _RawUp | None = None
+        self.early: list[bytes] = []
+        asyncio.get_running_loop().create_task(self._connect())
+
+    async def _connect(self) -> None:
+        loop = asyncio.get_running_loop()
+        tls = self.upstream_tls
+        _, up = await loop.create_connection(
+            lambda: _RawUp(self),
+            *self.upstream,
+            ssl=tls,
+            server_hostname=SERVER_NAME if tls is not None else None,
+        )
+        self.up = up
+        for data in self.early:
+            up.transport.write(data)
+        self.early.clear()
+
+    def data_received(self, data: bytes) -> None:
+        if self.up is None:
+            self.early.append(data)
+        else:
+            self.up.transport.write(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.up is not None:
+            self.up.transport.close()
+
+
+def server_context(directory: Path) -> ssl.SSLContext:
+    """TLS towards the previous hop: the bench server leaf, a client certificate required."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=directory / "ca.pem")
+    context.load_cert_chain(directory / "server.pem")
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def client_context(directory: Path) -> ssl.SSLContext:
+    """TLS towards the next hop: the bench client leaf, the server's name checked."""
+    context = ssl.create_default_context(cafile=directory / "ca.pem")
+    context.load_cert_chain(directory / "client.pem")
+    return context
+
+
+async def serve(
+    port: int,
+    upstream: int,
+    *,
+    raw: bool = False,
+    listen_tls: ssl.SSLContext | None = None,
+    upstream_tls: ssl.SSLContext | None = None,
+) -> None:
+    protocol: type[_Down] | type[_RawDown] = _RawDown if raw else _Down
+    protocol.upstream = ("127.0.0.1", upstream)
+    protocol.upstream_tls = upstream_tls
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(protocol, "127.0.0.1", port, ssl=listen_tls)
     async with server:
         await server.serve_forever()
 
@@ -122,12 +217,24 @@ def pair() -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("ports", nargs="*", type=int, help="LISTEN_PORT UPSTREAM_PORT")
-    p.add_argument("--pair", action="store_true", help="measure a pair against HAProxy")
+    p.add_argument("--pair", action="store_true", help="measure a plaintext pair's max rps")
+    p.add_argument("--raw", action="store_true", help="relay bytes, no HTTP parsing")
+    p.add_argument("--tls-listen", type=Path, metavar="DIR", help="accept TLS (files in DIR)")
+    p.add_argument("--tls-upstream", type=Path, metavar="DIR", help="speak TLS upstream")
     args = p.parse_args()
     if args.pair:
         pair()
-    else:
-        uvloop.run(serve(*args.ports))
+        return
+    if len(args.ports) != 2:
+        p.error("LISTEN_PORT UPSTREAM_PORT are required")
+    uvloop.run(
+        serve(
+            *args.ports,
+            raw=args.raw,
+            listen_tls=server_context(args.tls_listen) if args.tls_listen else None,
+            upstream_tls=client_context(args.tls_upstream) if args.tls_upstream else None,
+        )
+    )
 
 
 if __name__ == "__main__":

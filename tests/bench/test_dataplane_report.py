@@ -96,7 +96,7 @@ def test_render_with_trellis_skipped() -> None:
     assert text.startswith("env line\n**(c) Trellis sidecar pair: skipped: not built yet**")
     assert "| (b) HAProxy pair | 36,000 | 120 | 195 | 270 | +40 | +160 | 0 / 0 |" in text
     assert "| (c) Trellis sidecar pair | skipped |" in text
-    assert "| (Trellis path not measured) | n/a | |" in text
+    assert "| (path not measured) | n/a | |" in text
     assert "| (b) HAProxy pair | P1 | 0.040 | 16 |" in text
     assert "| (a) direct | 20% | 100% | measured core |" in text
 
@@ -111,7 +111,7 @@ def test_render_ratios_against_the_haproxy_pair() -> None:
     assert "| added p50 | 1.50x | ≤ 1.5x |" in text
     assert "| added p99 | 1.50x | ≤ 1.5x |" in text
     assert "| max rps | 0.75x | ≥ 0.7x |" in text
-    assert "| largest sidecar RSS | 16 MB | ≤ 60 MB |" in text
+    assert "| largest proxy RSS | 16 MB | ≤ 60 MB |" in text
 
 
 def test_each_trellis_pair_is_held_against_the_haproxy_pair_of_its_kind() -> None:
@@ -144,8 +144,31 @@ def test_a_skipped_trellis_pair_says_so_in_its_comparison() -> None:
     ]
     text = render(results, [])
     plain = text.split("| (c) Trellis sidecar pair / (b) HAProxy pair | value | target |")[1]
-    assert plain.split("\n")[2] == "| (Trellis path not measured) | n/a | |"
+    assert plain.split("\n")[2] == "| (path not measured) | n/a | |"
     assert "| max rps | 0.50x | ≥ 0.7x |" in text
+
+
+def test_the_yardsticks_are_held_against_the_same_references() -> None:
+    results = [
+        _path("direct", "(a) direct", 80, 110, 180_000),
+        _path("haproxy", "(b) HAProxy pair", 120, 270, 36_000),
+        _path(REFERENCE, "(b') HAProxy pair, mTLS", 140, 310, 26_000),
+        _path("relay", "(r) minimal HTTP relay pair", 140, 330, 36_000),
+        _path("relay-tls", "(r') minimal HTTP relay pair, TLS", 200, 410, 13_000),
+        PathResult("relay-raw", "(r0) byte relay pair", skipped="failed: boom"),
+    ]
+    text = render(results, [])
+    relay = text.split("| yardstick: (r) minimal HTTP relay pair / (b) HAProxy pair |")[1]
+    relay = relay.split("| yardstick: (r') minimal")[0]
+    tls = text.split("| yardstick: (r') minimal HTTP relay pair, TLS / (b') HAProxy pair, mTLS")[1]
+    # (r) against (b): +60 over +40 µs, 36k over 36k rps; (r') against (b'): +120 over +60.
+    assert "| added p50 | 1.50x | ≤ 1.5x |" in relay
+    assert "| max rps | 1.00x | ≥ 0.7x |" in relay
+    assert "| added p50 | 2.00x | ≤ 1.5x |" in tls
+    assert "| max rps | 0.50x | ≥ 0.7x |" in tls
+    raw = text.split("| yardstick: (r0) byte relay pair / (b) HAProxy pair |")[1]
+    assert raw.split("\n")[2] == "| (path not measured) | n/a | |"
+    assert "**(r0) byte relay pair: skipped: failed: boom**" in text
 
 
 def test_mesh_documents_route_the_service_to_sidecar_b() -> None:
