@@ -186,9 +186,8 @@ BROKEN: dict[str, bytes] = {
     "too-many-headers": b"HTTP/1.1 200 OK\r\n"
     + b"".join(b"X-%d: v\r\n" % i for i in range(MAX_HEADERS + 1))
     + b"\r\n",
-    "too-many-trailers": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n"
-    + b"".join(b"T-%d: v\r\n" % i for i in range(MAX_HEADERS + 1))
-    + b"\r\n",
+    "unsolicited-response": b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx"
+    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
 }
 
 
@@ -211,6 +210,61 @@ def test_an_oversized_response_head_is_a_502_while_it_arrives() -> None:
     with pytest.raises(ProtocolError) as caught:
         read_responses([(False, chunks)])
     assert caught.value.status == 502
+
+
+def test_trailer_fields_are_bounded_by_bytes_not_count_and_dropped() -> None:
+    # No per-field callbacks on responses: trailers (dropped over HTTP/1.1) are bounded
+    # by the bytes they take, as a head is, whatever their number.
+    data = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n"
+        + b"".join(b"T-%d: v\r\n" % i for i in range(MAX_HEADERS + 1))
+        + b"\r\n"
+    )
+    assert statuses_and_bodies([(False, [data]), (False, [NEXT])]) == [(200, b"x"), (201, b"next")]
+
+
+def test_the_head_is_kept_as_it_came() -> None:
+    head = b"HTTP/1.1 404 Not Here\r\nContent-Length: 2\r\nX-A:  spaced \t\r\nx-b:v\r\n\r\n"
+    for chunks in ([head + b"no"], bytewise(head + b"no")):
+        rec, _ = read_responses([(False, chunks)])
+        (m,) = rec.messages
+        r = m.response
+        assert (r.raw, r.reason, r.plain, r.content_length) == (head, b"Not Here", True, 2)
+        assert r.headers == [(b"Content-Length", b"2"), (b"X-A", b"spaced"), (b"x-b", b"v")]
+        assert m.body == b"no" and m.complete
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        b"Connection: close",
+        b"keep-alive: timeout=5",
+        b"TE: trailers",
+        b"Trailer: X",
+        b"Upgrade: h2c",
+    ],
+)
+def test_a_head_with_a_hop_by_hop_field_is_not_plain(field: bytes) -> None:
+    rec, _ = read_responses(
+        [(False, [b"HTTP/1.1 200 OK\r\n%s\r\nContent-Length: 0\r\n\r\n" % field])]
+    )
+    (m,) = rec.messages
+    assert not m.response.plain and m.response.content_length == 0 and m.complete
+
+
+def test_a_final_response_in_the_same_read_as_an_interim_one() -> None:
+    data = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" + NEXT
+    for chunks in ([data], bytewise(data)):
+        rec, _ = read_responses([(False, chunks)])
+        (m,) = rec.messages
+        assert m.response.raw == NEXT[: NEXT.index(b"\r\n\r\n") + 4]
+        assert (m.response.status, m.body) == (201, b"next")
+
+
+def test_empty_lines_before_a_response_are_skipped() -> None:
+    rec, _ = read_responses([(False, [b"\r\n" + NEXT])])
+    (m,) = rec.messages
+    assert m.response.raw.startswith(b"HTTP/1.1 201 Created\r\n") and m.body == b"next"
 
 
 def test_endless_response_trailers_are_a_502() -> None:

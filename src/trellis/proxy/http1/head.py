@@ -132,15 +132,22 @@ class RequestHead:
 
 
 class ResponseHead:
-    """A response as received from upstream, or made by the proxy."""
+    """A response as received from upstream, or made by the proxy.
+
+    A response read from upstream keeps its head as it arrived (`raw`: status line
+    through the blank line, already validated by llhttp); `headers` are split out of
+    it only when asked. `plain` says the head has no hop-by-hop field, so it can be
+    forwarded as it is (the usual case: `Exchange` then skips rebuilding it)."""
 
     __slots__ = (
+        "_headers",
         "chunked",
         "close_delimited",
         "codings",
         "content_length",
-        "headers",
         "keep_alive",
+        "plain",
+        "raw",
         "reason",
         "status",
         "version",
@@ -149,8 +156,10 @@ class ResponseHead:
     def __init__(
         self,
         status: int,
-        headers: Headers,
+        headers: Headers | None,
         *,
+        raw: bytes = b"",
+        plain: bool = False,
         reason: bytes = b"",
         version: str = "1.1",
         keep_alive: bool = True,
@@ -160,7 +169,9 @@ class ResponseHead:
         codings: bytes = b"",
     ) -> None:
         self.status = status
-        self.headers = headers
+        self._headers = headers  # None: parsed from `raw` when first asked
+        self.raw = raw
+        self.plain = plain
         self.reason = reason
         self.version = version
         self.keep_alive = keep_alive
@@ -171,5 +182,23 @@ class ResponseHead:
         # coded with them, so they travel on (Transfer-Encoding is hop-by-hop).
         self.codings = codings
 
+    @property
+    def headers(self) -> Headers:
+        headers = self._headers
+        if headers is None:
+            headers = self._headers = head_fields(self.raw)
+        return headers
+
     def __repr__(self) -> str:
         return f"<ResponseHead {self.status}>"
+
+
+def head_fields(raw: bytes) -> Headers:
+    """The header fields of a head llhttp accepted (CRLF line ends, no obs-fold, no
+    whitespace before a colon): `(name, value)` pairs, values without their OWS."""
+    out: Headers = []
+    for line in raw.split(b"\r\n")[1:]:
+        if line:
+            name, _, value = line.partition(b":")
+            out.append((name, value.strip(b" \t")))
+    return out

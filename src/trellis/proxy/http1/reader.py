@@ -52,6 +52,15 @@ MAX_TARGET_BYTES = 16 * 1024
 
 _HOST_RE = re.compile(rb"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-_~%!$&'()*+,;=]*)(?::[0-9]{1,5})?$")
 _NO_BODY_STATUS = frozenset({204, 304})
+# In a response head llhttp accepted (CRLF line ends, no whitespace before a colon, no
+# CR inside a value), a field starts right after a CRLF: these find the ones framing and
+# forwarding need without splitting the head into fields.
+_HOP_BY_HOP_FIELD = re.compile(
+    rb"\r\n(?:connection|keep-alive|proxy-connection|te|trailer|transfer-encoding|upgrade):",
+    re.IGNORECASE,
+)
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*([0-9]+)", re.IGNORECASE)
+_TRANSFER_ENCODING = re.compile(rb"\r\ntransfer-encoding:([^\r]*)", re.IGNORECASE)
 # Host field values already found valid -> their authority (stripped, lower-case): a
 # sidecar sees a handful of them, and checking each request's anew was ~2% of its CPU.
 # Bounded in count and in size (longer values, which callers control, are not kept).
@@ -412,25 +421,34 @@ class ResponseReader:
     101 (with `Connection: upgrade` and `Upgrade`) then ends the reading, and
     `feed` returns the bytes after its head, the new protocol's (`switched`).
 
+    The head is kept as it arrived (`ResponseHead.raw`) rather than rebuilt from
+    llhttp's per-field callbacks (there is no `on_header` here, so llhttp validates
+    the fields without a call into Python for each): a response starts where the
+    bytes fed after a request start, or right after an interim response's head,
+    and ends at the first blank line, which llhttp's strict CRLF rules make exact.
+    The few fields the framing needs are found in it with one search each.
+
     A status outside 100-599, a version other than 1.x, a 101 nobody asked for,
-    a body after a response to HEAD and anything llhttp refuses raise
-    ProtocolError(502): the upstream is broken.
+    a body after a response to HEAD, a response that starts where none was asked
+    for (after the previous one ended, in the same read) and anything llhttp
+    refuses raise ProtocolError(502): the upstream is broken.
     """
 
     __slots__ = (
-        "_content_length",
+        "_awaiting",
+        "_data",
         "_framing",
         "_handler",
         "_head",
         "_head_bytes",
         "_head_request",
-        "_headers",
+        "_head_start",
         "_in_body",
         "_in_head",
         "_informational",
+        "_next_start",
         "_parser",
-        "_te",
-        "_trailers",
+        "_parts",
         "_upgrade",
         "done",
         "switched",
@@ -444,6 +462,11 @@ class ResponseReader:
         self._framing = _Framing()
         self._in_body = False
         self._upgrade = False
+        self._data = b""  # the bytes being fed
+        self._next_start = 0  # where in them a response may begin (-1: none may)
+        self._head_start = 0  # where in them the current head began
+        self._parts: list[bytes] = []  # the current head's bytes from earlier feeds
+        self._awaiting = True  # a request went out and its final response has not begun
         self.done = False
         self.switched = False  # a 101 answered an upgrade: what follows is not HTTP
         self._reset()
@@ -451,11 +474,7 @@ class ResponseReader:
     def _reset(self) -> None:
         self._in_head = False
         self._head_bytes = 0
-        self._headers: Headers = []
-        self._content_length: int | None = None
-        self._te: bytes | None = None
         self._informational = False
-        self._trailers = 0
 
     def expect(self, head_request: bool, upgrade: bool = False) -> None:
         if head_request or self._head_request:
@@ -464,10 +483,15 @@ class ResponseReader:
         self._head_request = head_request
         self._upgrade = upgrade
         self._head = None
+        self._awaiting = True
         self.done = False
 
     def feed(self, data: bytes) -> bytes | None:
         """Parse `data`; after a 101 to an upgrade, return the bytes that follow its head."""
+        self._data = data
+        # A response may begin only at the start of a read that comes while none is in
+        # progress (or after an interim head, set when that is parsed).
+        self._next_start = -1 if self._in_head or self._in_body else 0
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as e:
@@ -480,10 +504,16 @@ class ResponseReader:
             if cause is not None:
                 raise cause from None
             raise ProtocolError(502, f"invalid upstream response: {e}") from None
+        finally:
+            self._data = b""
         if self._in_head:
             self._head_bytes += len(data)
             if self._head_bytes > MAX_HEAD_BYTES:
                 raise ProtocolError(502, "upstream response header section too large")
+            # The head goes on in the next read: keep what came of it in this one.
+            start = self._head_start
+            self._parts.append(data[start:] if start else data)
+            self._head_start = 0
         elif self._in_body:
             self._framing.stalled(len(data), MAX_HEAD_BYTES, 502, 502)
         return None
@@ -498,62 +528,95 @@ class ResponseReader:
         return False
 
     def on_message_begin(self) -> None:
+        start = self._next_start
+        if start < 0 or not self._awaiting:
+            raise ProtocolError(502, "upstream sent a response nobody asked for")
         self._reset()
         self._in_head = True
+        self._head_start = start
+        self._next_start = -1
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if not self._in_head:
-            self._trailers += 1  # a trailer field: bounded, dropped
-            if self._trailers > MAX_HEADERS:
-                raise ProtocolError(502, "upstream response has too many trailer fields")
-            return
-        self._headers.append((name, value))
-        if len(self._headers) > MAX_HEADERS:
-            raise ProtocolError(502, "upstream response has too many header fields")
-        low = name.lower()
-        if low == b"content-length":
-            self._content_length = int(value)
-        elif low == b"transfer-encoding":
-            self._te = value if self._te is None else self._te + b"," + value
+    def _raw_head(self) -> bytes:
+        """The head just parsed, as it arrived; notes where a following response may begin."""
+        data = self._data
+        parts = self._parts
+        if parts:
+            parts.append(data)
+            joined = b"".join(parts)
+            parts.clear()
+            base = len(joined) - len(data)  # where `data` starts in `joined`
+            start = 0
+        else:
+            joined, base, start = data, 0, self._head_start
+        end = joined.find(b"\r\n\r\n", start)
+        if end < 0:  # llhttp accepted no head without one
+            raise ProtocolError(502, "upstream response head without its blank line")
+        end += 4
+        self._next_start = end - base
+        raw = joined[start:end] if start or end != len(joined) else joined
+        if not raw.startswith(b"HTTP/"):
+            raw = raw.lstrip(b"\r\n")  # llhttp skips empty lines before a message
+        return raw
 
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._in_body = True
         framing = self._framing
         framing.moved, framing.trailers = True, False  # progress(), inlined: hot
+        raw = self._raw_head()
+        if raw.count(b"\r\n") > MAX_HEADERS + 2:  # status line, fields, blank line
+            raise ProtocolError(502, "upstream response has too many header fields")
         parser = self._parser
         status = parser.get_status_code()
-        version = parser.get_http_version()
+        version = "1.1" if raw.startswith(b"HTTP/1.1 ") else parser.get_http_version()
         if not 100 <= status <= 599:
             raise ProtocolError(502, f"upstream response status {status} is not valid")
         if not version.startswith("1."):
             raise ProtocolError(502, f"upstream response is HTTP/{version}")
+        line_end = raw.find(b"\r\n")
+        reason = raw[13:line_end] if line_end > 13 else b""
+        plain = _HOP_BY_HOP_FIELD.search(raw) is None
         if status < 200:
             if status == 101:
+                self._awaiting = False
                 if not (self._upgrade and parser.should_upgrade()):
                     raise ProtocolError(502, "upstream switched protocols")
-                head = ResponseHead(101, self._headers, version=version, keep_alive=False)
+                head = ResponseHead(
+                    101, None, raw=raw, reason=reason, version=version, keep_alive=False
+                )
                 self._head = head
                 self.done = self.switched = True
                 self._handler.on_response(head)
                 return
             self._informational = True
             return
+        self._next_start = -1  # a body follows: no response may begin in this read
+        self._awaiting = False
         chunked = False
         others = b""
-        if self._te is not None:
-            codings = [c for c in (c.strip().lower() for c in self._te.split(b",")) if c]
-            chunked = codings[-1:] == [b"chunked"]
-            others = b", ".join(codings[:-1] if chunked else codings)
+        content_length: int | None = None
+        if not plain:
+            te = b",".join(m.group(1) for m in _TRANSFER_ENCODING.finditer(raw))
+            if te:
+                codings = [c for c in (c.strip().lower() for c in te.split(b",")) if c]
+                chunked = codings[-1:] == [b"chunked"]
+                others = b", ".join(codings[:-1] if chunked else codings)
+        if not chunked:
+            found = _CONTENT_LENGTH.search(raw)
+            if found is not None:
+                content_length = int(found.group(1))
         no_body = self._head_request or status in _NO_BODY_STATUS
         head = ResponseHead(
             status,
-            self._headers,
+            None,
+            raw=raw,
+            plain=plain,
+            reason=reason,
             version=version,
             keep_alive=parser.should_keep_alive(),
-            content_length=None if no_body else self._content_length,
+            content_length=None if no_body else content_length,
             chunked=chunked and not no_body,
-            close_delimited=not no_body and not chunked and self._content_length is None,
+            close_delimited=not no_body and not chunked and content_length is None,
             codings=b"" if no_body else others,
         )
         self._head = head

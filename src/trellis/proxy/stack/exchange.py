@@ -42,6 +42,7 @@ from trellis.proxy.config.types import PASSTHROUGH_CLUSTER
 from trellis.proxy.http1.head import HOP_BY_HOP, Headers, RequestHead, ResponseHead, end_to_end
 from trellis.proxy.http1.writer import (
     CONTINUE_100,
+    CRLF,
     LAST_CHUNK,
     chunk,
     local_response,
@@ -520,8 +521,27 @@ class Exchange:
         self._record(status)
         self.status = status
         self.resp_started = True
-        headers = end_to_end(head.headers)
         route = self.route
+        if (
+            head.plain
+            and not head.chunked
+            and not head.close_delimited
+            and head.version == "1.1"
+            and (route is None or not route.response_mutations)
+        ):
+            # The usual response: nothing hop-by-hop, length-framed, nothing to rewrite.
+            # Its head goes on as it came, with our fields (if any) before the blank line.
+            raw = head.raw
+            if self.flags or not self.keep_alive:
+                extra = b""
+                if self.flags:
+                    extra = FLAGS_HEADER + b": " + ",".join(self.flags).encode("ascii") + CRLF
+                if not self.keep_alive:
+                    extra += b"connection: close\r\n"
+                raw = raw[:-2] + extra + CRLF
+            self._out.append(raw)
+            return
+        headers = end_to_end(head.headers)
         if route is not None and route.response_mutations:
             headers = _mutated(route.apply_response_headers, headers)
         if self.head.method == "HEAD":
