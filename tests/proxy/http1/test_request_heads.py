@@ -182,3 +182,18 @@ def test_end_to_end_drops_hop_by_hop_and_connection_listed_headers() -> None:
         (b"X-Kept", b"2"),
     ]
     assert end_to_end(headers) == [(b"Host", b"a"), (b"X-Kept", b"2")]
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_each_pipelined_request_gets_its_own_version(split: bool) -> None:
+    # The version of a head that starts a read comes from its request line; any other
+    # (pipelined behind a body, or a head split over reads) is asked of llhttp.
+    first = b"POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nok"
+    second = get(b"/b", b"Connection: keep-alive", version=b"HTTP/1.0")
+    third = get(b"/c", b"Host: h")
+    data = first + second + third
+    chunks = [data[i : i + 7] for i in range(0, len(data), 7)] if split else [data]
+    heads = [m.request for m in request_messages(chunks)]
+    assert [(h.path, h.version) for h in heads] == [("/a", "1.1"), ("/b", "1.0"), ("/c", "1.1")]
+    assert [m.request.version for m in request_messages([second, first])] == ["1.0", "1.1"]
+    assert [m.request.version for m in request_messages([b"\r\n" + second])] == ["1.0"]
