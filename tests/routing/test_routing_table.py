@@ -332,3 +332,27 @@ def test_ignorable_fields_compile() -> None:
         }
     )
     assert select(t) is not None
+
+
+def test_headers_are_built_only_for_a_virtual_host_that_matches_on_them() -> None:
+    built: list[str] = []
+
+    def headers() -> dict[str, str]:
+        built.append("built")
+        return {"x-canary": "1", "content-type": "application/grpc"}
+
+    by_path = table(forward({"prefix": "/a"}, name="a"), forward(name="rest"))
+    by_header = table(
+        forward(
+            {"prefix": "/", "headers": [{"name": "x-canary", "present_match": True}]}, name="c"
+        ),
+        forward(name="rest"),
+    )
+    grpc_only = table(forward({"prefix": "/", "grpc": {}}, name="g"))
+    route = by_path.select("h", "GET", "/a/b", headers)
+    assert route is not None and route.name == "a" and built == []
+    route = by_header.select("h", "GET", "/", headers)
+    assert route is not None and route.name == "c" and built == ["built"]
+    route = grpc_only.select("h", "POST", "/svc/M", headers)
+    assert route is not None and route.name == "g" and built == ["built", "built"]
+    assert grpc_only.select("h", "POST", "/svc/M", dict) is None  # no content-type: no match

@@ -9,7 +9,7 @@ protobuf. Must not know about sockets, clocks or the proxy's layers.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from envoy.config.route.v3 import route_pb2
@@ -31,6 +31,10 @@ from trellis.routing.route import (
 )
 
 _NO_QUERY: Mapping[str, str] = {}
+_NO_HEADERS: Mapping[str, str] = {}
+# A request's headers (lower-case name -> value), or a function that builds them when a
+# route needs them (most routes match on the path alone).
+HeaderSource = Mapping[str, str] | Callable[[], Mapping[str, str]]
 
 _CONFIG_APPLIED = (
     "name",
@@ -75,20 +79,21 @@ _VHOST_IGNORED = (
 class VirtualHost:
     """A compiled VirtualHost: its routes in order."""
 
-    __slots__ = ("domains", "name", "routes", "uses_query")
+    __slots__ = ("domains", "name", "routes", "uses_headers", "uses_query")
 
     def __init__(self, name: str, domains: tuple[str, ...], routes: tuple[Route, ...]) -> None:
         self.name = name
         self.domains = domains
         self.routes = routes
         self.uses_query = any(r.match.query for r in routes)
+        self.uses_headers = any(r.match.headers or r.match.grpc for r in routes)
 
-    def select(
-        self, authority: str, method: str, path: str, headers: Mapping[str, str]
-    ) -> Route | None:
+    def select(self, authority: str, method: str, path: str, headers: HeaderSource) -> Route | None:
         """The first route of this virtual host that matches, or None."""
         just_path, query_text = split_target(path)
         query = parse_query(query_text) if self.uses_query and query_text else _NO_QUERY
+        if callable(headers):
+            headers = headers() if self.uses_headers else _NO_HEADERS
         for route in self.routes:
             if route.match.matches(just_path, method, path, authority, headers, query):
                 return route
@@ -141,13 +146,13 @@ class RouteTable:
         """The virtual host for `authority` (host or host:port), by Envoy's domain rules."""
         return self._index.find(authority)
 
-    def select(
-        self, authority: str, method: str, path: str, headers: Mapping[str, str]
-    ) -> Route | None:
+    def select(self, authority: str, method: str, path: str, headers: HeaderSource) -> Route | None:
         """The route for a request, or None (Envoy answers 404).
 
         `path` is the request target's path with its query string; `headers`
-        maps lower-case names to values, repeated headers joined with ",".
+        maps lower-case names to values, repeated headers joined with ",", or is
+        a function that builds that map, called only when a route of the chosen
+        virtual host matches on headers.
         """
         vhost = self._index.find(authority)
         if vhost is None:

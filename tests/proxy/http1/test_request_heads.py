@@ -197,3 +197,10 @@ def test_each_pipelined_request_gets_its_own_version(split: bool) -> None:
     assert [(h.path, h.version) for h in heads] == [("/a", "1.1"), ("/b", "1.0"), ("/c", "1.1")]
     assert [m.request.version for m in request_messages([second, first])] == ["1.0", "1.1"]
     assert [m.request.version for m in request_messages([b"\r\n" + second])] == ["1.0"]
+
+
+def test_the_peer_field_is_kept_aside_and_repeated_ones_join() -> None:
+    head = head_of(get(b"/", b"Host: h", b"X-Trellis-Peer: a=1", b"x-trellis-peer: b=2"))
+    assert head.peer == b"a=1,b=2"
+    assert head.get("x-trellis-peer") == "a=1,b=2"  # still a header like any other
+    assert head_of(get(b"/", b"Host: h")).peer is None

@@ -77,6 +77,7 @@ class RequestHead:
         "keep_alive",
         "method",
         "path",
+        "peer",
         "target",
         "upgrade",
         "version",
@@ -97,6 +98,7 @@ class RequestHead:
         chunked: bool = False,
         expect_continue: bool = False,
         upgrade: bytes = b"",
+        peer: bytes | None = None,
     ) -> None:
         self.method = method
         self.target = target  # the request-target as sent
@@ -112,6 +114,9 @@ class RequestHead:
         # The protocol a bodiless request asks to switch to (`Connection: upgrade` with
         # `Upgrade: websocket`): forwarded, and a 101 makes the exchange a tunnel.
         self.upgrade = upgrade
+        # The calling sidecar's `x-trellis-peer` field (repeated ones joined with ","),
+        # picked out while reading: telemetry needs it on every inbound request.
+        self.peer = peer
         self._map: dict[str, str] | None = None
 
     @property

@@ -49,6 +49,7 @@ from trellis.proxy.http1.head import Headers, RequestHead, ResponseHead
 MAX_HEAD_BYTES = 60 * 1024  # Envoy's default max_request_headers_kb
 MAX_HEADERS = 100  # Envoy's default max_headers_count
 MAX_TARGET_BYTES = 16 * 1024
+PEER_FIELD = b"x-trellis-peer"  # who the calling sidecar is (telemetry), kept aside
 
 _HOST_RE = re.compile(rb"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-_~%!$&'()*+,;=]*)(?::[0-9]{1,5})?$")
 _NO_BODY_STATUS = frozenset({204, 304})
@@ -170,6 +171,7 @@ class RequestReader:
         "_in_head",
         "_max_head",
         "_parser",
+        "_peer",
         "_te",
         "_trailers",
         "_upgrade",
@@ -205,6 +207,7 @@ class RequestReader:
         self._te: bytes | None = None
         self._expect = False
         self._upgrade = b""
+        self._peer: bytes | None = None
         self._trailers = 0
 
     def feed(self, data: bytes) -> bytes | None:
@@ -302,6 +305,9 @@ class RequestReader:
             self._expect = value.strip().lower() == b"100-continue"
         elif low == b"upgrade":
             self._upgrade = value.strip()
+        elif low == PEER_FIELD:
+            peer = self._peer
+            self._peer = value if peer is None else peer + b"," + value
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -354,6 +360,7 @@ class RequestReader:
             chunked=chunked,
             expect_continue=self._expect and version == "1.1",  # RFC 9110 §10.1.1
             upgrade=upgrade,
+            peer=self._peer,
         )
         self._events.append((self._handler.on_request, (head,)))
 
@@ -599,7 +606,9 @@ class ResponseReader:
         plain = True
         length = b""
         te = b""
-        for found in _FRAMING_FIELDS.finditer(raw.lower()):
+        lowered = raw.lower()
+        found = _FRAMING_FIELDS.search(lowered)
+        while found is not None:  # (a loop of searches: cheaper than finditer's scanner)
             name = found.group(1)
             if name == b"content-length":
                 length = found.group(2)
@@ -607,6 +616,7 @@ class ResponseReader:
                 plain = False
                 if name == b"transfer-encoding":
                     te = te + b"," + found.group(2) if te else found.group(2)
+            found = _FRAMING_FIELDS.search(lowered, found.end())
         if status < 200:
             if status == 101:
                 self._awaiting = False

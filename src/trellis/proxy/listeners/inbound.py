@@ -55,12 +55,13 @@ class InboundListener:
             )
             return
         head = ex.head
-        headers = head.header_map()
-        route = listener.routes.select(head.authority, head.method, head.path or "/", headers)
+        route = listener.routes.select(
+            head.authority, head.method, head.path or "/", head.header_map
+        )
         if route is None:
             ex.respond(404, b"no route matched\n", flags="NR")
             return
-        if listener.authz and not self._authorized(ex, route, listener.authz, headers):
+        if listener.authz and not self._authorized(ex, route, listener.authz, head.header_map()):
             return
         ex.run(route)
 

@@ -135,11 +135,12 @@ class Recorder:
         return labels
 
     def inbound(self, ex: Exchange) -> None:
-        header = ex.head.get("x-trellis-peer")
+        raw = ex.head.peer
         secure = ex.conn.secure
-        key = (header, secure, ex.status, *ex.flags)
+        key = (raw, secure, ex.status, *ex.flags)
         entry = self._inbound_labels.get(key)
         if entry is None:
+            header = raw.decode("latin-1") if raw is not None else None
             labels = self._inbound(ex, header, secure)
             if header is not None and len(header) > _PEER_CACHE_MAX_CHARS:
                 entry = (labels, self.metrics.series(labels))  # not kept: too big a key
