@@ -261,10 +261,28 @@ def test_a_final_response_in_the_same_read_as_an_interim_one() -> None:
         assert (m.response.status, m.body) == (201, b"next")
 
 
-def test_empty_lines_before_a_response_are_skipped() -> None:
-    rec, _ = read_responses([(False, [b"\r\n" + NEXT])])
+NEXT_HEAD = NEXT[: NEXT.index(b"\r\n\r\n") + 4]
+
+
+@pytest.mark.parametrize("blank", [b"\r\n", b"\r\n\r\n", b"\r\r\n\r\n", b"\n\r\n\r\n\n"])
+def test_empty_lines_before_a_response_are_not_part_of_its_head(blank: bytes) -> None:
+    interim = b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+    for data in (blank + NEXT, blank + interim + blank + NEXT):
+        for chunks in ([data], bytewise(data), [blank, data[len(blank) :]]):
+            rec, _ = read_responses([(False, chunks)])
+            (m,) = rec.messages
+            assert (m.response.raw, m.response.status, m.body) == (NEXT_HEAD, 201, b"next")
+    rec, _ = read_responses([(False, [blank + b"HTTP/1.1 204 No Content\r\n\r\n"])])
+    assert rec.messages[0].response.raw == b"HTTP/1.1 204 No Content\r\n\r\n"
+
+
+def test_a_204_with_a_content_length_is_not_forwarded_as_it_came() -> None:
+    # RFC 9110 §8.6: a 204 has no Content-Length; the rebuilt head leaves it out.
+    rec, _ = read_responses([(False, [b"HTTP/1.1 204 X\r\nContent-Length: 5\r\n\r\n"])])
     (m,) = rec.messages
-    assert m.response.raw.startswith(b"HTTP/1.1 201 Created\r\n") and m.body == b"next"
+    assert not m.response.plain and m.response.content_length is None and m.complete
+    rec, _ = read_responses([(False, [b"HTTP/1.1 304 X\r\nContent-Length: 5\r\n\r\n"])])
+    assert rec.messages[0].response.plain  # a 304's Content-Length describes the resource
 
 
 def test_endless_response_trailers_are_a_502() -> None:

@@ -54,8 +54,8 @@ PEER_FIELD = b"x-trellis-peer"  # who the calling sidecar is (telemetry), kept a
 _HOST_RE = re.compile(rb"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-_~%!$&'()*+,;=]*)(?::[0-9]{1,5})?$")
 _NO_BODY_STATUS = frozenset({204, 304})
 # In a response head llhttp accepted (CRLF line ends, no whitespace before a colon, no
-# CR inside a value), a field starts right after a CRLF: one search over the lower-cased
-# head finds the ones framing and forwarding need, without splitting it into fields.
+# CR inside a value), a field starts right after a CRLF: searching the lower-cased head
+# finds the ones framing and forwarding need, without splitting it into fields.
 _FRAMING_FIELDS = re.compile(
     rb"\r\n(content-length|connection|keep-alive|proxy-connection|te|trailer"
     rb"|transfer-encoding|upgrade):[ \t]*([^\r]*)"
@@ -452,8 +452,11 @@ class ResponseReader:
     llhttp's per-field callbacks (there is no `on_header` here, so llhttp validates
     the fields without a call into Python for each): a response starts where the
     bytes fed after a request start, or right after an interim response's head,
-    and ends at the first blank line, which llhttp's strict CRLF rules make exact.
-    The few fields the framing needs are found in it with one search each.
+    past any empty lines (llhttp skips them), and must start with a status line;
+    it ends at the first blank line after that, which llhttp's strict CRLF rules
+    (no bare CR or LF, no obs-fold) make exact. The few fields framing and
+    forwarding need are found in it by a loop of searches over its lower-cased
+    bytes.
 
     A status outside 100-599, a version other than 1.x, a 101 nobody asked for,
     a body after a response to HEAD, a response that starts where none was asked
@@ -575,15 +578,19 @@ class ResponseReader:
             start = 0
         else:
             joined, base, start = data, 0, self._head_start
+        # llhttp skips empty lines (any run of CR and LF) before a message: the head
+        # starts at the first byte that is neither, and must be a status line.
+        size = len(joined)
+        while start < size and joined[start] in (13, 10):
+            start += 1
+        if not joined.startswith(b"HTTP/", start):
+            raise ProtocolError(502, "upstream response head not where it was expected")
         end = joined.find(b"\r\n\r\n", start)
         if end < 0:  # llhttp accepted no head without one
             raise ProtocolError(502, "upstream response head without its blank line")
         end += 4
         self._next_start = end - base
-        raw = joined[start:end] if start or end != len(joined) else joined
-        if not raw.startswith(b"HTTP/"):
-            raw = raw.lstrip(b"\r\n")  # llhttp skips empty lines before a message
-        return raw
+        return joined[start:end] if start or end != size else joined
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -619,9 +626,9 @@ class ResponseReader:
             found = _FRAMING_FIELDS.search(lowered, found.end())
         if status < 200:
             if status == 101:
-                self._awaiting = False
                 if not (self._upgrade and parser.should_upgrade()):
                     raise ProtocolError(502, "upstream switched protocols")
+                self._awaiting = False
                 head = ResponseHead(
                     101, None, raw=raw, reason=reason, version=version, keep_alive=False
                 )
@@ -631,8 +638,12 @@ class ResponseReader:
                 return
             self._informational = True
             return
-        self._next_start = -1  # a body follows: no response may begin in this read
+        # The final response: nothing may begin after it in this read (its body, if any,
+        # follows), nor in a later one before the next request.
+        self._next_start = -1
         self._awaiting = False
+        if length and status == 204:
+            plain = False  # RFC 9110 §8.6: no Content-Length on a 204; rebuilt without it
         chunked = False
         others = b""
         content_length: int | None = None
