@@ -400,6 +400,14 @@ def _haproxy_pair(
             child.stop()
 
 
+def _failed(result: PathResult, exc: Exception) -> PathResult:
+    """`result` reported as skipped, with the first line of why the path failed."""
+    first = str(exc).strip().splitlines()
+    result.skipped = f"failed: {first[0].rstrip(':') if first else type(exc).__name__}"
+    print(f"  {result.label}: FAILED: {exc}", file=sys.stderr, flush=True)
+    return result
+
+
 def _relay_pair(
     key: str,
     backend: Child,
@@ -433,11 +441,7 @@ def _relay_pair(
             logs,
         )
     except Exception as exc:  # a yardstick that fails must not hide the other figures
-        first = str(exc).strip().splitlines()
-        result = PathResult(key, label)
-        result.skipped = f"failed: {first[0].rstrip(':') if first else type(exc).__name__}"
-        print(f"  {label}: FAILED: {exc}", file=sys.stderr, flush=True)
-        return result
+        return _failed(PathResult(key, label), exc)
     finally:
         for child in reversed(children):
             child.stop()
@@ -469,10 +473,7 @@ def _trellis_pair(
             result, pair.outbound_port, pair.proxies, backend, durations, load_prefix, logs
         )
     except Exception as exc:  # a broken sidecar must not hide the reference figures
-        first = str(exc).strip().splitlines()
-        result.skipped = f"failed: {first[0].rstrip(':') if first else type(exc).__name__}"
-        print(f"  {result.label}: FAILED: {exc}", file=sys.stderr, flush=True)
-        return result
+        return _failed(result, exc)
     finally:
         pair.stop()
 
