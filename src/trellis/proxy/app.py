@@ -34,7 +34,7 @@ from trellis.proxy.listeners.acceptor import Acceptor
 from trellis.proxy.listeners.admin import AdminListener, json_page
 from trellis.proxy.listeners.inbound import InboundListener
 from trellis.proxy.listeners.outbound import OutboundListener
-from trellis.proxy.listeners.server import RequestHandler, ServerConnection
+from trellis.proxy.listeners.server import RequestHandler, ServerConnection, connection_factory
 from trellis.proxy.options import Address, ProxyOptions, inbound_listener_name
 from trellis.proxy.stack.cluster import ClusterManager
 from trellis.proxy.stack.context import ListenerContext
@@ -145,9 +145,7 @@ class ProxyApp:
             log.info("inbound port %s taken: picking a free one", address)
             self._listen_inbound(Address(address.host, 0), handler)
             return
-        self.acceptor = Acceptor(
-            sock, lambda: ServerConnection(handler, registry), self._tls_policy
-        )
+        self.acceptor = Acceptor(sock, connection_factory(handler, registry), self._tls_policy)
         self.acceptor.start()
         self.addresses["inbound"] = Address(address.host, int(sock.getsockname()[1]))
 
@@ -162,7 +160,7 @@ class ProxyApp:
         registry = self.connections[name]
         try:
             server = await loop.create_server(
-                lambda: ServerConnection(handler, registry),
+                connection_factory(handler, registry),
                 address.host,
                 address.port,
                 reuse_address=True,

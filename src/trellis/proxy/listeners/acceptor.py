@@ -40,7 +40,7 @@ class Acceptor:
     def __init__(
         self,
         sock: socket.socket,
-        protocol_factory: Callable[[], asyncio.Protocol],
+        protocol_factory: Callable[[], Any],
         policy: TlsPolicy,
     ) -> None:
         self.sock = sock

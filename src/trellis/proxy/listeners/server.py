@@ -30,6 +30,7 @@ import asyncio
 import logging
 import socket
 import time
+from collections.abc import Callable
 from typing import Any, Protocol, cast
 
 from trellis.proxy.http1.errors import ProtocolError
@@ -70,7 +71,7 @@ class RequestHandler(Protocol):
 _Event = tuple[str, Any]
 
 
-class ServerConnection(asyncio.Protocol):
+class ServerConnection:
     __slots__ = (
         "_early",
         "_eof",
@@ -329,6 +330,15 @@ class ServerConnection(asyncio.Protocol):
             self.close()
         elif self._idle_since and now - self._idle_since > IDLE_TIMEOUT:
             self.close()
+
+
+def connection_factory(
+    handler: RequestHandler, registry: set[ServerConnection] | None = None
+) -> Callable[[], Any]:
+    """The protocol factory asyncio wants. ServerConnection is a protocol by its methods
+    alone (uvloop asks for no base class): without asyncio.Protocol as a base it is a
+    native class to compiled code, whose attributes and calls skip dictionary lookups."""
+    return lambda: ServerConnection(handler, registry)
 
 
 _now = time.monotonic  # the C function itself: no Python frame per call (hot path)

@@ -34,7 +34,7 @@ import socket
 import ssl
 import struct
 from collections.abc import Callable
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 from trellis.proxy.config.resources import UpstreamTls
 from trellis.proxy.http1.errors import ProtocolError
@@ -68,7 +68,7 @@ class TunnelEnd(Protocol):
     def upstream_lost(self) -> None: ...
 
 
-class UpstreamConnection(asyncio.Protocol):
+class UpstreamConnection:
     __slots__ = (
         "closed",
         "got_bytes",
@@ -242,6 +242,13 @@ class UpstreamConnection(asyncio.Protocol):
         self.idle_since = 0.0
 
 
+def _protocol(conn: UpstreamConnection) -> Callable[[], Any]:
+    """The protocol factory asyncio wants. UpstreamConnection is a protocol by its methods
+    alone (uvloop asks for no base class): without asyncio.Protocol as a base it is a
+    native class to compiled code, whose attributes and calls skip dictionary lookups."""
+    return lambda: conn
+
+
 def _no_context() -> ssl.SSLContext | None:
     return None
 
@@ -327,7 +334,7 @@ class HostPool:
                 return
         try:
             await asyncio.wait_for(
-                self._loop.create_connection(lambda: conn, self.address, self.port, ssl=context),
+                self._loop.create_connection(_protocol(conn), self.address, self.port, ssl=context),
                 self.connect_timeout,
             )
         except (OSError, TimeoutError, ssl.SSLError) as e:
