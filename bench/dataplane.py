@@ -317,15 +317,20 @@ async def _open_loop(
     return runs, cpu
 
 
-def _measure(
-    result: PathResult,
-    port: int,
-    proxies: dict[str, Child],
-    backend: Child,
-    durations: Durations,
-    load_prefix: list[str],
-    logs: Path,
-) -> PathResult:
+@dataclass(frozen=True, slots=True)
+class Bench:
+    """What every path of one run shares: the backend, the cores, the loads, the logs."""
+
+    backend: Child
+    backend_port: int
+    durations: Durations
+    cores: Cores
+    load_prefix: list[str]  # pins a load-side command to the load core
+    logs: Path
+
+
+def _measure(result: PathResult, port: int, proxies: dict[str, Child], bench: Bench) -> PathResult:
+    durations = bench.durations
     print(f"  {result.label}: warm-up check", flush=True)
     _check(port)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
@@ -336,10 +341,12 @@ def _measure(
         f" {result.errors} errors, sent at {result.send_rate:.0f}/s",
         flush=True,
     )
-    measured = [backend, *proxies.values()]
+    measured = [bench.backend, *proxies.values()]
     before = _cpu(measured)
     command = wrk.argv(f"http://127.0.0.1:{port}/", WRK_CONNECTIONS, durations.closed, host=HOST)
-    closed = wrk.run([*load_prefix, *command], logs, f"wrk-{result.key}", durations.closed + 30)
+    closed = wrk.run(
+        [*bench.load_prefix, *command], bench.logs, f"wrk-{result.key}", durations.closed + 30
+    )
     result.measured_cpu_share = (_cpu(measured) - before) / closed.seconds
     result.rps, result.wrk_errors, result.wrk_cpu_share = (
         closed.rps,
@@ -354,47 +361,30 @@ def _measure(
     return result
 
 
-def _haproxy_pair(
-    tls: bool,
-    backend: Child,
-    backend_port: int,
-    durations: Durations,
-    cores: Cores,
-    load_prefix: list[str],
-    logs: Path,
-) -> PathResult:
+def _haproxy_pair(tls: bool, bench: Bench) -> PathResult:
     key, label = (
         ("haproxy-tls", "(b') HAProxy pair, mTLS") if tls else ("haproxy", "(b) HAProxy pair")
     )
+    logs, pin = bench.logs, bench.cores.prefix()
     files = write_tls_files(logs / "tls") if tls else None
     second_port, first_port = free_port(), free_port()
     children: list[Child] = []
     try:
         second = haproxy.start(
-            haproxy.hop_config(second_port, backend_port, listen_tls=files),
+            haproxy.hop_config(second_port, bench.backend_port, listen_tls=files),
             logs,
             f"{key}-2",
-            cores.prefix(),
+            pin,
         )
         children.append(second)
         first = haproxy.start(
-            haproxy.hop_config(first_port, second_port, upstream_tls=files),
-            logs,
-            f"{key}-1",
-            cores.prefix(),
+            haproxy.hop_config(first_port, second_port, upstream_tls=files), logs, f"{key}-1", pin
         )
         children.append(first)
         _wait_listening(second, second_port, 15)
         _wait_listening(first, first_port, 15)
-        return _measure(
-            PathResult(key, label),
-            first_port,
-            {"HAProxy 1": first, "HAProxy 2": second},
-            backend,
-            durations,
-            load_prefix,
-            logs,
-        )
+        proxies = {"HAProxy 1": first, "HAProxy 2": second}
+        return _measure(PathResult(key, label), first_port, proxies, bench)
     finally:
         for child in reversed(children):
             child.stop()
@@ -408,38 +398,23 @@ def _failed(result: PathResult, exc: Exception) -> PathResult:
     return result
 
 
-def _relay_pair(
-    key: str,
-    backend: Child,
-    backend_port: int,
-    durations: Durations,
-    cores: Cores,
-    load_prefix: list[str],
-    logs: Path,
-) -> PathResult:
+def _relay_pair(key: str, tls: Path, bench: Bench) -> PathResult:
+    """A pair of `bench.minimal_relay`s (RELAYS[key]); `tls` holds the TLS files."""
     label, second_options, first_options = RELAYS[key]
-    tls = str(write_tls_files(logs / "tls-relay").ca.parent)
     second_port, first_port = free_port(), free_port()
-    relay = [*cores.prefix(), sys.executable, "-m", "bench.minimal_relay"]
+    relay = [*bench.cores.prefix(), sys.executable, "-m", "bench.minimal_relay"]
     children: list[Child] = []
     try:
         for listen, upstream, name, options in (
-            (second_port, backend_port, "relay 2", second_options),
+            (second_port, bench.backend_port, "relay 2", second_options),
             (first_port, second_port, "relay 1", first_options),
         ):
             argv = [*relay, str(listen), str(upstream), *(o.format(tls=tls) for o in options)]
-            child = Child(argv, logs, f"{key}-{name[-1]}")
+            child = Child(argv, bench.logs, f"{key}-{name[-1]}")
             children.append(child)
             _wait_listening(child, listen, 15)
-        return _measure(
-            PathResult(key, label),
-            first_port,
-            {"relay 1": children[1], "relay 2": children[0]},
-            backend,
-            durations,
-            load_prefix,
-            logs,
-        )
+        proxies = {"relay 1": children[1], "relay 2": children[0]}
+        return _measure(PathResult(key, label), first_port, proxies, bench)
     except Exception as exc:  # a yardstick that fails must not hide the other figures
         return _failed(PathResult(key, label), exc)
     finally:
@@ -447,15 +422,7 @@ def _relay_pair(
             child.stop()
 
 
-def _trellis_pair(
-    mtls: bool,
-    backend: Child,
-    backend_port: int,
-    durations: Durations,
-    cores: Cores,
-    load_prefix: list[str],
-    logs: Path,
-) -> PathResult:
+def _trellis_pair(mtls: bool, bench: Bench) -> PathResult:
     result = (
         PathResult("trellis", "(c') Trellis sidecar pair, mTLS")
         if mtls
@@ -466,12 +433,12 @@ def _trellis_pair(
         result.skipped = reason
         print(f"  {result.label}: skipped: {reason}", flush=True)
         return result
-    pair = sidecars.SidecarPair(logs, backend_port, load_prefix, cores.prefix(), mtls=mtls)
+    pair = sidecars.SidecarPair(
+        bench.logs, bench.backend_port, bench.load_prefix, bench.cores.prefix(), mtls=mtls
+    )
     try:
         pair.start()
-        return _measure(
-            result, pair.outbound_port, pair.proxies, backend, durations, load_prefix, logs
-        )
+        return _measure(result, pair.outbound_port, pair.proxies, bench)
     except Exception as exc:  # a broken sidecar must not hide the reference figures
         return _failed(result, exc)
     finally:
@@ -515,29 +482,12 @@ def run(quick: bool) -> Section:
         )
         try:
             _wait_listening(backend, backend_port, 15)
-            results.append(
-                _measure(
-                    PathResult("direct", "(a) direct"),
-                    backend_port,
-                    {},
-                    backend,
-                    durations,
-                    load_prefix,
-                    logs,
-                )
-            )
-            for tls in (False, True):
-                results.append(
-                    _haproxy_pair(tls, backend, backend_port, durations, cores, load_prefix, logs)
-                )
-            for key in RELAYS:
-                results.append(
-                    _relay_pair(key, backend, backend_port, durations, cores, load_prefix, logs)
-                )
-            for mtls in (False, True):
-                results.append(
-                    _trellis_pair(mtls, backend, backend_port, durations, cores, load_prefix, logs)
-                )
+            bench = Bench(backend, backend_port, durations, cores, load_prefix, logs)
+            results.append(_measure(PathResult("direct", "(a) direct"), backend_port, {}, bench))
+            results += [_haproxy_pair(tls, bench) for tls in (False, True)]
+            relay_tls = write_tls_files(logs / "tls-relay").ca.parent
+            results += [_relay_pair(key, relay_tls, bench) for key in RELAYS]
+            results += [_trellis_pair(mtls, bench) for mtls in (False, True)]
         finally:
             backend.stop()
     return Section("dataplane", render(results, _environment(cores, durations, results[0])))
