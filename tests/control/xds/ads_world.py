@@ -129,6 +129,14 @@ class AdsClient:
         assert response is not grpc.aio.EOF, f"stream ended: {await self.call.code()}"
         return response
 
+    async def refusal(self, timeout: float = 10.0) -> tuple[grpc.StatusCode, str]:
+        """The status of a stream the server refuses as it opens, before any request.
+
+        Nothing is written: a write that races the refusal fails as INTERNAL in grpcio
+        ("Failed execute_batch") and hides the server's status."""
+        code = await asyncio.wait_for(self.call.code(), timeout)
+        return code, await self.call.details()
+
     async def subscribe(
         self, type_url: str, names: Collection[str] = ()
     ) -> discovery_pb2.DiscoveryResponse:
