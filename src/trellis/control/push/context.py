@@ -10,8 +10,8 @@ does no I/O and reads no clock: `now` is given to `build`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Hashable, Iterable, Mapping
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from trellis.model.base import selector_matches
@@ -74,6 +74,10 @@ class PushContext:
     attached: Mapping[ServiceKey, tuple[AttachedRoute, ...]]  # oldest first
     policies: Mapping[ServiceKey, DestinationPolicy]
     authorization: Mapping[str, tuple[AuthorizationPolicy, ...]]  # per namespace, by name
+    # What pure functions of this snapshot computed, kept for the other callers of the
+    # same push (the generators' resources, shared by every node of the same shape). It
+    # lives and dies with the push: a new snapshot starts empty, so nothing goes stale.
+    memo: dict[Hashable, object] = field(default_factory=dict, compare=False, repr=False)
 
     # -- construction -----------------------------------------------------------------
 

@@ -6,6 +6,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
 from trellis.control.push.context import PushContext
@@ -26,10 +27,14 @@ class Generated:
     `resources`: name -> resource message (not packed in Any).
     `errors`: name -> reason, for requested names that exist nowhere; the ADS
     server answers them in `DiscoveryResponse.resource_errors` as NOT_FOUND.
+    `packed`: name -> the resource already packed in Any (`pb.pack`), for those a
+    generator shares between nodes: packed once per push instead of once per node.
+    Resources are shared: callers must not modify them.
     """
 
     resources: dict[str, Message] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    packed: dict[str, any_pb2.Any] = field(default_factory=dict)
 
 
 class Generator(Protocol):

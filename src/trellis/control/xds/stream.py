@@ -41,6 +41,7 @@ from google.rpc import code_pb2, status_pb2
 
 from trellis.control.translate.api import CLUSTER_TYPE, LISTENER_TYPE, TYPE_ORDER, Generated
 from trellis.control.translate.node import NodeInfo
+from trellis.control.translate.pb import pack
 from trellis.control.xds.status import NodeStatus, TypeStatus, short_type_name
 from trellis.control.xds.version import content_version
 
@@ -222,8 +223,9 @@ class AdsStream:
         assert self.node is not None
         try:
             generated = self._generate(self.node, self._push, state.type_url, state.names)
+            packed = generated.packed
             resources = {
-                name: _pack(msg)
+                name: packed.get(name) or pack(msg)
                 for name, msg in generated.resources.items()
                 if state.names is None or name in state.names
             }
@@ -286,9 +288,3 @@ def _subscription(
     if WILDCARD in names or (not names and first and type_url in _LEGACY_WILDCARD_TYPES):
         return None
     return names
-
-
-def _pack(msg: object) -> any_pb2.Any:
-    packed = any_pb2.Any()
-    packed.Pack(msg, deterministic=True)
-    return packed

@@ -14,11 +14,20 @@ else from its registered Workload.
 Wildcard (names None): LDS gets the `FQDN:PORT` listener of every service
 port, CDS every outbound cluster (plus the kind's local ones); RDS and EDS
 wildcards are not meaningful and return nothing.
+
+Sharing: most resources depend on little of the node (`scope`): a route
+configuration on its namespace, an outbound cluster on whether it is secure,
+endpoints on nothing. Each is built and packed once per push and scope, kept in
+the push's memo, and handed to every node of that scope: a push to N nodes of
+one shape costs one generation, not N. Inbound listeners are the node's own and
+are built for each. A builder that starts reading more of the node must say so
+in `scope` (tests/control/translate/test_shared_generation.py compares shared
+against per-node generation for nodes that differ in every field).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Hashable, Mapping
 from typing import Protocol
 
 from envoy.config.cluster.v3 import cluster_pb2
@@ -26,7 +35,7 @@ from envoy.config.route.v3 import route_pb2
 from google.protobuf.message import Message
 
 from trellis.control.push.context import PushContext
-from trellis.control.translate import names
+from trellis.control.translate import names, pb
 from trellis.control.translate.api import (
     CLUSTER_TYPE,
     ENDPOINT_TYPE,
@@ -95,12 +104,43 @@ class MeshGenerator:
             return Generated()
         wanted = self._wildcard(node, push, type_url) if names_ is None else sorted(set(names_))
         out = Generated()
+        memo = push.memo
         for name in wanted:
-            try:
-                out.resources[name] = build(node, push, name)
-            except names.Unresolved as e:
-                out.errors[name] = str(e)
+            scope = self.scope(node, type_url, name)
+            if scope is None:
+                try:
+                    out.resources[name] = build(node, push, name)
+                except names.Unresolved as e:
+                    out.errors[name] = str(e)
+                continue
+            key = (self, type_url, name, scope)
+            shared = memo.get(key)
+            if shared is None:
+                try:
+                    message = build(node, push, name)
+                    shared = (message, pb.pack(message))
+                except names.Unresolved as e:
+                    shared = str(e)
+                memo[key] = shared
+            if isinstance(shared, str):
+                out.errors[name] = shared
+            else:
+                assert isinstance(shared, tuple)
+                out.resources[name], out.packed[name] = shared
         return out
+
+    def scope(self, node: NodeInfo, type_url: str, name: str) -> Hashable | None:
+        """What of `node` its resource `name` depends on: nodes (of this kind) that agree on
+        it get the same resource. None: the resource is the node's own."""
+        if type_url == ENDPOINT_TYPE:
+            return ()  # the service's endpoints
+        if type_url == CLUSTER_TYPE:
+            return node.secure  # upstream_tls; an inbound cluster is its name's port alone
+        if type_url == ROUTE_TYPE:
+            return node.namespace  # names resolve and routes attach from the namespace
+        if type_url == LISTENER_TYPE and not name.startswith(names.INBOUND_LISTENER_PREFIX):
+            return node.namespace  # outbound listeners: the host resolves from it
+        return None  # inbound listeners: the workload's labels, ports, mTLS mode
 
     def _wildcard(self, node: NodeInfo, push: PushContext, type_url: str) -> list[str]:
         if type_url == LISTENER_TYPE:
