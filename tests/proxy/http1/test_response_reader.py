@@ -5,6 +5,7 @@ reader, so each test checks the next response still parses."""
 
 from __future__ import annotations
 
+import httptools
 import pytest
 from tests.proxy.http1.support import Recorder, bytewise, read_responses
 
@@ -323,3 +324,42 @@ def test_an_upgrade_the_upstream_declines_is_an_ordinary_response() -> None:
     (m,) = rec.messages
     assert (m.response.status, m.body, m.complete) == (426, b"no", True)
     assert not reader.switched
+
+
+class _Llhttp:
+    """What httptools itself reports for a response head (the reader reads some of it from
+    the status line instead of asking)."""
+
+    def __init__(self) -> None:
+        self.answer: tuple[int, str, bool] | None = None
+        self.parser = httptools.HttpResponseParser(self)
+
+    def on_headers_complete(self) -> None:
+        p = self.parser
+        self.answer = (p.get_status_code(), p.get_http_version(), p.should_keep_alive())
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n",
+        b"HTTP/1.1 200\r\nContent-Length: 2\r\n\r\n",
+        b"HTTP/1.1 404 \r\nContent-Length: 2\r\n\r\n",
+        b"HTTP/1.1 599 Custom reason\r\ncontent-length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\n\r\n",
+        b"HTTP/1.1 204 No Content\r\n\r\n",
+        b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n",
+        b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n",
+        b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\n",
+    ],
+)
+def test_status_version_and_keep_alive_are_llhttps(head: bytes) -> None:
+    llhttp = _Llhttp()
+    llhttp.parser.feed_data(head)
+    assert llhttp.answer is not None
+    rec, _ = read_responses([(False, [head])])
+    response = rec.messages[0].response
+    assert (response.status, response.version, response.keep_alive) == llhttp.answer

@@ -602,8 +602,13 @@ class ResponseReader:
         if len(raw) > 4 * MAX_HEADERS and raw.count(b"\r\n") > MAX_HEADERS + 2:
             raise ProtocolError(502, "upstream response has too many header fields")
         parser = self._parser
-        status = parser.get_status_code()
-        version = "1.1" if raw.startswith(b"HTTP/1.1 ") else parser.get_http_version()
+        if raw.startswith(b"HTTP/1.1 ") and raw[9:12].isdigit() and raw[12:13] in (b" ", b"\r"):
+            # llhttp accepted this status line: read it instead of asking (a call each).
+            version = "1.1"
+            status = int(raw[9:12])
+        else:
+            version = parser.get_http_version()
+            status = parser.get_status_code()
         if not 100 <= status <= 599:
             raise ProtocolError(502, f"upstream response status {status} is not valid")
         if not version.startswith("1."):
@@ -661,7 +666,10 @@ class ResponseReader:
             plain=plain,
             reason=reason,
             version=version,
-            keep_alive=parser.should_keep_alive(),
+            # llhttp's answer, known without asking when no field could change it: an
+            # HTTP/1.1 response with a Content-Length and no Connection field stays open.
+            keep_alive=(plain and version == "1.1" and bool(length) and not self._head_request)
+            or parser.should_keep_alive(),
             content_length=None if no_body else content_length,
             chunked=chunked and not no_body,
             close_delimited=not no_body and not chunked and content_length is None,
