@@ -22,6 +22,7 @@ from trellis.control.translate import (
     generate,
     pb,
 )
+from trellis.control.translate.generators import mesh as mesh_generator
 
 # The fixture mesh, plus what makes nodes differ beyond kind and namespace: workloads
 # speaking mTLS (secure clients get TLS clusters to them), an AuthorizationPolicy on a
@@ -163,3 +164,23 @@ def test_nodes_of_one_shape_get_the_very_same_resources(push: PushContext) -> No
     other = NodeInfo.parse("sidecar~client.web", {"namespace": "web"})
     third = generate(other, shared, ROUTE_TYPE, [name])
     assert third.resources[name] is not first.resources[name]
+
+
+def test_the_memo_keeps_no_errors_and_is_bounded(
+    push: PushContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Names and namespaces come from clients: what they ask for must not grow the memo.
+    shared = replace(push, memo={})
+    for i in range(50):
+        stranger = NodeInfo.parse(f"sidecar~x.ns{i}", {"namespace": f"ns{i}"})
+        got = generate(stranger, shared, LISTENER_TYPE, [f"nowhere-{i}:80"])
+        assert got.errors and not got.resources
+    assert shared.memo == {}
+    monkeypatch.setattr(mesh_generator, "MEMO_MAX", 3)
+    name = "reviews.shop.svc.mesh:9080"
+    for i in range(10):
+        n = NodeInfo.parse(f"sidecar~x.ns{i}", {"namespace": f"ns{i}"})
+        alone = generate(n, replace(push, memo={}), ROUTE_TYPE, [name])
+        together = generate(n, shared, ROUTE_TYPE, [name])
+        assert as_bytes(together) == as_bytes(alone)
+    assert len(shared.memo) == 3
