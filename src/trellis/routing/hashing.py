@@ -10,11 +10,11 @@ never yield a key in the sidecar.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from trellis.routing.errors import RouteConfigError, field
-from trellis.routing.matchers import parse_query, split_target
+from trellis.routing.matchers import HeaderLookup, parse_query, split_target
 from trellis.routing.pb import check_fields
 from trellis.routing.regex import RegexRewrite, compile_rewrite
 
@@ -37,7 +37,7 @@ class HashPolicy:
         self.rewrite = rewrite  # header policies: applied to the value
 
     def key(
-        self, headers: Mapping[str, str], source_ip: str | None = None, path: str = ""
+        self, headers: HeaderLookup, source_ip: str | None = None, path: str = ""
     ) -> str | None:
         """The request's key for this policy, or None when it has none."""
         kind = self.kind
@@ -51,7 +51,7 @@ class HashPolicy:
         if kind == "query_parameter":
             return parse_query(split_target(path)[1]).get(self.name)
         if kind == "cookie":
-            return _cookie(headers.get("cookie", ""), self.name)
+            return _cookie(headers.get("cookie") or "", self.name)
         return None
 
     def __repr__(self) -> str:
@@ -68,7 +68,7 @@ def _cookie(header: str, name: str) -> str | None:
 
 def hash_keys(
     policies: Sequence[HashPolicy],
-    headers: Mapping[str, str],
+    headers: HeaderLookup,
     source_ip: str | None = None,
     path: str = "",
 ) -> list[str]:

@@ -24,12 +24,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import unquote
 
 from trellis.routing.errors import RouteConfigError, field
 from trellis.routing.pb import check_fields
 from trellis.routing.regex import compile_regex
+
+
+class HeaderLookup(Protocol):
+    """A request's header values by lower-case name, repeated ones joined with ",": a
+    dict, or the proxy's request head, which finds one name without building a map (a
+    route looks up one or two, and a request carries a handful)."""
+
+    def get(self, name: str, /) -> str | None: ...
+
 
 StringTest = Callable[[str], bool]
 
@@ -147,7 +156,7 @@ class HeaderMatcher:
         return matched != self.invert
 
     def matches_request(
-        self, method: str, path: str, authority: str, headers: Mapping[str, str]
+        self, method: str, path: str, authority: str, headers: HeaderLookup
     ) -> bool:
         source = self.source
         if source == _HEADER:
@@ -302,9 +311,9 @@ def _separated_prefix(prefix: str, sensitive: bool, path: str) -> tuple[StringTe
 # -- a whole RouteMatch -------------------------------------------------------------------
 
 
-def is_grpc(headers: Mapping[str, str]) -> bool:
+def is_grpc(headers: HeaderLookup) -> bool:
     """Envoy's Grpc::Common::isGrpcRequestHeaders, on the content-type."""
-    ct = headers.get("content-type", "")
+    ct = headers.get("content-type") or ""
     return ct == "application/grpc" or ct.startswith(("application/grpc+", "application/grpc;"))
 
 
@@ -333,7 +342,7 @@ class RouteMatcher:
         method: str,
         full_path: str,
         authority: str,
-        headers: Mapping[str, str],
+        headers: HeaderLookup,
         query: Mapping[str, str],
     ) -> bool:
         """`path` without its query; `full_path` with it (what `:path` matchers see)."""

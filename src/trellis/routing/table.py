@@ -19,7 +19,7 @@ from trellis.routing.domains import DomainIndex
 from trellis.routing.errors import RouteConfigError, field
 from trellis.routing.fault import Disabled, FaultPolicy
 from trellis.routing.headers import compile_mutation
-from trellis.routing.matchers import parse_query, split_target
+from trellis.routing.matchers import HeaderLookup, parse_query, split_target
 from trellis.routing.pb import check_fields
 from trellis.routing.retry import compile_retry
 from trellis.routing.route import (
@@ -32,9 +32,9 @@ from trellis.routing.route import (
 
 _NO_QUERY: Mapping[str, str] = {}
 _NO_HEADERS: Mapping[str, str] = {}
-# A request's headers (lower-case name -> value), or a function that builds them when a
+# A request's headers (a lookup by lower-case name), or a function that builds them when a
 # route needs them (most routes match on the path alone).
-HeaderSource = Mapping[str, str] | Callable[[], Mapping[str, str]]
+HeaderSource = HeaderLookup | Callable[[], HeaderLookup]
 
 _CONFIG_APPLIED = (
     "name",
@@ -150,9 +150,9 @@ class RouteTable:
         """The route for a request, or None (Envoy answers 404).
 
         `path` is the request target's path with its query string; `headers`
-        maps lower-case names to values, repeated headers joined with ",", or is
-        a function that builds that map, called only when a route of the chosen
-        virtual host matches on headers.
+        looks up values by lower-case name, repeated headers joined with ","
+        (a dict will do), or is a function that builds such a lookup, called
+        only when a route of the chosen virtual host matches on headers.
         """
         vhost = self._index.find(authority)
         if vhost is None:

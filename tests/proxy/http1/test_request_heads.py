@@ -4,9 +4,11 @@ keep-alive and 100-continue, as the proxy's listeners see them."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from tests.proxy.http1.support import Recorder, refusal, request_messages
 
-from trellis.proxy.http1.head import RequestHead, end_to_end
+from trellis.proxy.http1.head import RequestHead, end_to_end, header_map
 from trellis.proxy.http1.reader import RequestReader
 
 
@@ -204,3 +206,23 @@ def test_the_peer_field_is_kept_aside_and_repeated_ones_join() -> None:
     assert head.peer == b"a=1,b=2"
     assert head.get("x-trellis-peer") == "a=1,b=2"  # still a header like any other
     assert head_of(get(b"/", b"Host: h")).peer is None
+
+
+# -- header lookup --------------------------------------------------------------------------
+
+_NAMES = st.sampled_from(
+    [b"x-canary", b"X-Canary", b"X-CANARY", b"cookie", b"x-canar", b"\xe9t\xe9"]
+)
+_VALUES = st.binary(max_size=8).map(lambda v: v.replace(b"\r", b"").replace(b"\n", b""))
+
+
+@given(st.lists(st.tuples(_NAMES, _VALUES), max_size=6))
+def test_one_header_is_found_as_the_map_has_it(fields: list[tuple[bytes, bytes]]) -> None:
+    """`RequestHead.get` finds a value in the fields themselves, before any map is built,
+    and agrees with the map: lower-case name, repeated fields joined with ","."""
+    expected = header_map(fields)
+    for name in ("x-canary", "cookie", "x-canar", "\xe9t\xe9", "absent", "\u2603"):
+        head = RequestHead("GET", "/", "/", "a", fields)
+        assert head.get(name) == expected.get(name)
+        head.header_map()
+        assert head.get(name) == expected.get(name)

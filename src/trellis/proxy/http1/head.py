@@ -129,8 +129,22 @@ class RequestHead:
         return self._map
 
     def get(self, name: str) -> str | None:
-        """One header's value (lower-case `name`), repeated ones joined."""
-        return self.header_map().get(name)
+        """One header's value (lower-case `name`), repeated ones joined with ",". Found in
+        the fields themselves until the whole map is built: routes and hash policies look up
+        one or two names, and building the map for them was ~2% of an inbound sidecar."""
+        if self._map is not None:
+            return self._map.get(name)
+        try:
+            key = name.encode("latin-1")
+        except UnicodeEncodeError:
+            return None  # no field name can be spelled so
+        size = len(key)
+        found: str | None = None
+        for field_name, value in self.headers:
+            if len(field_name) == size and field_name.lower() == key:
+                text = value.decode("latin-1")
+                found = text if found is None else found + "," + text
+        return found
 
     def __repr__(self) -> str:
         return f"<RequestHead {self.method} {self.target} authority={self.authority!r}>"

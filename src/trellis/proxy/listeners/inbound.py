@@ -55,9 +55,7 @@ class InboundListener:
             )
             return
         head = ex.head
-        route = listener.routes.select(
-            head.authority, head.method, head.path or "/", head.header_map
-        )
+        route = listener.routes.select(head.authority, head.method, head.path or "/", head)
         if route is None:
             ex.respond(404, b"no route matched\n", flags="NR")
             return

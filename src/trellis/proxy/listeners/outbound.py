@@ -132,7 +132,7 @@ class OutboundListener:
 
     def _select(self, ex: Exchange, table: RouteTable) -> None:
         head = ex.head
-        route = table.select(head.authority, head.method, head.path or "/", head.header_map)
+        route = table.select(head.authority, head.method, head.path or "/", head)
         if route is None:
             ex.respond(404, b"no route matched\n", flags="NR")
             return

@@ -301,7 +301,7 @@ class Exchange:
         if route is None or not route.hash_policies:
             return None
         head = self.head
-        keys = hash_keys(route.hash_policies, head.header_map(), self.conn.peer[0], head.path)
+        keys = hash_keys(route.hash_policies, head, self.conn.peer[0], head.path)
         return hash64("\0".join(keys).encode("utf-8", "replace")) if keys else None
 
     def _attempt(self) -> None:
