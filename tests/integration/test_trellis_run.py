@@ -169,7 +169,7 @@ def test_health_path_takes_a_sick_app_out_of_the_endpoints_and_back(
     with client.client() as c:
         assert c.get(url).status_code == 200
         sick.touch()  # /healthz now answers 503
-        wait_for(lambda: healthy() == [False], 15, "the sick app to be marked unhealthy")
+        wait_for(lambda: healthy() == [False], 25, "the sick app to be marked unhealthy")
         wait_for(lambda: c.get(url).status_code == 503, 10, "the sidecar to stop routing to it")
         assert "UH" in c.get(url).headers["x-trellis-flags"]
         sick.unlink()

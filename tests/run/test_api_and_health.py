@@ -14,7 +14,7 @@ import pytest
 
 from trellis.ports import free_port
 from trellis.run.api import ApiClient, ApiUnreachable
-from trellis.run.health import probe
+from trellis.run.health import HealthWatch, probe
 
 SEEN: list[dict[str, Any]] = []
 
@@ -131,3 +131,25 @@ async def test_probe_fails_on_a_closed_port_and_on_a_non_http_answer() -> None:
         assert await probe(listener.getsockname()[1], None) is True  # TCP alone is up
     finally:
         listener.close()
+
+
+async def test_the_watch_needs_three_failed_checks_in_a_row_and_one_good_one(
+    server: str,
+) -> None:
+    port = int(server.rsplit(":", 1)[1])
+    changes: list[bool] = []
+    watch = HealthWatch(port, "/healthz", changes.append)
+
+    async def check(path: str) -> bool:
+        watch.path = path
+        return await watch.check()
+
+    for path in ("/status/503", "/status/503", "/healthz", "/status/503", "/status/503"):
+        assert await check(path)  # never three failures in a row: still healthy
+    assert changes == []
+    assert not await check("/status/503")  # the third in a row
+    assert changes == [False]
+    assert not await check("/status/503")
+    assert await check("/healthz")  # one good check brings it back
+    assert changes == [False, True]
+    assert [s["path"] for s in SEEN][-1] == "/healthz"  # real checks of the app

@@ -4,7 +4,10 @@
 passes) before the workload is registered, so an endpoint never appears
 before its app can take traffic. `HealthWatch` keeps checking afterwards and
 reports changes; the registration heartbeats carry them to the control plane,
-which takes an unhealthy workload out of the endpoints.
+which takes an unhealthy workload out of the endpoints. As Kubernetes' probes
+do by default, it takes three failed checks in a row to call an app unhealthy
+(one slow answer on a busy host must not take it out of the endpoints) and one
+good check to call it healthy again.
 """
 
 from __future__ import annotations
@@ -65,16 +68,24 @@ async def wait_serving(
 
 
 class HealthWatch:
-    """Checks every `interval`; calls `changed(healthy)` when the answer flips."""
+    """Checks every `interval`; calls `changed(healthy)` when the answer flips: to unhealthy
+    after `failure_threshold` failed checks in a row, back after one good check."""
 
     def __init__(
-        self, port: int, path: str | None, changed: Callable[[bool], None], interval: float = 2.0
+        self,
+        port: int,
+        path: str | None,
+        changed: Callable[[bool], None],
+        interval: float = 2.0,
+        failure_threshold: int = 3,
     ) -> None:
         self.port = port
         self.path = path
         self.changed = changed
         self.interval = interval
+        self.failure_threshold = failure_threshold
         self.healthy = True
+        self.failures = 0  # failed checks in a row
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -83,10 +94,17 @@ class HealthWatch:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
-            healthy = await probe(self.port, self.path)
-            if healthy != self.healthy:
-                self.healthy = healthy
-                self.changed(healthy)
+            await self.check()
+
+    async def check(self) -> bool:
+        """One check of the app; the health it leads to (reported if it changed)."""
+        passed = await probe(self.port, self.path)
+        self.failures = 0 if passed else self.failures + 1
+        healthy = passed or (self.healthy and self.failures < self.failure_threshold)
+        if healthy != self.healthy:
+            self.healthy = healthy
+            self.changed(healthy)
+        return healthy
 
     async def aclose(self) -> None:
         if self._task is not None:

@@ -31,6 +31,7 @@ from google.protobuf.message import Message
 from trellis.control.push.controller import PushController
 from trellis.control.xds import AdsServer, NodeStatus
 from trellis.model.loader import load_documents
+from trellis.ports import free_port
 from trellis.proxy.xds import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE
 from trellis.store.base import Put
 from trellis.store.sqlite import SqliteStore
@@ -138,7 +139,9 @@ class ControlPlane:
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
-        self.port = 0  # chosen by the first start, kept by later ones
+        # Below the ephemeral range, so that no client's source port takes it while the
+        # control plane is stopped between a stop and a restart on the same port.
+        self.port = free_port()
         self.requests: list[discovery_pb2.DiscoveryRequest] = []  # since the last start
         self.ads: AdsServer | None = None
         self.store: SqliteStore | None = None

@@ -136,6 +136,8 @@ async def test_names_added_later_arrive_on_the_same_stream(control_plane: Contro
         )
         assert len(held.resources) == 3
         assert ads.statistics()["connects"] == 1
+        # The handler holds the response before the client ACKs it: wait for the ACK.
+        await wait_for(lambda: control_plane.acked("LDS") == held.version, "the ACK")
         lds = control_plane.requests_for(LISTENER_TYPE)
         assert [sorted(r.resource_names) for r in lds if not r.response_nonce] == [[LISTENER]]
         assert len(lds) == 1 + 1 + len([r for r in handler.received])  # subscribe, add, ACKs
