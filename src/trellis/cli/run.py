@@ -39,7 +39,12 @@ def parser() -> argparse.ArgumentParser:
         help="xDS address (default: asked of the API)")  # fmt: skip
     add("--address", default="127.0.0.1", help="the IP peers reach this workload on")
     add("--proxyless", action="store_true", help="no sidecar: the app is a grpcio xDS app")
-    add("--health-path", default=None, help="HTTP path that says the app is healthy")
+    add(
+        "--health-path",
+        default=None,
+        help="HTTP path that says the app is healthy (2xx/3xx), checked every 2 s; "
+        "3 failures in a row take it out of the endpoints, 1 success brings it back",
+    )
     add("--ttl", type=float, default=10.0, help="registration lease, seconds")
     add("--drain-timeout", type=float, default=10.0)
     add("--access-log", default="", help="sidecar JSON access log: '-' or a file")
