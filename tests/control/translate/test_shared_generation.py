@@ -11,6 +11,7 @@ import pytest
 from google.protobuf.message import Message
 from tests.control.translate.translate_support import FIXTURE, load_push
 
+from trellis.control.push import context as push_context
 from trellis.control.push.context import PushContext
 from trellis.control.translate import (
     CLUSTER_TYPE,
@@ -22,7 +23,6 @@ from trellis.control.translate import (
     generate,
     pb,
 )
-from trellis.control.translate.generators import mesh as mesh_generator
 
 # The fixture mesh, plus what makes nodes differ beyond kind and namespace: workloads
 # speaking mTLS (secure clients get TLS clusters to them), an AuthorizationPolicy on a
@@ -176,7 +176,7 @@ def test_the_memo_keeps_no_errors_and_is_bounded(
         got = generate(stranger, shared, LISTENER_TYPE, [f"nowhere-{i}:80"])
         assert got.errors and not got.resources
     assert shared.memo == {}
-    monkeypatch.setattr(mesh_generator, "MEMO_MAX", 3)
+    monkeypatch.setattr(push_context, "MEMO_MAX", 3)
     name = "reviews.shop.svc.mesh:9080"
     for i in range(10):
         n = NodeInfo.parse(f"sidecar~x.ns{i}", {"namespace": f"ns{i}"})

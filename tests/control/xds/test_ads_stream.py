@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from envoy.service.discovery.v3 import discovery_pb2
+from tests.control.translate.translate_support import FIXTURE, load_push
 from tests.control.xds.ads_world import (
     assignment,
     cluster,
@@ -14,6 +15,7 @@ from tests.control.xds.ads_world import (
     world,
 )
 
+from trellis.control.translate import generate
 from trellis.control.translate.api import CLUSTER_TYPE, ENDPOINT_TYPE, ROUTE_TYPE
 from trellis.control.xds import AdsStream, BadRequest
 from trellis.control.xds.version import content_version
@@ -111,3 +113,27 @@ def test_versions_ignore_order_and_see_every_change() -> None:
     assert r1.version_info == r2.version_info
     assert content_version({}, ["x"]) != content_version({}, [])
     assert content_version({"a": r1.resources[0]}) != content_version({"b": r1.resources[0]})
+
+
+def test_nodes_of_one_shape_share_a_version_hashed_once_per_push() -> None:
+    push = load_push(FIXTURE.read_text())
+    rds = ["reviews.shop.svc.mesh:9080"]
+
+    def subscribed(
+        node_id: str, namespace: str
+    ) -> tuple[AdsStream, discovery_pb2.DiscoveryResponse]:
+        stream = AdsStream(generate, push)
+        req = discovery_pb2.DiscoveryRequest(type_url=ROUTE_TYPE, resource_names=rds)
+        req.node.CopyFrom(node_pb(node_id, namespace=namespace))
+        (response,) = stream.on_request(req)
+        return stream, response
+
+    _, first = subscribed("sidecar~a.shop", "shop")
+    _, second = subscribed("sidecar~b.shop", "shop")
+    _, other = subscribed("sidecar~c.web", "web")  # spells the service differently
+    versions = [k for k in push.memo if isinstance(k, tuple) and k[0] == "version"]
+    assert len(versions) == 2  # one per shape, not per node
+    assert first.version_info == second.version_info != other.version_info
+    for response in (first, second, other):
+        by_name = {"reviews.shop.svc.mesh:9080": response.resources[0]}
+        assert response.version_info == content_version(by_name)

@@ -24,6 +24,10 @@ from trellis.model.workload import Locality, Workload
 from trellis.store.base import Lease, Snapshot
 
 Route = HTTPRoute | GRPCRoute
+# What a push's memo keeps, at most. Its keys hold names and namespaces that clients
+# choose (a node's metadata names its namespace), and a quiet push can last for hours:
+# past this, callers compute again what they would have found there.
+MEMO_MAX = 20_000
 ServiceKey = tuple[str, str]  # (namespace, name)
 
 
@@ -78,6 +82,11 @@ class PushContext:
     # same push (the generators' resources, shared by every node of the same shape). It
     # lives and dies with the push: a new snapshot starts empty, so nothing goes stale.
     memo: dict[Hashable, object] = field(default_factory=dict, compare=False, repr=False)
+
+    def remember(self, key: Hashable, value: object) -> None:
+        """Keep `value` in the memo under `key`, unless the memo is full (MEMO_MAX)."""
+        if len(self.memo) < MEMO_MAX:
+            self.memo[key] = value
 
     # -- construction -----------------------------------------------------------------
 

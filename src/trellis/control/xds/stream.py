@@ -247,7 +247,7 @@ class AdsStream:
                         name, f"{short_type_name(state.type_url)} resource {name!r} does not exist"
                     )
 
-        version = content_version(resources, errors)
+        version = self._version(state.type_url, resources, errors, generated.packed)
         if not force and version == state.sent_version:
             return []  # nothing new; after a NACK this also keeps the rejected version unsent
 
@@ -269,6 +269,33 @@ class AdsStream:
                 error_detail=status_pb2.Status(code=code_pb2.NOT_FOUND, message=reason),
             )
         return [response]
+
+    def _version(
+        self,
+        type_url: str,
+        resources: dict[str, any_pb2.Any],
+        errors: dict[str, str],
+        shared: dict[str, any_pb2.Any],
+    ) -> str:
+        """`content_version`, hashed once per push for every node that gets the very same
+        shared resources (it was the largest part of a push's CPU after generation).
+
+        Keyed by the resources' identities: the memo entry holds the objects, so while it
+        lives no other object can take their ids."""
+        if not shared or len(resources) != len(shared) or any(
+            shared.get(name) is not packed for name, packed in resources.items()
+        ):
+            return content_version(resources, errors)  # some are this node's own
+        names = tuple(sorted(resources))
+        objects = tuple(resources[name] for name in names)
+        key = ("version", type_url, names, tuple(map(id, objects)), tuple(sorted(errors)))
+        push = self._push
+        hit = push.memo.get(key)
+        if isinstance(hit, tuple):
+            return str(hit[0])
+        version = content_version(resources, errors)
+        push.remember(key, (version, objects))
+        return version
 
 
 def parse_node(req: discovery_pb2.DiscoveryRequest) -> NodeInfo:

@@ -21,7 +21,7 @@ endpoints on nothing. Each is built and packed once per push and scope, kept in
 the push's memo, and handed to every node of that scope: a push to N nodes of
 one shape costs one generation, not N. Inbound listeners are the node's own and
 are built for each; names that resolve to nothing are not kept, and the memo
-holds at most MEMO_MAX resources. A builder that starts reading more of the
+is bounded (`MEMO_MAX` in push/context.py). A builder that starts reading more of the
 node must say so in `scope` (tests/control/translate/test_shared_generation.py
 compares shared against per-node generation for nodes that differ in every
 field).
@@ -85,11 +85,6 @@ class KindPolicy(RouteFlavor, Protocol):
 
 Builder = Callable[[NodeInfo, PushContext, str], Message]
 
-# Shared resources kept per push, at most. Keys hold names and namespaces that clients
-# choose (a node's metadata names its namespace), so a push that lasts must not let them
-# grow its memory: past this, resources are built per node again, as before sharing.
-MEMO_MAX = 20_000
-
 
 class MeshGenerator:
     __slots__ = ("_builders", "kind")
@@ -129,8 +124,7 @@ class MeshGenerator:
                     out.errors[name] = str(e)  # not kept: clients choose what they ask for
                     continue
                 shared = (message, pb.pack(message))
-                if len(memo) < MEMO_MAX:
-                    memo[key] = shared
+                push.remember(key, shared)
             assert isinstance(shared, tuple)
             out.resources[name], out.packed[name] = shared
         return out
