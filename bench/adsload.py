@@ -8,7 +8,7 @@ route its HTTP connection manager names, CDS for the route's clusters, EDS for
 the clusters' service names. Every response is ACKed at once (version_info and
 nonce echoed, the current names re-sent).
 
-To keep the load side cheap (it shares one core with up to 300 streams),
+To keep the load side cheap (it shares one core with up to 1000 streams),
 resources are unpacked only while a node is still discovering names; later
 responses are ACKed from their header fields alone. The benchmark's pushes
 change route weights, never names, so nothing is missed.

@@ -106,7 +106,7 @@ async def _measure(api: str, xds: str, cp_pid: int, sizes: list[int]) -> list[li
 
 
 def run(quick: bool) -> Section:
-    sizes = [10, 50] if quick else [10, 50, 100, 200, 300]
+    sizes = [10, 50] if quick else [10, 50, 100, 300, 600, 1000]
     cores = Cores.choose()
     pin_this_process(cores.load)
     with tempfile.TemporaryDirectory(prefix="trellis-bench-") as tmp:

@@ -282,8 +282,10 @@ class AdsStream:
 
         Keyed by the resources' identities: the memo entry holds the objects, so while it
         lives no other object can take their ids."""
-        if not shared or len(resources) != len(shared) or any(
-            shared.get(name) is not packed for name, packed in resources.items()
+        if (
+            not shared
+            or len(resources) != len(shared)
+            or any(shared.get(name) is not packed for name, packed in resources.items())
         ):
             return content_version(resources, errors)  # some are this node's own
         names = tuple(sorted(resources))
