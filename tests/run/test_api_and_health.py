@@ -15,6 +15,7 @@ import pytest
 from trellis.ports import free_port
 from trellis.run.api import ApiClient, ApiUnreachable
 from trellis.run.health import HealthWatch, probe
+from trellis.run.registration import Registration
 
 SEEN: list[dict[str, Any]] = []
 
@@ -153,3 +154,34 @@ async def test_the_watch_needs_three_failed_checks_in_a_row_and_one_good_one(
     assert await check("/healthz")  # one good check brings it back
     assert changes == [False, True]
     assert [s["path"] for s in SEEN][-1] == "/healthz"  # real checks of the app
+
+
+async def test_an_app_that_never_came_up_is_watched_from_unhealthy(server: str) -> None:
+    port = int(server.rsplit(":", 1)[1])
+    changes: list[bool] = []
+    watch = HealthWatch(port, "/healthz", changes.append, healthy=False)
+    watch.path = "/status/503"
+    assert not await watch.check()  # still unhealthy: nothing to report
+    assert changes == []
+    watch.path = "/healthz"
+    assert await watch.check()  # one good check
+    assert changes == [True]
+
+
+def test_a_registration_that_starts_unhealthy_says_so_at_once(server: str) -> None:
+    workload = {"metadata": {"name": "app-1", "namespace": "shop"}, "spec": {}}
+    registration = Registration(server, "t", workload, ttl=30)
+    registration.healthy = False
+    registration.start()
+    try:
+        # Registered, then a heartbeat carrying the health: not a ttl/3 later.
+        paths = [s["path"] for s in SEEN]
+        assert paths == ["/api/v1/registry/register", "/api/v1/registry/heartbeat"]
+        assert json.loads(SEEN[1]["body"])["healthy"] is False
+    finally:
+        registration.close(deregister=False)
+    SEEN.clear()
+    healthy = Registration(server, "t", workload, ttl=30)
+    healthy.start()
+    healthy.close(deregister=False)
+    assert [s["path"] for s in SEEN] == ["/api/v1/registry/register"]

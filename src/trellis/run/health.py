@@ -78,13 +78,14 @@ class HealthWatch:
         changed: Callable[[bool], None],
         interval: float = 2.0,
         failure_threshold: int = 3,
+        healthy: bool = True,
     ) -> None:
         self.port = port
         self.path = path
         self.changed = changed
         self.interval = interval
         self.failure_threshold = failure_threshold
-        self.healthy = True
+        self.healthy = healthy  # as registered: an app that never came up starts unhealthy
         self.failures = 0  # failed checks in a row
         self._task: asyncio.Task[None] | None = None
 

@@ -65,8 +65,11 @@ class Registration:
                 log.warning("heartbeat for %s failed (will retry): %s", self._ref, e)
 
     def start(self) -> None:
-        """Register now (raises on failure), then heartbeat every ttl/3 seconds."""
+        """Register now (raises on failure), then heartbeat every ttl/3 seconds. A lease
+        starts healthy: when `healthy` is already False, a heartbeat says so at once."""
         self._register()
+        if not self.healthy:
+            self._heartbeat()
         self._thread = threading.Thread(target=self._loop, name="trellis-heartbeat", daemon=True)
         self._thread.start()
 

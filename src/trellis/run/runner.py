@@ -241,6 +241,7 @@ class Runner:
         self, app_exit: asyncio.Future[int], stopper: asyncio.Future[Any]
     ) -> bool:
         opts = self.options
+        serving = True
         if opts.port is not None:
             serving = await wait_serving(
                 opts.port,
@@ -258,6 +259,7 @@ class Runner:
                 else:
                     return False
         registration = Registration(opts.api, opts.token, self._workload_doc(), ttl=opts.ttl)
+        registration.healthy = serving
         try:
             await asyncio.to_thread(registration.start)
         except (ApiUnreachable, RuntimeError) as e:
@@ -269,7 +271,7 @@ class Runner:
                 registration.healthy = healthy
                 log.warning("app is now %s", "healthy" if healthy else "unhealthy")
 
-            self.health = HealthWatch(opts.port, opts.health_path, changed)
+            self.health = HealthWatch(opts.port, opts.health_path, changed, healthy=serving)
         return True
 
     async def _stop(self, *, stop_app: bool) -> int:

@@ -137,3 +137,18 @@ def test_nodes_of_one_shape_share_a_version_hashed_once_per_push() -> None:
     for response in (first, second, other):
         by_name = {"reviews.shop.svc.mesh:9080": response.resources[0]}
         assert response.version_info == content_version(by_name)
+
+
+def test_a_response_with_names_found_nowhere_keeps_no_version_in_the_memo() -> None:
+    # Clients choose the names they ask for: what they make up must not stay in the push.
+    push = load_push(FIXTURE.read_text())
+    for i in range(20):
+        stream = AdsStream(generate, push)
+        names = ["reviews.shop.svc.mesh:9080", f"made-up-{i}.shop.svc.mesh:80"]
+        req = discovery_pb2.DiscoveryRequest(type_url=ROUTE_TYPE, resource_names=names)
+        req.node.CopyFrom(node_pb(f"sidecar~a{i}.shop", namespace="shop"))
+        (response,) = stream.on_request(req)
+        assert len(response.resources) == 1 and len(response.resource_errors) == 1
+        sent = {"reviews.shop.svc.mesh:9080": response.resources[0]}
+        assert response.version_info == content_version(sent, [names[1]])
+    assert not [k for k in push.memo if isinstance(k, tuple) and k[0] == "version"]

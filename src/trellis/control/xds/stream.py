@@ -281,21 +281,23 @@ class AdsStream:
         shared resources (it was the largest part of a push's CPU after generation).
 
         Keyed by the resources' identities: the memo entry holds the objects, so while it
-        lives no other object can take their ids."""
+        lives no other object can take their ids. Not for a response with not-found names:
+        clients choose those, and the memo must not keep what they make up."""
         if (
-            not shared
+            errors
+            or not shared
             or len(resources) != len(shared)
             or any(shared.get(name) is not packed for name, packed in resources.items())
         ):
             return content_version(resources, errors)  # some are this node's own
         names = tuple(sorted(resources))
         objects = tuple(resources[name] for name in names)
-        key = ("version", type_url, names, tuple(map(id, objects)), tuple(sorted(errors)))
+        key = ("version", type_url, names, tuple(map(id, objects)))
         push = self._push
         hit = push.memo.get(key)
         if isinstance(hit, tuple):
             return str(hit[0])
-        version = content_version(resources, errors)
+        version = content_version(resources)
         push.remember(key, (version, objects))
         return version
 
