@@ -69,7 +69,11 @@ class Registration:
         starts healthy: when `healthy` is already False, a heartbeat says so at once."""
         self._register()
         if not self.healthy:
-            self._heartbeat()
+            try:
+                self._heartbeat()
+            except (ApiUnreachable, RuntimeError) as e:  # the loop says it again
+                self.failures += 1
+                log.warning("heartbeat for %s failed (will retry): %s", self._ref, e)
         self._thread = threading.Thread(target=self._loop, name="trellis-heartbeat", daemon=True)
         self._thread.start()
 
