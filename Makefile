@@ -59,8 +59,13 @@ typecheck: install
 unit: install
 	$(BIN)/pytest -q -m "not integration"
 
+# The whole suite runs against the compiled hot path; its unit tests run a second time on
+# the sources (trellis/compiled.py: faults can be compiled-only, or interpreted-only).
+HOT_UNIT_TESTS := tests/proxy tests/routing tests/authz tests/test_compiled.py
+
 test: install lint typecheck
 	$(BIN)/pytest -q
+	TRELLIS_INTERPRETED=1 $(BIN)/pytest -q -m "not integration" $(HOT_UNIT_TESTS)
 
 demo: install
 	$(BIN)/python -m trellis.demo

@@ -1,9 +1,21 @@
-"""Suite-wide options. `--update-golden` rewrites golden files instead of comparing."""
+"""Suite-wide options. `--update-golden` rewrites golden files instead of comparing.
+
+`TRELLIS_INTERPRETED=1` runs the hot path from its sources even where it is compiled
+(`make test` runs the hot path's unit tests so a second time: trellis/compiled.py).
+"""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from hypothesis import settings
+
+from trellis import compiled
+
+INTERPRETED = os.environ.get("TRELLIS_INTERPRETED") == "1"
+if INTERPRETED:
+    compiled.prefer_sources()
 
 # No per-example deadline: one example stalled by a busy CI machine is not a failure
 # (speed is measured by `make bench`, not by tests).

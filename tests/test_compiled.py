@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import INTERPRETED
 from trellis import compiled
 
 
+@pytest.mark.skipif(INTERPRETED, reason="the interpreted pass runs the sources on purpose")
 def test_the_suite_runs_against_the_compiled_hot_path() -> None:
     # `make install` compiles it; tests that pass interpreted only would prove less.
     assert compiled.compiled_modules() == list(compiled.MODULES), compiled.describe()
@@ -103,3 +105,21 @@ def test_a_changed_module_list_refuses_the_old_build(
     )
     with pytest.raises(compiled.StaleCompiledModule, match="list of compiled modules changed"):
         compiled.verify()
+
+
+def test_the_interpreted_pass_imports_the_sources() -> None:
+    """`TRELLIS_INTERPRETED=1` (make test's second pass over the hot path's unit tests)
+    loads every hot-path module from its source even beside its extension."""
+    code = (
+        "from trellis import compiled; compiled.prefer_sources(); import importlib;"
+        "mods = [importlib.import_module(m) for m in compiled.MODULES];"
+        "print(sum(compiled.running_compiled(m) for m in mods), len(mods))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == ["0", str(len(compiled.MODULES))]
+    if INTERPRETED:
+        import trellis.proxy.listeners.server as server
+
+        assert not compiled.running_compiled(server)

@@ -13,15 +13,27 @@ untouched file is not hashed again at every start) in `compiled-manifest.json`;
 `verify` (run when `trellis` is imported) refuses to go on when a compiled
 module's source no longer matches, naming the file and the fix.
 
+Compiled code can fail where the sources do not (mypyc narrows types and checks
+declared types at run time), and the sources can fail where compiled code does not
+(what mypyc tolerates or optimises away): the suite runs against the compiled
+modules, and `make test` runs the unit tests of the hot path a second time on the
+sources, with `TRELLIS_INTERPRETED=1` (tests/conftest.py calls `prefer_sources`).
+
 Must not import anything of Trellis: it runs before everything else.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
 import json
-from importlib.machinery import EXTENSION_SUFFIXES
+import sys
+from collections.abc import Sequence
+from importlib.machinery import EXTENSION_SUFFIXES, ModuleSpec
 from pathlib import Path
+from types import ModuleType
 
 # The per-request path of the sidecar: HTTP/1 codec, listeners, the forwarding
 # stack, telemetry, and the route table it evaluates per request.
@@ -137,3 +149,31 @@ def describe() -> str:
     if count == 0:
         return "hot path interpreted (no compiled modules)"
     return f"hot path compiled with mypyc ({count} of {len(MODULES)} modules)"
+
+
+class _SourcesFirst(importlib.abc.MetaPathFinder):
+    """Finds the hot-path modules as their `.py` sources, ahead of their extensions."""
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> ModuleSpec | None:
+        if fullname not in MODULES:
+            return None
+        source = source_path(fullname)
+        loader = importlib.machinery.SourceFileLoader(fullname, str(source))
+        return importlib.util.spec_from_file_location(fullname, source, loader=loader)
+
+
+def prefer_sources() -> None:
+    """From now on, import the hot path from its sources even where it is compiled (for the
+    tests' interpreted pass; call it before any of those modules is imported)."""
+    loaded = [m for m in MODULES if m in sys.modules]
+    if loaded:
+        raise RuntimeError(f"already imported compiled: {', '.join(loaded)}")
+    if not any(isinstance(f, _SourcesFirst) for f in sys.meta_path):
+        sys.meta_path.insert(0, _SourcesFirst())
+
+
+def running_compiled(module: ModuleType) -> bool:
+    """Whether an imported module is its compiled extension."""
+    return not str(getattr(module, "__file__", "")).endswith(".py")

@@ -74,16 +74,20 @@ class Proc:
         for t in self._pumps:
             t.start()
 
+    # Each pump closes its pipe at EOF: a pipe still open when the Proc is dropped (its
+    # reader slow to finish on a loaded machine) would be a ResourceWarning, an error here.
     def _pump(self) -> None:
         assert self.popen.stdout is not None
-        for line in self.popen.stdout:
-            self.all_lines.append(line.rstrip("\n"))
-            self.lines.put(line.rstrip("\n"))
+        with self.popen.stdout:
+            for line in self.popen.stdout:
+                self.all_lines.append(line.rstrip("\n"))
+                self.lines.put(line.rstrip("\n"))
 
     def _pump_err(self) -> None:
         assert self.popen.stderr is not None
-        for line in self.popen.stderr:
-            self.stderr_lines.append(line.rstrip("\n"))
+        with self.popen.stderr:
+            for line in self.popen.stderr:
+                self.stderr_lines.append(line.rstrip("\n"))
 
     @property
     def pid(self) -> int:

@@ -9,6 +9,7 @@ the client is the test, through a standalone `trellis proxy`.
 
 from __future__ import annotations
 
+import itertools
 import signal
 import time
 from collections import Counter
@@ -294,3 +295,27 @@ def test_a_sigkilled_workload_costs_clients_nothing_retries_can_reach(mesh: Mesh
     failures = stats["outbound|9080||web.default.svc.mesh"]["connect_failures"]
     assert failures > 0, "no call reached the dead endpoint: the test proved nothing"
     assert time.monotonic() - killed < 30
+
+
+def test_retries_send_again_only_what_is_idempotent(mesh: Mesh) -> None:
+    """A retried request may have been acted on: POSTs are not sent again (RFC 9110
+    §9.2.2), unless they carry an Idempotency-Key; GETs and PUTs are."""
+    one_member(mesh, RETRY_ROUTE)
+    sidecar = client_sidecar(mesh)
+    with sidecar.client() as c:
+        url = URL + "/retried?fail=odd"
+        gets = [c.get(url) for _ in range(20)]
+        posts = [c.post(url, content=b"pay 1") for _ in range(20)]
+        puts = [c.put(url, content=b"set 1") for _ in range(20)]
+        keyed = [
+            c.post(url, content=b"pay 2", headers={"idempotency-key": f"k{i}"}) for i in range(20)
+        ]
+    assert Counter(r.status_code for r in gets) == {200: 20}
+    assert Counter(r.status_code for r in puts) == {200: 20}
+    assert Counter(r.status_code for r in keyed) == {200: 20}
+    # Every other POST meets the app's 503, which reaches the client: the app counted
+    # each POST once (consecutive counts), none was sent twice.
+    assert Counter(r.status_code for r in posts) == {200: 10, 503: 10}
+    assert "URX" not in {r.headers.get(FLAGS, "") for r in posts}
+    counts = [r.json()["count"] for r in posts if r.status_code == 200]
+    assert [b - a for a, b in itertools.pairwise(counts)] == [2] * 9, counts

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from trellis.proxy.listeners.timeouts import DEFAULT_TIMEOUTS, DownstreamTimeouts
 from trellis.proxy.options import Address, ProxyOptions
 
 HELP = "Run a sidecar proxy: outbound, inbound and admin listeners configured over xDS."
@@ -46,8 +47,52 @@ def parser() -> argparse.ArgumentParser:
         help="mesh identity: a join token (`trellis token create`; env TRELLIS_JOIN_TOKEN);"
         " --control is then the control plane's secure port")  # fmt: skip
     add("--ca-file", default="", help="the mesh CA bundle to trust (with --join-token)")
+    add_timeout_options(p)
     add("--log-level", default="warning")
     return p
+
+
+def add_timeout_options(p: argparse.ArgumentParser) -> None:
+    """How long a client of the sidecar may take (seconds; listeners/timeouts.py)."""
+    d = DEFAULT_TIMEOUTS
+    add = p.add_argument
+    add(
+        "--head-timeout",
+        type=float,
+        default=d.head,
+        metavar="SECONDS",
+        help=f"a request head must be complete within this (408; default {d.head:g})",
+    )
+    add(
+        "--body-idle-timeout",
+        type=float,
+        default=d.body_idle,
+        metavar="SECONDS",
+        help=f"a request body may pause this long at most (408; default {d.body_idle:g})",
+    )
+    add(
+        "--body-timeout",
+        type=float,
+        default=d.body,
+        metavar="SECONDS",
+        help=f"a request body must be complete within this (408; default {d.body:g})",
+    )
+    add("--idle-timeout", type=float, default=d.idle, metavar="SECONDS",
+        help=f"a client connection idle this long closes (default {d.idle:g})")  # fmt: skip
+
+
+def timeouts_from(args: argparse.Namespace) -> DownstreamTimeouts:
+    """The timeouts given; ValueError names the option at fault."""
+    for option in ("head_timeout", "body_idle_timeout", "body_timeout", "idle_timeout"):
+        value = getattr(args, option)
+        if not value > 0:
+            raise ValueError(f"--{option.replace('_', '-')}: must be positive, not {value}")
+    return DownstreamTimeouts(
+        head=args.head_timeout,
+        body_idle=args.body_idle_timeout,
+        body=args.body_timeout,
+        idle=args.idle_timeout,
+    )
 
 
 def parse_labels(values: Sequence[str]) -> dict[str, str]:
@@ -90,6 +135,7 @@ def options_from(args: argparse.Namespace) -> ProxyOptions:
         access_log=args.access_log,
         join_token=args.join_token,
         ca_bundle=bundle,
+        timeouts=timeouts_from(args),
     )
 
 

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from trellis.cli.config_file import DEFAULT_SERVER, read_config
-from trellis.cli.proxy import UsageParser, parse_labels
+from trellis.cli.proxy import UsageParser, add_timeout_options, parse_labels, timeouts_from
 
 HELP = "Run CMD beside a sidecar: it joins the mesh and calls other services by name."
 
@@ -57,6 +57,7 @@ def parser() -> argparse.ArgumentParser:
         help="join token for the identity (default: made with the admin token;"
         " env TRELLIS_JOIN_TOKEN)")  # fmt: skip
     add("--ca-file", default="", help="CA bundle to pin (default: from the API)")
+    add_timeout_options(p)
     add("--log-level", default="warning")
     return p
 
@@ -72,6 +73,7 @@ def parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str], dict[str,
         p.error("give the app to run after --")
     try:
         labels = parse_labels(args.label)
+        args.timeouts = timeouts_from(args)
     except ValueError as e:
         p.error(str(e))
     return args, command, labels
@@ -120,6 +122,7 @@ def main(argv: Sequence[str]) -> None:
         outbound_port=args.outbound_port,
         inbound_port=args.inbound_port,
         admin_port=args.admin_port,
+        timeouts=args.timeouts,
     )
     try:
         code = run_app(options, log_level=args.log_level)

@@ -38,6 +38,7 @@ from trellis.proxy.listeners.server import RequestHandler, ServerConnection, con
 from trellis.proxy.options import Address, ProxyOptions, inbound_listener_name
 from trellis.proxy.stack.cluster import ClusterManager
 from trellis.proxy.stack.context import ListenerContext
+from trellis.proxy.telemetry.faults import FAULTS
 from trellis.proxy.telemetry.metrics import RequestMetrics
 from trellis.proxy.telemetry.recorder import Identity, Recorder, open_access_log
 from trellis.proxy.xds.client import AdsClient
@@ -55,6 +56,7 @@ class ProxyApp:
         self.clusters = ClusterManager(self.state)
         self.metrics = RequestMetrics()
         self.metrics.gauges.append(self._connection_gauges)
+        self.metrics.gauges.append(FAULTS.render)
         self.connections: dict[str, set[ServerConnection]] = {
             "outbound": set(),
             "inbound": set(),
@@ -145,7 +147,8 @@ class ProxyApp:
             log.info("inbound port %s taken: picking a free one", address)
             self._listen_inbound(Address(address.host, 0), handler)
             return
-        self.acceptor = Acceptor(sock, connection_factory(handler, registry), self._tls_policy)
+        factory = connection_factory(handler, registry, self.options.timeouts)
+        self.acceptor = Acceptor(sock, factory, self._tls_policy)
         self.acceptor.start()
         self.addresses["inbound"] = Address(address.host, int(sock.getsockname()[1]))
 
@@ -160,7 +163,7 @@ class ProxyApp:
         registry = self.connections[name]
         try:
             server = await loop.create_server(
-                connection_factory(handler, registry),
+                connection_factory(handler, registry, self.options.timeouts),
                 address.host,
                 address.port,
                 reuse_address=True,
@@ -295,6 +298,7 @@ class ProxyApp:
             "inbound_listener": self.inbound_name,
             "connections": {name: len(c) for name, c in self.connections.items()},
             "in_flight": self.in_flight(),
+            "faults": dict(FAULTS.counts),
             "xds": self._xds.statistics() if self._xds is not None else None,
             "identity": self.identity.statistics() if self.identity is not None else None,
             "inbound_acceptor": self.acceptor.statistics() if self.acceptor is not None else None,

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from envoy.config.core.v3 import base_pb2
 from google.protobuf import struct_pb2
 
+from trellis.proxy.listeners.timeouts import DEFAULT_TIMEOUTS, DownstreamTimeouts
+
 
 @dataclass(frozen=True, slots=True)
 class Address:
@@ -43,6 +45,8 @@ class ProxyOptions:
     # addresses (TLS, CA + ADS) and `ca_bundle` the pinned CA certificates.
     join_token: str = ""
     ca_bundle: bytes = b""
+    # How long a client may take with a head, a body, or idling (outbound and inbound).
+    timeouts: DownstreamTimeouts = DEFAULT_TIMEOUTS
 
     @property
     def node_id(self) -> str:

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from trellis.proxy.app import ProxyApp
 from trellis.proxy.identity.errors import IdentityError
+from trellis.proxy.listeners.timeouts import DEFAULT_TIMEOUTS, DownstreamTimeouts
 from trellis.proxy.options import Address, ProxyOptions
 from trellis.run.api import ApiClient, ApiUnreachable
 from trellis.run.app_process import AppProcess
@@ -83,6 +84,7 @@ class RunOptions:
     outbound_port: int = 15001
     inbound_port: int = 15006
     admin_port: int = 15000
+    timeouts: DownstreamTimeouts = DEFAULT_TIMEOUTS  # the sidecar's, for its clients
     access_log: str = ""
     insecure: bool = False  # no mesh identity: plaintext xDS and plaintext traffic
     join_token: str = ""  # none: `trellis run` makes one with the admin token
@@ -189,6 +191,7 @@ class Runner:
                     admin=Address("127.0.0.1", opts.admin_port),
                     access_log=opts.access_log,
                     pick_free_ports=True,
+                    timeouts=opts.timeouts,
                 )
             )
             try:

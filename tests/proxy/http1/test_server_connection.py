@@ -1,10 +1,13 @@
 """ServerConnection over the codec, with a fake transport (no sockets): a refused request is
 answered with its status and `Connection: close` and never started; a refusal while a
-response is on its way resets the connection instead of writing a second response; and
-nothing pipelined behind a closing request is started."""
+response is on its way resets the connection instead of writing a second response;
+nothing pipelined behind a closing request is started; pipelined requests start one at a
+time, in order, each in its own callback; a fault of ours costs the connection only
+(500 or a reset, counted); slow bodies time out (408)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +18,8 @@ from trellis.proxy.http1.errors import ProtocolError
 from trellis.proxy.http1.head import RequestHead
 from trellis.proxy.http1.writer import local_response
 from trellis.proxy.listeners.server import ServerConnection
+from trellis.proxy.listeners.timeouts import DownstreamTimeouts
+from trellis.proxy.telemetry.faults import FAULTS
 
 
 class FakeTransport:
@@ -55,8 +60,12 @@ class FakeExchange:
     ended: bool = False
     lost: bool = False
     resp_started: bool = False
+    timed_out: list[bool] = field(default_factory=list)
+    fail_on_body: bool = False
 
     def on_request_body(self, data: bytes) -> None:
+        if self.fail_on_body:
+            raise RuntimeError("a bug in the exchange")
         self.body += data
 
     def on_request_end(self) -> None:
@@ -68,6 +77,19 @@ class FakeExchange:
     def on_downstream_paused(self, paused: bool) -> None:
         pass
 
+    def on_request_timeout(self, idle: bool) -> None:
+        """As the stack's exchange does: 408 (or a reset once answering), then done."""
+        self.timed_out.append(idle)
+        if self.resp_started:
+            self.conn.abort()
+        else:
+            self.conn.write(local_response(408, b"slow body\n", close=True))
+        self.conn.done(False)
+
+    def answer(self, keep_alive: bool = True) -> None:
+        self.conn.write(local_response(200, self.head.path.encode(), close=not keep_alive))
+        self.conn.done(keep_alive)
+
 
 @dataclass
 class FakeListener:
@@ -75,13 +97,17 @@ class FakeListener:
 
     answer_at_once: bool = False
     close_after: bool = False  # the listener itself closes after its answer
+    fail: bool = False  # start() raises, as a bug in a listener would
+    fail_on_body: bool = False  # the exchange's body handler raises
     started: list[FakeExchange] = field(default_factory=list)
     errors: list[ProtocolError] = field(default_factory=list)
 
     def start(self, conn: ServerConnection, head: RequestHead) -> FakeExchange:
-        ex = FakeExchange(conn, head)
+        ex = FakeExchange(conn, head, fail_on_body=self.fail_on_body)
         conn.exchange = ex
         self.started.append(ex)
+        if self.fail:
+            raise RuntimeError("a bug in the listener")
         if self.answer_at_once:
             keep_alive = head.keep_alive and not self.close_after
             conn.write(local_response(200, b"ok\n", close=not keep_alive))
@@ -92,8 +118,14 @@ class FakeListener:
         self.errors.append(error)
 
 
-def connect(listener: FakeListener) -> tuple[ServerConnection, FakeTransport]:
-    conn = ServerConnection(listener)
+def connect(
+    listener: FakeListener, timeouts: DownstreamTimeouts | None = None
+) -> tuple[ServerConnection, FakeTransport]:
+    conn = (
+        ServerConnection(listener)
+        if timeouts is None
+        else ServerConnection(listener, None, timeouts)
+    )
     transport = FakeTransport()
     conn.connection_made(transport)  # type: ignore[arg-type]
     return conn, transport
@@ -208,7 +240,7 @@ async def test_pipelined_requests_are_served_in_order() -> None:
 
 async def test_a_late_head_gets_408_and_an_idle_connection_closes() -> None:
     """The listener's sweep (once a second) enforces the head and idle timeouts."""
-    from trellis.proxy.listeners.server import HEAD_TIMEOUT, IDLE_TIMEOUT
+    from trellis.proxy.listeners.timeouts import HEAD_TIMEOUT, IDLE_TIMEOUT
 
     listener = FakeListener(answer_at_once=True)
     conn, transport = connect(listener)
@@ -226,3 +258,137 @@ async def test_a_late_head_gets_408_and_an_idle_connection_closes() -> None:
     assert not idle_transport.closed  # idle is not a late head
     idle.sweep(time.monotonic() + IDLE_TIMEOUT + 1)
     assert idle_transport.closed
+
+
+def post(path: str, body: bytes, length: int | None = None) -> bytes:
+    size = len(body) if length is None else length
+    return b"POST %s HTTP/1.1\r\nHost: s\r\nContent-Length: %d\r\n\r\n%s" % (
+        path.encode(),
+        size,
+        body,
+    )
+
+
+async def test_pipelined_requests_start_one_at_a_time_in_their_own_callbacks() -> None:
+    """Behind a request in flight, the next starts only after it is done, and not inside
+    its `done` (which the exchange calls from its upstream connection's callbacks)."""
+    listener = FakeListener()
+    conn, transport = connect(listener)
+    conn.data_received(GOOD + post("/b", b"paid") + GOOD.replace(b"/a", b"/c"))
+    assert [ex.head.path for ex in listener.started] == ["/a"]
+    assert not transport.reading  # the queue is held, not read further
+    first = listener.started[0]
+    first.answer()
+    assert [ex.head.path for ex in listener.started] == ["/a"]  # not from inside done()
+    await asyncio.sleep(0)
+    assert [ex.head.path for ex in listener.started] == ["/a", "/b"]
+    second = listener.started[1]
+    assert second.body == b"paid" and second.ended
+    second.answer()
+    await asyncio.sleep(0)
+    assert [ex.head.path for ex in listener.started] == ["/a", "/b", "/c"]
+    listener.started[2].answer()
+    await asyncio.sleep(0)
+    assert transport.reading and conn.exchange is None
+    written = bytes(transport.written)
+    assert [written.find(p) for p in (b"/a", b"/b", b"/c")] == sorted(
+        written.find(p) for p in (b"/a", b"/b", b"/c")
+    )
+    assert len(listener.started) == 3  # each once
+
+
+async def test_queued_requests_answered_at_once_all_start_in_order() -> None:
+    listener = FakeListener()
+    conn, transport = connect(listener)
+    conn.data_received(b"".join(GOOD.replace(b"/a", b"/%d" % i) for i in range(10)))
+    listener.answer_at_once = True  # those still queued are answered as they start
+    listener.started[0].answer()
+    await asyncio.sleep(0)
+    assert [ex.head.path for ex in listener.started] == [f"/{i}" for i in range(10)]
+    assert bytes(transport.written).count(b"HTTP/1.1 200 OK") == 10
+    assert transport.reading and not transport.closed
+
+
+async def test_a_bug_in_a_listener_answers_500_is_counted_and_closes() -> None:
+    before = FAULTS.counts.get("downstream connection", 0)
+    listener = FakeListener(fail=True)
+    conn, transport = connect(listener)
+    conn.data_received(GOOD + GOOD)
+    assert status_line(transport) == b"HTTP/1.1 500 Internal Server Error"
+    assert transport.closed and conn.exchange is None
+    assert [ex.lost for ex in listener.started] == [True]  # the second never started
+    assert FAULTS.counts["downstream connection"] == before + 1
+
+
+async def test_a_bug_in_an_exchange_while_answering_resets_the_connection() -> None:
+    before = FAULTS.counts.get("downstream connection", 0)
+    listener = FakeListener(fail_on_body=True)
+    conn, transport = connect(listener)
+    conn.data_received(post("/x", b"", length=4))
+    (ex,) = listener.started
+    ex.resp_started = True
+    conn.data_received(b"abcd")
+    assert ex.lost and transport.aborted and not transport.written
+    assert FAULTS.counts["downstream connection"] == before + 1
+
+
+async def test_a_body_that_stops_coming_times_out_with_408() -> None:
+    listener = FakeListener()
+    conn, transport = connect(listener, DownstreamTimeouts(body_idle=5, body=60))
+    conn.data_received(post("/x", b"ab", length=10))
+    (ex,) = listener.started
+    now = time.monotonic()
+    conn.sweep(now + 3)
+    assert ex.timed_out == []
+    conn.sweep(now + 6)
+    assert ex.timed_out == [True]  # idle
+    assert status_line(transport) == b"HTTP/1.1 408 Request Timeout" and transport.closed
+
+
+async def test_a_body_trickled_too_long_times_out_even_while_it_moves() -> None:
+    listener = FakeListener()
+    conn, transport = connect(listener, DownstreamTimeouts(body_idle=5, body=60))
+    conn.data_received(post("/x", b"a", length=1000))
+    (ex,) = listener.started
+    conn._body_since -= 61  # began a minute ago, one byte at a time since
+    conn.data_received(b"b")
+    conn.sweep(time.monotonic())
+    assert ex.timed_out == [False]  # total, not idle
+    assert transport.closed
+
+
+async def test_a_slow_body_once_the_response_began_is_reset() -> None:
+    listener = FakeListener()
+    conn, transport = connect(listener, DownstreamTimeouts(body_idle=5, body=60))
+    conn.data_received(post("/x", b"ab", length=10))
+    (ex,) = listener.started
+    ex.resp_started = True
+    conn.sweep(time.monotonic() + 6)
+    assert ex.timed_out == [True] and transport.aborted and not transport.written
+
+
+async def test_time_the_proxy_held_the_body_back_is_not_the_clients() -> None:
+    listener = FakeListener()
+    conn, _transport = connect(listener, DownstreamTimeouts(body_idle=5, body=60))
+    conn.data_received(post("/x", b"ab", length=10))
+    (ex,) = listener.started
+    conn.pause_reading(True)  # back-pressure: the upstream is slow to take the body
+    conn.sweep(time.monotonic() + 100)
+    assert ex.timed_out == []  # paused by us: not checked
+    for name in ("_paused_since", "_body_since", "_body_last"):  # ...for 100 s
+        setattr(conn, name, getattr(conn, name) - 100)
+    conn.pause_reading(False)
+    conn.sweep(time.monotonic() + 3)
+    assert ex.timed_out == []  # the clock restarted at resume
+    conn.sweep(time.monotonic() + 6)
+    assert ex.timed_out == [True]
+
+
+async def test_a_complete_body_never_times_out() -> None:
+    listener = FakeListener()
+    conn, transport = connect(listener, DownstreamTimeouts(body_idle=5, body=60))
+    conn.data_received(post("/x", b"0123456789"))
+    (ex,) = listener.started
+    assert ex.ended
+    conn.sweep(time.monotonic() + 1000)
+    assert ex.timed_out == [] and not transport.closed

@@ -45,6 +45,9 @@ class _AdminExchange:
     def on_downstream_paused(self, paused: bool) -> None:
         pass
 
+    def on_request_timeout(self, idle: bool) -> None:
+        pass
+
 
 class AdminListener:
     def __init__(self, pages: dict[str, Page]) -> None:

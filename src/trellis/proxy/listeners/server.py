@@ -7,7 +7,25 @@ answer at once, and `done` detaches it); body
 pieces and the end go to that exchange. When the exchange has sent its whole
 response it calls `done(keep_alive)`: the connection closes, or takes the next
 request. Requests pipelined behind the current one are queued (reading is
-paused meanwhile, so the queue stays small) and replayed in order.
+paused meanwhile, so the queue stays small) and started in order, each in a
+callback of its own (`call_soon`): never inside the callbacks of the exchange
+that just ended, whose upstream connection may be the very one the next request
+takes from the pool.
+
+Timeouts (listeners/timeouts.py, checked by the listener's once-a-second `sweep`
+over timestamps, no timer per request): a head that has begun must be complete
+within `head` (408); a request body must move at least every `body_idle` and be
+complete within `body` (408, or a reset once the response has begun; the
+exchange drops its upstream connection with a reset, so the app stops waiting
+too); time spent with reading paused by the proxy itself (back-pressure) is not
+the client's and does not count. A connection with nothing in flight closes
+after `idle`.
+
+Faults: an exception that escapes the proxy's own code while it handles this
+connection's bytes (`data_received`, a request's start) is a bug. It is logged
+and counted (telemetry/faults.py), the exchange in flight is dropped (its upstream
+connection reset: never replayed) and this connection answers 500 or, once a
+response has begun, is reset.
 
 A request the reader refuses gets the RFC answer (400, 413, 414, 431, 501,
 505) with `Connection: close`, and the connection closes; nothing that arrived
@@ -38,11 +56,10 @@ from trellis.proxy.http1.head import RequestHead
 from trellis.proxy.http1.reader import RequestReader
 from trellis.proxy.http1.writer import local_response
 from trellis.proxy.identity.tls import peer_spiffe_id
+from trellis.proxy.listeners.timeouts import DEFAULT_TIMEOUTS, DownstreamTimeouts
+from trellis.proxy.telemetry.faults import FAULTS
 
 log = logging.getLogger("trellis.proxy.server")
-
-IDLE_TIMEOUT = 300.0  # a downstream connection with no request in flight for this long
-HEAD_TIMEOUT = 30.0  # a request head that has begun must be complete within this (slowloris)
 
 
 class Exchange(Protocol):
@@ -52,6 +69,7 @@ class Exchange(Protocol):
     def on_request_end(self) -> None: ...
     def on_downstream_lost(self) -> None: ...
     def on_downstream_paused(self, paused: bool) -> None: ...
+    def on_request_timeout(self, idle: bool) -> None: ...
 
 
 class TunnelSink(Protocol):
@@ -73,10 +91,13 @@ _Event = tuple[str, Any]
 
 class ServerConnection:
     __slots__ = (
+        "_body_last",
+        "_body_since",
         "_early",
         "_eof",
         "_head_since",
         "_idle_since",
+        "_paused_since",
         "_queue",
         "_reading_paused",
         "_upgraded",
@@ -88,16 +109,21 @@ class ServerConnection:
         "reader",
         "registry",
         "secure",
+        "timeouts",
         "transport",
         "tunnel",
         "write_paused",
     )
 
     def __init__(
-        self, handler: RequestHandler, registry: set[ServerConnection] | None = None
+        self,
+        handler: RequestHandler,
+        registry: set[ServerConnection] | None = None,
+        timeouts: DownstreamTimeouts = DEFAULT_TIMEOUTS,
     ) -> None:
         self.handler = handler
         self.registry = registry
+        self.timeouts = timeouts
         self.reader = RequestReader(self)
         self.transport: asyncio.Transport | None = None
         self.exchange: Exchange | None = None
@@ -115,6 +141,9 @@ class ServerConnection:
         # hot path than a timer armed and cancelled per request.
         self._idle_since = 0.0  # no request in flight since then (0: one is in flight)
         self._head_since = 0.0  # the current request's first bytes arrived then (0: none)
+        self._body_since = 0.0  # the current request's body is being read since (0: none)
+        self._body_last = 0.0  # its last body bytes arrived then
+        self._paused_since = 0.0  # reading paused by the proxy then (0: not paused)
         self.tunnel: TunnelSink | None = None
 
     # -- asyncio.Protocol -----------------------------------------------------------------
@@ -136,26 +165,29 @@ class ServerConnection:
         self._idle_since = _now()
 
     def data_received(self, data: bytes) -> None:
-        if self.tunnel is not None:
-            self.tunnel.downstream_data(data)
-            return
-        if self.exchange is None and not self._head_since:
-            self._head_since = _now()
         try:
-            rest = self.reader.feed(data)
-        except ProtocolError as e:
-            self._protocol_error(e)
-            return
-        if rest is not None:  # a CONNECT head: what follows belongs to the tunnel
             if self.tunnel is not None:
-                if rest:
-                    self.tunnel.downstream_data(rest)
-            elif self.exchange is not None:  # the tunnel is being set up: hold the bytes
-                self._early = rest
-                self._upgraded = True
-                self.pause_reading(True)
-            else:
-                self.close()  # refused: the answer was written
+                self.tunnel.downstream_data(data)
+                return
+            if self.exchange is None and not self._head_since:
+                self._head_since = _now()
+            try:
+                rest = self.reader.feed(data)
+            except ProtocolError as e:
+                self._protocol_error(e)
+                return
+            if rest is not None:  # a CONNECT head: what follows belongs to the tunnel
+                if self.tunnel is not None:
+                    if rest:
+                        self.tunnel.downstream_data(rest)
+                elif self.exchange is not None:  # the tunnel is being set up: hold the bytes
+                    self._early = rest
+                    self._upgraded = True
+                    self.pause_reading(True)
+                else:
+                    self.close()  # refused: the answer was written
+        except Exception as error:  # not `e`: mypyc would type it as the ProtocolError above
+            self.fault(error)
 
     def eof_received(self) -> bool | None:
         # In a tunnel a half-close is passed on. Otherwise the client gave up (as Envoy
@@ -163,19 +195,27 @@ class ServerConnection:
         # upstream too, instead of running until the app answers nobody.
         self._eof = True
         if self.tunnel is not None:
-            self.tunnel.downstream_eof()
+            try:
+                self.tunnel.downstream_eof()
+            except Exception as error:
+                self.fault(error)
+                return False
             return True
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._cancel_idle()
+        self._queue = None
         if self.registry is not None:
             self.registry.discard(self)
         exchange = self.exchange
         self.exchange = None
         if exchange is not None:
-            exchange.on_downstream_lost()
+            try:
+                exchange.on_downstream_lost()
+            except Exception as error:
+                FAULTS.record("downstream connection lost", error)
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -201,17 +241,14 @@ class ServerConnection:
     def _start(self, head: RequestHead) -> None:
         """Start the listener's exchange (it attaches itself as `exchange`). A bug in it
         must not leave the client without an answer: 500, logged, connection closed."""
+        if head.has_body:
+            now = self._body_since = self._body_last = _now()
+            if self._reading_paused:
+                self._paused_since = now  # only what follows is held from the client
         try:
             self.handler.start(self, head)
-        except Exception:
-            log.exception("request %s %s failed in the proxy", head.method, head.target)
-            exchange, self.exchange = self.exchange, None
-            if exchange is not None:
-                exchange.on_downstream_lost()
-            if not self.closed:
-                body = b"internal proxy error\n"
-                self.write(local_response(500, body, flags="DPE", close=True))
-                self.close()
+        except Exception as error:
+            self.fault(error)
 
     def on_body(self, data: bytes) -> None:
         if self.closed:
@@ -219,6 +256,7 @@ class ServerConnection:
         if self._queue is not None:
             self._enqueue(("body", data))
         elif self.exchange is not None:
+            self._body_last = _now()
             self.exchange.on_request_body(data)
 
     def on_request_end(self) -> None:
@@ -226,8 +264,10 @@ class ServerConnection:
             return
         if self._queue is not None:
             self._enqueue(("end", None))
-        elif self.exchange is not None:
-            self.exchange.on_request_end()
+        else:
+            self._body_since = 0.0
+            if self.exchange is not None:
+                self.exchange.on_request_end()
 
     def _enqueue(self, event: _Event) -> None:
         if self._queue is None:
@@ -254,22 +294,44 @@ class ServerConnection:
             return
         self._reading_paused = paused
         if paused:
+            self._paused_since = _now()
             self.transport.pause_reading()
         else:
+            # Time spent paused by the proxy (back-pressure, a queue) is not the client's.
+            if self._body_since:
+                held = _now() - self._paused_since
+                self._body_since += held
+                self._body_last += held
+            self._paused_since = 0.0
             self.transport.resume_reading()
 
     def done(self, keep_alive: bool) -> None:
-        """The exchange sent its whole response; serve the next request or close."""
+        """The exchange sent its whole response; take the next request or close."""
         self.exchange = None
+        self._body_since = 0.0
         if not keep_alive or self.closed or self._upgraded or (self._eof and not self._queue):
             self.close()
             return
-        queue = self._queue
-        self._queue = None
-        if queue:
+        if self._queue is not None:
+            # Pipelined requests wait: the exchange that called us is still inside its
+            # upstream connection's callbacks, and that connection may already be back in
+            # the pool for the next request to take.
+            asyncio.get_running_loop().call_soon(self._next_queued)
+            return
+        self._idle_since = _now()
+        if self._reading_paused:
+            self.pause_reading(False)
+
+    def _next_queued(self) -> None:
+        """Start the queued requests in order, until one stays in flight."""
+        try:
+            queue = self._queue
+            self._queue = None
+            if self.closed or queue is None:
+                return
             for i, (kind, value) in enumerate(queue):
                 if kind == "head":
-                    if self.exchange is not None:  # the replayed request is still in flight
+                    if self._busy():  # the previous queued request is still in flight
                         self._queue = queue[i:]
                         return
                     self._start(value)
@@ -279,10 +341,18 @@ class ServerConnection:
                     self.on_request_end()
                 if self.closed:
                     return
-        if self.exchange is None:
-            self._idle_since = _now()
-        if self._queue is None and self._reading_paused:
-            self.pause_reading(False)
+            # All started (nothing can have queued meanwhile: reading was paused).
+            if not self._busy():
+                self._idle_since = _now()
+            if self._reading_paused and not self._upgraded:
+                self.pause_reading(False)
+        except Exception as error:
+            self.fault(error)
+
+    def _busy(self) -> bool:
+        # A method, not an inline test: compiled code must not narrow `self.exchange` to
+        # None across the calls that set it (mypyc then checks the attribute's type).
+        return self.exchange is not None
 
     def close(self) -> None:
         if not self.closed and self.transport is not None:
@@ -295,6 +365,29 @@ class ServerConnection:
             self.closed = True
             self._cancel_idle()
             self.transport.abort()
+
+    def fault(self, error: Exception) -> None:
+        """An exception escaped the proxy's code for this connection: a bug. Count and log
+        it, drop the exchange in flight (its upstream connection is reset, never reused
+        nor replayed), answer 500 if no response has begun, else reset; close."""
+        FAULTS.record("downstream connection", error)
+        exchange = self.exchange
+        self.exchange = None
+        self._queue = None
+        answering = False
+        if exchange is not None:
+            answering = bool(getattr(exchange, "resp_started", False))
+            try:
+                exchange.on_downstream_lost()
+            except Exception as again:
+                FAULTS.record("downstream connection", again)
+        if self.closed:
+            return
+        if answering or self.tunnel is not None:
+            self.abort()
+            return
+        self.write(local_response(500, b"internal proxy error\n", close=True))
+        self.close()
 
     def _protocol_error(self, e: ProtocolError) -> None:
         self.pause_reading(True)
@@ -322,23 +415,46 @@ class ServerConnection:
         self._head_since = 0.0
 
     def sweep(self, now: float) -> None:
-        """Close the connection if a head is late (408) or it idled too long."""
-        if self.closed or self.exchange is not None or self.tunnel is not None:
+        """Enforce the timeouts: a late head or a slow body (408), an idle connection."""
+        if self.closed or self.tunnel is not None:
             return
-        if self._head_since and now - self._head_since > HEAD_TIMEOUT:
+        timeouts = self.timeouts
+        exchange = self.exchange
+        if exchange is not None:
+            if self._body_since and not self._reading_paused:
+                if now - self._body_last > timeouts.body_idle:
+                    self._body_timeout(exchange, idle=True)
+                elif now - self._body_since > timeouts.body:
+                    self._body_timeout(exchange, idle=False)
+            return
+        if self._head_since and now - self._head_since > timeouts.head:
             self.write(local_response(408, b"request head not received in time\n", close=True))
             self.close()
-        elif self._idle_since and now - self._idle_since > IDLE_TIMEOUT:
+        elif self._idle_since and now - self._idle_since > timeouts.idle:
             self.close()
+
+    def _body_timeout(self, exchange: Exchange, *, idle: bool) -> None:
+        self._body_since = 0.0
+        self._queue = None
+        try:
+            exchange.on_request_timeout(idle)
+        except Exception as error:
+            self.fault(error)
+            return
+        if self.exchange is exchange:  # it did not end: nothing else can be done
+            self.exchange = None
+            self.abort()
 
 
 def connection_factory(
-    handler: RequestHandler, registry: set[ServerConnection] | None = None
+    handler: RequestHandler,
+    registry: set[ServerConnection] | None = None,
+    timeouts: DownstreamTimeouts = DEFAULT_TIMEOUTS,
 ) -> Callable[[], Any]:
     """The protocol factory asyncio wants. ServerConnection is a protocol by its methods
     alone (uvloop asks for no base class): without asyncio.Protocol as a base it is a
     native class to compiled code, whose attributes and calls skip dictionary lookups."""
-    return lambda: ServerConnection(handler, registry)
+    return lambda: ServerConnection(handler, registry, timeouts)
 
 
 _now = time.monotonic  # the C function itself: no Python frame per call (hot path)

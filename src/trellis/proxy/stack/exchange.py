@@ -26,8 +26,14 @@ Response flags (Envoy's): NR no route, NC no cluster, UH no healthy upstream,
 UF connect failure, UC upstream reset, UT timeout, URX retries exhausted, UO
 overflow (circuit breaker), DI/FI fault delay/abort, DC downstream closed,
 DPE downstream protocol error, UPE upstream protocol error (a transfer coding an
-HTTP/1.0 client cannot be sent). A local response carries them in the
-`x-trellis-flags` header.
+HTTP/1.0 client cannot be sent), SI request body idle timeout, DT request body
+timeout. A local response carries them in the `x-trellis-flags` header.
+
+Sending again: a request goes out again (a retry, or a pooled connection found
+closed as it was reused) only while its body is held and, once a byte of it may
+have reached the upstream, only when it is idempotent (`_may_resend`): a POST is
+never delivered twice. A fault of ours on the upstream connection (pool.py) ends
+the request with a 502 and is never retried.
 """
 
 from __future__ import annotations
@@ -54,7 +60,7 @@ from trellis.proxy.stack.cluster import ClusterRuntime
 from trellis.proxy.stack.hosts import Host
 from trellis.proxy.stack.mirror import MirrorRequest, shadow_head
 from trellis.proxy.stack.pool import UpstreamConnection
-from trellis.proxy.stack.retry import RetryState
+from trellis.proxy.stack.retry import RetryState, replay_safe
 from trellis.proxy.stack.tunnel import Tunnel
 from trellis.routing import (
     DirectResponseAction,
@@ -500,7 +506,7 @@ class Exchange:
             self._switch_protocols(head)
             return
         retry = self.retry
-        if retry is not None and self.replayable and retry.wants_status(status):
+        if retry is not None and retry.wants_status(status) and self._may_resend():
             delay = retry.after_status(status)
             if delay is not None:
                 self._record(status)
@@ -600,14 +606,15 @@ class Exchange:
         self._cancel_try_timer()
         stale = upstream is not None and upstream.reused and not upstream.got_bytes
         self._end_try()
-        if stale and self.replayable and not self._retried_stale:
-            # The pooled connection was closed by the peer as we reused it: once, at once.
+        if stale and not self._retried_stale and self._may_resend():
+            # The pooled connection was closed by the peer as we reused it: once, at once
+            # (idempotent requests only: the peer may have read it before it closed).
             self._retried_stale = True
             self._sent_head = False
             self._attempt()
             return
         self._record(503)
-        delay = self.retry.after_reset() if self.retry and self.replayable else None
+        delay = self.retry.after_reset() if self.retry and self._may_resend() else None
         if delay is not None:
             self._retry_in(delay)
             return
@@ -636,6 +643,30 @@ class Exchange:
         self._drop_upstream()
         self._finish()
 
+    def on_upstream_fault(self) -> None:
+        """The upstream connection hit a bug of ours and was reset (pool.py `fault`): the
+        request is never sent again, whatever its method; the client gets a 502, or a reset
+        once its response has begun."""
+        self.upstream = None
+        if self.finished:
+            return
+        self.replayable = False
+        self.keep_alive = False
+        self.respond(502, b"internal proxy error\n")
+
+    def on_request_timeout(self, idle: bool) -> None:
+        """The client's body stopped coming, or took too long (server.py `sweep`): 408 and a
+        closed connection, or a reset once the response has begun. The upstream connection
+        is reset, so the app stops waiting for the rest too."""
+        if self.finished:
+            return
+        self.replayable = False
+        self.keep_alive = False
+        if idle:
+            self.respond(408, b"request body idle timeout\n", flags="SI")
+        else:
+            self.respond(408, b"request body timeout\n", flags="DT")
+
     # == timers ============================================================================
 
     def _on_try_timeout(self) -> None:
@@ -645,7 +676,7 @@ class Exchange:
         self._record(504)
         self._drop_upstream()
         self._end_try()
-        delay = self.retry.after_per_try_timeout() if self.retry and self.replayable else None
+        delay = self.retry.after_per_try_timeout() if self.retry and self._may_resend() else None
         if delay is not None:
             self._retry_in(delay)
             return
@@ -680,6 +711,7 @@ class Exchange:
         if flags:
             self.flags.append(flags)
         if self.resp_started:
+            self._drop_upstream()  # the request is abandoned upstream too
             self._finish()
             self.conn.abort()
             return
@@ -700,6 +732,11 @@ class Exchange:
         self.resp_bytes = len(body)
         self._finish()
         self.conn.done(keep_alive)
+
+    def _may_resend(self) -> bool:
+        """The request may go out again: its body is still held and, when a byte of it may
+        have reached the upstream, it is idempotent (stack/retry.py `replay_safe`)."""
+        return self.replayable and (not self._sent_head or replay_safe(self.head))
 
     def _record(self, status: int) -> None:
         cluster = self.cluster

@@ -88,5 +88,8 @@ class MirrorRequest:
     def on_upstream_lost(self, reason: str) -> None:
         self.conn = None
 
+    def on_upstream_fault(self) -> None:
+        self.conn = None
+
     def on_upstream_paused(self, paused: bool) -> None:
         pass

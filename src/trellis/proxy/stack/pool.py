@@ -23,7 +23,10 @@ tens of ms (measured at 1000 rps).
 Failure: every event ends up in exactly one call on the connection's user
 (`on_upstream_*`); a closed connection is never handed out again. `abort()`
 (the request was abandoned: timeout, client gone, retry) resets the
-connection, so the peer stops working on the request too.
+connection, so the peer stops working on the request too. An exception that
+escapes our own code while this connection's bytes are handled is a bug
+(`fault`): counted and logged, the connection reset, and its user told
+`on_upstream_fault` — which never sends the request again.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from trellis.proxy.http1.errors import ProtocolError
 from trellis.proxy.http1.head import ResponseHead
 from trellis.proxy.http1.reader import ResponseReader
 from trellis.proxy.identity.tls import peer_spiffe_id
+from trellis.proxy.telemetry.faults import FAULTS
 
 IDLE_TIMEOUT = 3.0
 MAX_IDLE_PER_HOST = 64
@@ -58,6 +62,7 @@ class PoolUser(Protocol):
     def on_upstream_lost(self, reason: str) -> None: ...
     def on_upstream_paused(self, paused: bool) -> None: ...
     def on_upstream_flush(self) -> None: ...
+    def on_upstream_fault(self) -> None: ...
 
 
 class TunnelEnd(Protocol):
@@ -108,13 +113,16 @@ class UpstreamConnection:
         # assume it stays None after the feed below, which is what sets it.
         tunnel = self.tunnel
         if tunnel is not None:
-            tunnel.upstream_data(data)
+            try:
+                tunnel.upstream_data(data)
+            except Exception as error:
+                self.fault(error)
             return
-        if self.user is None:
+        user = self.user
+        if user is None:
             self.close()  # bytes on an idle connection: nothing can be framed after this
             return
         self.got_bytes = True
-        user = self.user
         try:
             rest = self.reader.feed(data)
         except ProtocolError as e:
@@ -123,13 +131,19 @@ class UpstreamConnection:
             user.on_upstream_flush()
             user.on_upstream_lost(e.reason)
             return
-        user.on_upstream_flush()  # one downstream write per upstream read
-        if rest is not None:  # a 101: the user made this connection a tunnel, or left
-            tunnel = self.tunnel
-            if tunnel is None:
-                self.close()
-            elif rest:
-                tunnel.upstream_data(rest)
+        except Exception as error:  # not `e`: mypyc would type it as the ProtocolError above
+            self.fault(error)
+            return
+        try:
+            user.on_upstream_flush()  # one downstream write per upstream read
+            if rest is not None:  # a 101: the user made this connection a tunnel, or left
+                tunnel = self.tunnel
+                if tunnel is None:
+                    self.close()
+                elif rest:
+                    tunnel.upstream_data(rest)
+        except Exception as error:  # not `e`: mypyc would type it as the ProtocolError above
+            self.fault(error)
 
     def eof_received(self) -> bool:
         if self.tunnel is not None:
@@ -148,10 +162,14 @@ class UpstreamConnection:
         user = self.user
         if user is None:
             return
-        if self.reader.eof():  # a close-delimited body ended: on_response_end was called
-            return
-        self.user = None
-        user.on_upstream_lost(str(exc) if exc else "connection closed by upstream")
+        try:
+            if self.reader.eof():  # a close-delimited body ended: on_response_end was called
+                return
+            self.user = None
+            user.on_upstream_lost(str(exc) if exc else "connection closed by upstream")
+        except Exception as error:
+            self.user = user
+            self.fault(error)
 
     def pause_writing(self) -> None:
         if self.user is not None:
@@ -237,6 +255,21 @@ class UpstreamConnection:
                 with contextlib.suppress(OSError):
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)
             self.transport.abort()
+
+    def fault(self, error: Exception) -> None:
+        """A bug of ours while handling this connection's bytes: count and log it, reset
+        the connection (never pooled again), and end its request without sending it again."""
+        FAULTS.record("upstream connection", error)
+        user, tunnel = self.user, self.tunnel
+        self.tunnel = None
+        self.abort()
+        try:
+            if tunnel is not None:
+                tunnel.upstream_lost()
+            elif user is not None:
+                user.on_upstream_fault()
+        except Exception as again:
+            FAULTS.record("upstream connection", again)
 
     def _cancel_idle(self) -> None:
         self.idle_since = 0.0

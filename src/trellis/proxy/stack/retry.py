@@ -7,13 +7,30 @@ failure, reset, per-try timeout, or a response status — and gets back either
 None (do not retry: give the client what we have) or the backoff delay before
 the next attempt: fully jittered exponential, `random(0, base x (2^n - 1))`
 capped at the policy's maximum, as Envoy does.
+
+Whether a request may be sent again at all is `replay_safe`: once a byte of it may
+have reached the upstream, only an idempotent request is (RFC 9110 §9.2.2: PUT,
+DELETE and the safe methods; or one carrying an `Idempotency-Key`, as Go's transport
+accepts). A request that never left (connect failure) may be retried whatever its
+method.
 """
 
 from __future__ import annotations
 
 import random
 
+from trellis.proxy.http1.head import RequestHead
 from trellis.routing import RetryPolicy
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+_IDEMPOTENCY_KEYS = ("idempotency-key", "x-idempotency-key")
+
+
+def replay_safe(head: RequestHead) -> bool:
+    """May this request be sent again after it may have reached the upstream?"""
+    if head.method in IDEMPOTENT_METHODS:
+        return True
+    return any(head.get(name) is not None for name in _IDEMPOTENCY_KEYS)
 
 
 class RetryState:

@@ -18,7 +18,8 @@ TLS client closes that client connection after what was written to it (a
 server done sending, a WebSocket closed), and a client's EOF is not passed to
 a TLS upstream (the answer may still come). The tunnel ends when both ways are
 done or either side resets. Each side's full
-write buffer pauses reading on the other.
+write buffer pauses reading on the other. A bug of ours while relaying (`fault`) is
+counted and logged, and resets both sides.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, cast
 
 from trellis.proxy.identity.tls import peer_spiffe_id
 from trellis.proxy.stack.hosts import Host
+from trellis.proxy.telemetry.faults import FAULTS
 
 if TYPE_CHECKING:
     from trellis.proxy.stack.exchange import Exchange
@@ -44,10 +46,16 @@ class _Upstream(asyncio.Protocol):
         self.tunnel = tunnel
 
     def data_received(self, data: bytes) -> None:
-        self.tunnel.upstream_data(data)
+        try:
+            self.tunnel.upstream_data(data)
+        except Exception as error:
+            self.tunnel.fault(error)
 
     def eof_received(self) -> bool:
-        self.tunnel.upstream_eof()
+        try:
+            self.tunnel.upstream_eof()
+        except Exception as error:
+            self.tunnel.fault(error)
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -84,6 +92,13 @@ class Tunnel:
 
     def start(self) -> None:
         self.ex.ctx.loop.create_task(self._connect())
+
+    def fault(self, error: Exception) -> None:
+        """A bug of ours in the tunnel: counted and logged, both sides reset."""
+        FAULTS.record("tunnel", error)
+        if self.transport is not None:
+            self.transport.abort()
+        self.ex.conn.abort()
 
     async def _connect(self) -> None:
         ex = self.ex

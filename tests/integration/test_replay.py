@@ -1,0 +1,151 @@
+"""A request that may have reached the upstream is sent again only when it is idempotent.
+
+A sidecar reuses pooled upstream connections. When the upstream closes one just as a
+request goes out on it, no response byte comes back, and the sidecar cannot know
+whether the app read the request. Go's transport and ours send it again on a new
+connection only if that is safe (RFC 9110 §9.2.2: idempotent methods, or an
+Idempotency-Key): a POST is answered 503 (flag UC) and reaches the app once.
+
+A real `trellis proxy` forwards absolute-form requests to a scripted upstream outside
+the registry (the passthrough cluster). The upstream answers `/warm` and keeps the
+connection; on a connection it has served before, `/vanish` is read whole, recorded,
+and the connection closed without an answer (an app that crashed, or closed an idle
+connection as the request arrived); on a fresh connection `/vanish` is answered.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.integration.dataplane import Sidecar, client_sidecar
+from tests.integration.harness import Mesh
+from tests.integration.rawhttp import Listener, ResponseStream, address
+from trellis.ports import free_port
+
+pytestmark = pytest.mark.integration
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+class VanishingUpstream:
+    """A TCP server on 127.0.0.1; records (connection number, method, path) per request."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", free_port()))
+        self.port = self.sock.getsockname()[1]
+        self.seen: list[tuple[int, str, str]] = []
+        self._connections = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self._connections += 1
+            number = self._connections
+            threading.Thread(target=self._serve, args=(conn, number), daemon=True).start()
+
+    def _serve(self, conn: socket.socket, number: int) -> None:
+        buf = b""
+        served = 0
+        with conn:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    try:
+                        piece = conn.recv(65536)
+                    except OSError:
+                        return
+                    if not piece:
+                        return
+                    buf += piece
+                head, _, buf = buf.partition(b"\r\n\r\n")
+                lines = head.split(b"\r\n")
+                method, path = lines[0].split(b" ")[:2]
+                length = 0
+                for line in lines[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                while len(buf) < length:
+                    piece = conn.recv(65536)
+                    if not piece:
+                        return
+                    buf += piece
+                buf = buf[length:]
+                self.seen.append((number, method.decode(), path.decode()))
+                if path.startswith(b"/vanish") and served:
+                    return  # read whole, never answered: the connection closes
+                served += 1
+                conn.sendall(OK)
+
+    def requests(self, path: str) -> list[tuple[int, str, str]]:
+        return [s for s in self.seen if s[2] == path]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@dataclass
+class World:
+    mesh: Mesh
+    client: Sidecar
+    upstream: VanishingUpstream
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    mesh = Mesh(Path(tmp_path_factory.mktemp("replay")))
+    upstream = VanishingUpstream()
+    try:
+        mesh.cp.start()
+        yield World(mesh, client_sidecar(mesh), upstream)
+    finally:
+        upstream.close()
+        mesh.close()
+
+
+def warm_then(world: World, method: bytes, path: str, *headers: bytes) -> int:
+    """On one client connection: GET /warm (which leaves a pooled upstream connection),
+    then `method path`; returns the status of the second answer."""
+    authority = b"127.0.0.1:%d" % world.upstream.port
+    lst = Listener("outbound", address(world.client.outbound), authority, b"http://" + authority)
+    with lst.connect() as sock:
+        stream = ResponseStream(sock)
+        sock.sendall(lst.request("/warm"))
+        assert stream.next().status == 200
+        body = b"amount=10" if method in (b"POST", b"PUT") else b""
+        framing = (b"Content-Length: %d" % len(body),) if body else ()
+        sock.sendall(lst.request(path, method=method, headers=(*framing, *headers), body=body))
+        return stream.next().status
+
+
+@pytest.mark.parametrize("method", [b"POST", b"PATCH"])
+def test_a_request_that_is_not_idempotent_is_never_sent_twice(world: World, method: bytes) -> None:
+    path = f"/vanish-{method.decode().lower()}"
+    assert warm_then(world, method, path) == 503
+    sent = world.upstream.requests(path)
+    assert [m for _, m, _ in sent] == [method.decode()], sent  # once, on the reused connection
+
+
+@pytest.mark.parametrize("method", [b"GET", b"PUT", b"DELETE"])
+def test_an_idempotent_request_is_sent_again_on_a_new_connection(
+    world: World, method: bytes
+) -> None:
+    path = f"/vanish-{method.decode().lower()}"
+    assert warm_then(world, method, path) == 200
+    sent = world.upstream.requests(path)
+    assert len(sent) == 2 and sent[0][0] != sent[1][0], sent  # again, on another connection
+
+
+def test_a_post_with_an_idempotency_key_is_sent_again(world: World) -> None:
+    path = "/vanish-keyed"
+    assert warm_then(world, b"POST", path, b"Idempotency-Key: 8e03978e-40d5") == 200
+    assert len(world.upstream.requests(path)) == 2
