@@ -21,7 +21,6 @@ import contextlib
 import errno
 import logging
 import socket
-import ssl
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +28,7 @@ from trellis import compiled
 from trellis.proxy.config.resources import TlsMode
 from trellis.proxy.config.state import ConfigState
 from trellis.proxy.config.types import LISTENER_TYPE, OUTBOUND_DEFAULT_LISTENER
-from trellis.proxy.identity.tls import TlsContexts
+from trellis.proxy.identity.tls import ServerTls, TlsContexts
 from trellis.proxy.listeners.acceptor import Acceptor
 from trellis.proxy.listeners.admin import AdminListener, json_page
 from trellis.proxy.listeners.inbound import InboundListener
@@ -149,8 +148,8 @@ class ProxyApp:
         self.acceptor.start()
         self.addresses["inbound"] = Address(address.host, int(sock.getsockname()[1]))
 
-    def _tls_policy(self) -> tuple[TlsMode, ssl.SSLContext | None]:
-        """The inbound mode the control plane asks for now, and the context to serve it."""
+    def _tls_policy(self) -> tuple[TlsMode, ServerTls | None]:
+        """The inbound mode the control plane asks for now, and the TLS to serve it."""
         listener = self.state.listeners.get(self.inbound_name)
         mode: TlsMode = listener.tls if listener is not None else "DISABLE"
         return mode, self.tls.server
