@@ -96,7 +96,7 @@ class ProxyApp:
         bound = self.addresses["inbound"]
         self.inbound_name = inbound.name = inbound_listener_name(bound.host, bound.port)
         await self._listen("outbound", opts.outbound, OutboundListener(outbound_ctx, state))
-        await self._listen("admin", opts.admin, AdminListener(self._pages()))
+        await self._listen("admin", opts.admin, AdminListener(self._pages(), opts.admin.host))
         own = {(a.host, a.port) for a in self.addresses.values()}
         outbound_ctx.own_addresses = inbound_ctx.own_addresses = own
         self.clusters.client_context = self.tls.client_context
