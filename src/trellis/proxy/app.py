@@ -21,7 +21,6 @@ import contextlib
 import errno
 import logging
 import socket
-import ssl
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +28,7 @@ from trellis import compiled
 from trellis.proxy.config.resources import TlsMode
 from trellis.proxy.config.state import ConfigState
 from trellis.proxy.config.types import LISTENER_TYPE, OUTBOUND_DEFAULT_LISTENER
-from trellis.proxy.identity.tls import TlsContexts
+from trellis.proxy.identity.tls import ServerTls, TlsContexts
 from trellis.proxy.listeners.acceptor import Acceptor
 from trellis.proxy.listeners.admin import AdminListener, json_page
 from trellis.proxy.listeners.inbound import InboundListener
@@ -99,7 +98,7 @@ class ProxyApp:
         bound = self.addresses["inbound"]
         self.inbound_name = inbound.name = inbound_listener_name(bound.host, bound.port)
         await self._listen("outbound", opts.outbound, OutboundListener(outbound_ctx, state))
-        await self._listen("admin", opts.admin, AdminListener(self._pages()))
+        await self._listen("admin", opts.admin, AdminListener(self._pages(), opts.admin.host))
         own = {(a.host, a.port) for a in self.addresses.values()}
         outbound_ctx.own_addresses = inbound_ctx.own_addresses = own
         self.clusters.client_context = self.tls.client_context
@@ -152,8 +151,8 @@ class ProxyApp:
         self.acceptor.start()
         self.addresses["inbound"] = Address(address.host, int(sock.getsockname()[1]))
 
-    def _tls_policy(self) -> tuple[TlsMode, ssl.SSLContext | None]:
-        """The inbound mode the control plane asks for now, and the context to serve it."""
+    def _tls_policy(self) -> tuple[TlsMode, ServerTls | None]:
+        """The inbound mode the control plane asks for now, and the TLS to serve it."""
         listener = self.state.listeners.get(self.inbound_name)
         mode: TlsMode = listener.tls if listener is not None else "DISABLE"
         return mode, self.tls.server

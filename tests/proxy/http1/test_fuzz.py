@@ -182,7 +182,9 @@ def built_requests(draw: st.DrawFn) -> bytes:
                 [b"/", b"/a?b=c", b"*", b"svc:443", b"http://svc:9080/x", b"http://[::1]/", b"x"]
             )
         )
-        version = draw(st.sampled_from([b"HTTP/1.1", b"HTTP/1.1", b"HTTP/1.0", b"HTTP/2.0"]))
+        version = draw(
+            st.sampled_from([b"HTTP/1.1", b"HTTP/1.1", b"HTTP/1.0", b"HTTP/1.2", b"HTTP/2.0"])
+        )
         headers = draw(st.lists(st.sampled_from(HEADER_PARTS), max_size=5))
         body = draw(st.sampled_from(BODY_PARTS))
         out += b"%s %s %s\r\n" % (method, target, version)

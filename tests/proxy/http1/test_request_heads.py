@@ -58,9 +58,30 @@ def test_header_values_keep_their_bytes_and_repeated_ones_join() -> None:
     assert head.get("missing") is None
 
 
-def test_an_empty_host_is_allowed_and_names_nothing() -> None:
-    # RFC 9112 §3.2: a client with no authority sends an empty Host.
-    assert head_of(get(b"/", b"Host:")).authority == ""
+@pytest.mark.parametrize("host", [b"Host:", b"Host:   ", b"Host: :8080"])
+@pytest.mark.parametrize("start", [b"GET / HTTP/1.1", b"GET / HTTP/1.0", b"OPTIONS * HTTP/1.1"])
+def test_an_empty_host_names_no_authority_and_is_refused(host: bytes, start: bytes) -> None:
+    # RFC 9110 §4.2.1: an http URI with an empty host is invalid, and the target URI of an
+    # origin-form or asterisk-form request takes its host from Host (RFC 9112 §3.3).
+    method, target, version = start.split()
+    error, rec = refusal(get(target, host, version=version, method=method))
+    assert error.status == 400 and "names no authority" in str(error)
+    assert rec.events == []
+
+
+def test_an_absolute_form_target_names_its_host_whatever_host_says() -> None:
+    # RFC 9112 §3.2.2: Host is ignored (beyond its syntax) when the target is absolute.
+    for host in (b"Host:", b"Host: :80", b"Host: elsewhere"):
+        head = head_of(get(b"http://svc:81/x", host))
+        assert (head.authority, head.path, head.absolute) == ("svc:81", "/x", True)
+    error, _ = refusal(get(b"http://svc:81/x", b"Host: a b"))
+    assert error.status == 400 and "invalid Host" in str(error)
+
+
+def test_connect_needs_a_host_in_its_target() -> None:
+    for target in (b":443", b":"):
+        error, _ = refusal(get(target, b"Host: svc:443", method=b"CONNECT"))
+        assert error.status == 400 and "authority-form" in str(error), target
 
 
 # -- absolute-form --------------------------------------------------------------------------
@@ -116,9 +137,35 @@ def test_options_asterisk() -> None:
 # -- HTTP/1.0, keep-alive, 100-continue -----------------------------------------------------
 
 
-def test_http_1_0_needs_no_host_and_closes_by_default() -> None:
-    head = head_of(get(b"/old", version=b"HTTP/1.0"))
-    assert (head.version, head.authority, head.keep_alive) == ("1.0", "", False)
+def test_http_1_0_closes_by_default() -> None:
+    head = head_of(get(b"/old", b"Host: Old", version=b"HTTP/1.0"))
+    assert (head.version, head.authority, head.keep_alive) == ("1.0", "old", False)
+
+
+def test_http_1_0_without_host_names_its_host_in_the_target_or_is_refused() -> None:
+    # No Host: an origin-form request names no authority, which the listeners need (400);
+    # an absolute-form one names it in the target (HTTP/1.0 does not require Host).
+    error, _ = refusal(get(b"/old", version=b"HTTP/1.0"))
+    assert error.status == 400 and str(error) == "missing Host header"
+    head = head_of(get(b"http://svc/old", version=b"HTTP/1.0"))
+    assert (head.version, head.authority, head.path) == ("1.0", "svc", "/old")
+
+
+@pytest.mark.parametrize("minor", range(2, 10))
+def test_a_higher_minor_version_of_http_1_is_read_as_http_1_1(minor: int) -> None:
+    # RFC 9110 §2.5: processed as the highest minor version we implement; its semantics
+    # (keep-alive, chunked, 100-continue) are HTTP/1.1's, and it goes upstream as such.
+    version = b"HTTP/1.%d" % minor
+    head = head_of(get(b"/x", b"Host: svc", b"Expect: 100-continue", version=version))
+    assert (head.version, head.keep_alive, head.expect_continue) == ("1.1", True, True)
+    chunked = get(
+        b"/x", b"Host: svc", b"Transfer-Encoding: chunked", version=version, method=b"POST"
+    )
+    messages = request_messages(chunked + b"2\r\nhi\r\n0\r\n\r\n")
+    assert messages[0].request.chunked and messages[0].body == b"hi"
+    # The same when the head is not the first thing in its read (pipelined).
+    pair = request_messages(get(b"/a", b"Host: svc") + get(b"/b", b"Host: svc", version=version))
+    assert [m.request.version for m in pair] == ["1.1", "1.1"]
 
 
 @pytest.mark.parametrize(
@@ -191,7 +238,7 @@ def test_each_pipelined_request_gets_its_own_version(split: bool) -> None:
     # The version of a head that starts a read comes from its request line; any other
     # (pipelined behind a body, or a head split over reads) is asked of llhttp.
     first = b"POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nok"
-    second = get(b"/b", b"Connection: keep-alive", version=b"HTTP/1.0")
+    second = get(b"/b", b"Host: h", b"Connection: keep-alive", version=b"HTTP/1.0")
     third = get(b"/c", b"Host: h")
     data = first + second + third
     chunks = [data[i : i + 7] for i in range(0, len(data), 7)] if split else [data]

@@ -1,7 +1,9 @@
 """The proxy's mTLS over real sockets and real TLS: the inbound acceptor refuses plaintext
 when STRICT, takes both when PERMISSIVE, refuses foreign, expired and missing client
-certificates; upstream connections refuse a server whose SPIFFE ID the cluster does not
-allow; only TLS 1.2+ with forward-secret AEAD suites is spoken; SVID files swap atomically."""
+certificates, and certificates of the mesh CA that do not name exactly one SPIFFE ID of
+the mesh's trust domain; upstream connections refuse a server whose SPIFFE ID the cluster
+does not allow, or that names several; only TLS 1.2+ with forward-secret AEAD suites is
+spoken; SVID files swap atomically."""
 
 from __future__ import annotations
 
@@ -15,18 +17,26 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from tests.proxy.identity.pki import NOW, Root, sid
+from cryptography import x509
+from tests.proxy.identity.pki import NOW, Root, dns, sid, tls_context, uris
 
 from trellis.proxy.config.resources import TlsMode, UpstreamTls
 from trellis.proxy.identity.agent import write_files
 from trellis.proxy.identity.svid import Svid, parse_spiffe_id
-from trellis.proxy.identity.tls import client_context, peer_spiffe_id, server_context
+from trellis.proxy.identity.tls import (
+    ServerTls,
+    client_context,
+    peer_refusal,
+    peer_spiffe_id,
+    server_tls,
+)
 from trellis.proxy.listeners.acceptor import Acceptor
 from trellis.proxy.stack.pool import HostPool, PoolCounters, UpstreamConnection
 
 ROOT = Root.make()
 SERVER = ROOT.svid(sid("server"))
 CLIENT = ROOT.svid(sid("client"))
+TEST_DOMAIN = frozenset({"test.local"})
 
 
 class Hello(asyncio.Protocol):
@@ -50,15 +60,20 @@ class Hello(asyncio.Protocol):
 
 
 @contextlib.asynccontextmanager
-async def acceptor(mode: TlsMode, server: Svid = SERVER) -> AsyncIterator[int]:
+async def serving(mode: TlsMode, tls: ServerTls) -> AsyncIterator[Acceptor]:
     sock = socket.create_server(("127.0.0.1", 0))
-    context = server_context(server)
-    a = Acceptor(sock, Hello, lambda: (mode, context))
+    a = Acceptor(sock, Hello, lambda: (mode, tls))
     a.start()
     try:
-        yield int(sock.getsockname()[1])
+        yield a
     finally:
         a.close()
+
+
+@contextlib.asynccontextmanager
+async def acceptor(mode: TlsMode, server: Svid = SERVER) -> AsyncIterator[int]:
+    async with serving(mode, server_tls(server)) as a:
+        yield int(a.sock.getsockname()[1])
 
 
 async def talk(port: int, context: ssl.SSLContext | None) -> bytes:
@@ -127,6 +142,86 @@ async def test_only_tls_12_and_13_with_forward_secret_aead() -> None:
             assert bool(answer) == ok, (version, ciphers, answer)
 
 
+MESH_IDENTITIES: dict[str, tuple[list[x509.GeneralName], str]] = {
+    # name: (the client certificate's SANs, why it is refused; "" for none)
+    "good": (uris(sid("client")), ""),
+    "good-with-a-dns-name": (uris(sid("client")) + dns("client.example"), ""),
+    "no-san": ([], "no URI SAN"),
+    "dns-only": (dns("client.example"), "no URI SAN"),
+    "two-uris": (uris(sid("client"), sid("other")), "2 URI SANs"),
+    "foreign-trust-domain": (
+        uris("spiffe://evil.example/ns/default/sa/client"),
+        "trust domain evil.example",
+    ),
+    "not-spiffe": (uris("https://client.example/"), "not a workload SPIFFE ID"),
+    "spiffe-not-a-workload": (uris("spiffe://test.local/client"), "not a workload SPIFFE ID"),
+    "spiffe-upper-case-domain": (
+        uris("spiffe://TEST.local/ns/default/sa/client"),
+        "not a workload SPIFFE ID",
+    ),
+    "spiffe-with-query": (
+        uris(sid("client") + "?x=1"),
+        "not a workload SPIFFE ID",
+    ),
+}
+
+
+def _kind(name: x509.GeneralName) -> str:
+    """How `getpeercert()` names a SAN's type."""
+    return "URI" if isinstance(name, x509.UniformResourceIdentifier) else "DNS"
+
+
+def test_a_mesh_identity_is_exactly_one_workload_spiffe_id_of_our_trust_domain() -> None:
+    accepted = frozenset({"test.local"})
+    for name, (sans, why) in MESH_IDENTITIES.items():
+        peercert = {"subjectAltName": tuple((_kind(n), n.value) for n in sans)}
+        refusal = peer_refusal(peercert, accepted)
+        assert (why in refusal) if why else refusal == "", (name, refusal)
+        named = peer_spiffe_id(peercert)
+        if name in ("good", "good-with-a-dns-name", "foreign-trust-domain"):
+            assert named == sans[0].value, name  # what it names (the trust domain aside)
+        else:
+            assert named == "", name
+    assert peer_refusal({}, accepted) != "" and peer_spiffe_id({}) == ""
+    assert peer_refusal(None, accepted) != "" and peer_spiffe_id(None) == ""
+    assert "not of the mesh's (none)" in peer_refusal(
+        {"subjectAltName": (("URI", sid("client")),)}, frozenset()
+    )
+
+
+@pytest.mark.parametrize("mode", ["STRICT", "PERMISSIVE"])
+async def test_a_mesh_ca_certificate_without_one_accepted_spiffe_id_is_refused(
+    mode: TlsMode,
+) -> None:
+    """Real certificates signed by the mesh root, real TLS: each one that does not name
+    exactly one workload SPIFFE ID of the trust domain is reset before a byte is read."""
+    async with serving(mode, server_tls(SERVER)) as a:
+        port = int(a.sock.getsockname()[1])
+        for name, (sans, why) in MESH_IDENTITIES.items():
+            context = tls_context(*ROOT.leaf(sans), ROOT.pem)
+            answer = await talk(port, context)
+            expected = f"hello mtls {sans[0].value}\n".encode() if not why else b""
+            assert answer == expected, (name, answer)
+        refused = sum(1 for _, why in MESH_IDENTITIES.values() if why)
+        assert a.statistics()["refused_identity"] == refused
+        assert a.statistics()["handshake_failures"] == 0  # the handshakes themselves held
+
+
+async def test_the_accepted_trust_domain_is_the_servers_own() -> None:
+    # One CA, two trust domains: a server of other.domain takes only its own workloads.
+    server = ROOT.svid("spiffe://other.domain/ns/default/sa/server")
+    async with serving("STRICT", server_tls(server)) as a:
+        port = int(a.sock.getsockname()[1])
+        test_local = tls_context(*ROOT.leaf(uris(sid("client"))), ROOT.pem)
+        other_domain = tls_context(
+            *ROOT.leaf(uris("spiffe://other.domain/ns/default/sa/client")), ROOT.pem
+        )
+        assert await talk(port, test_local) == b""
+        assert await talk(port, other_domain) == (
+            b"hello mtls spiffe://other.domain/ns/default/sa/client\n"
+        )
+
+
 class User:
     """Records what a pooled connection attempt reports (the pool's caller interface)."""
 
@@ -154,6 +249,40 @@ async def test_an_upstream_with_the_wrong_spiffe_id_is_refused() -> None:
             if outcome == "not allowed":
                 assert pool.counters.identity_refused == 1
             pool.close()
+
+
+async def connect_upstream(tls: ServerTls, allowed: tuple[str, ...]) -> tuple[str, int]:
+    """A pooled connection to a server with `tls`, for a cluster that allows the SPIFFE IDs
+    `allowed` (none: any one): (what the pool reported, its identity_refused count)."""
+    async with serving("STRICT", tls) as a:
+        pool = HostPool("127.0.0.1", int(a.sock.getsockname()[1]), PoolCounters())
+        pool.tls = UpstreamTls(sans=allowed, san_tests=tuple(s.__eq__ for s in allowed))
+        pool.tls_context = lambda context=client_context(CLIENT): context  # type: ignore[misc]
+        user = User()
+        pool.acquire(user)  # type: ignore[arg-type]
+        try:
+            return await asyncio.wait_for(user.done, 5), pool.counters.identity_refused
+        finally:
+            pool.close()
+
+
+async def test_an_upstream_certificate_that_names_no_single_spiffe_id_is_refused() -> None:
+    """A server certificate of the mesh CA naming two SPIFFE IDs (the allowed one first or
+    last), or none, is refused however the cluster's SPIFFE IDs are configured."""
+    allowed = sid("server")
+    for name, sans in {
+        "two-uris": uris(allowed, sid("other")),
+        "two-uris-allowed-last": uris(sid("other"), allowed),
+        "no-uri": dns("server.example"),
+        "not-spiffe": uris("https://server.example/"),
+    }.items():
+        server = ServerTls(tls_context(*ROOT.leaf(sans), ROOT.pem, server=True), TEST_DOMAIN)
+        for cluster_allows in ((allowed,), ()):
+            outcome, refused = await connect_upstream(server, cluster_allows)
+            assert "not allowed" in outcome and refused == 1, (name, cluster_allows, outcome)
+    good = ServerTls(tls_context(*ROOT.leaf(uris(allowed)), ROOT.pem, server=True), TEST_DOMAIN)
+    for cluster_allows in ((allowed,), ()):
+        assert await connect_upstream(good, cluster_allows) == ("connected", 0)
 
 
 def test_svids_name_exactly_one_spiffe_id_and_renew_at_half_life() -> None:

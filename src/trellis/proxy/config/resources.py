@@ -78,6 +78,10 @@ class UpstreamTls:
     sans: tuple[str, ...] = ()  # as configured, for /clusters and errors
 
     def allows(self, spiffe_id: str) -> bool:
+        """`spiffe_id` is the peer's (`peer_spiffe_id`: "" when its certificate names no
+        one SPIFFE ID), which must be one; with no SAN tests any one is allowed."""
+        if not spiffe_id:
+            return False
         return not self.san_tests or any(test(spiffe_id) for test in self.san_tests)
 
 

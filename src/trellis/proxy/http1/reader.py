@@ -20,14 +20,39 @@ Content-Length together with Transfer-Encoding, duplicate Content-Length,
 a non-digit Content-Length, a bad chunk size or extension, a header line
 without a colon, whitespace before the colon, obs-fold, bare CR or LF, NUL in a
 value. What the reader adds: size limits (431/414) that also hold while a head
-arrives in pieces, exactly one valid Host on HTTP/1.1 (RFC 9112 §3.2), the
-request-target forms (RFC 9112 §3.2.1-4), HTTP/1.x only (505), the
-Transfer-Encoding rules (RFC 9112 §6.1, §6.3: `chunked` final and once, else
-400; another coding besides it, 501), no content on an Upgrade request (llhttp
-skips it: 501), 100-continue detection (HTTP/1.1 only),
-and a bound on bytes that frame a body without carrying any (chunk lines,
+arrives in pieces, the Host rules below, the request-target forms (RFC 9112
+§3.2.1-4), the version rules below, the Transfer-Encoding rules (RFC 9112 §6.1,
+§6.3: `chunked` final and once, else 400; another coding besides it, 501), no
+content on an Upgrade request (llhttp skips it: 501), 100-continue detection
+(HTTP/1.1 only), and a bound on bytes that frame a body without carrying any (chunk lines,
 trailers), which llhttp and httptools would otherwise buffer without limit.
 Trailer fields are read and dropped: they never join the head's headers.
+
+Host (RFC 9112 §3.2, RFC 9110 §4.2.1, §7.2): at most one Host field, with a valid
+value; HTTP/1.1 requests must have one. Every request names a non-empty host: an
+origin-form or asterisk-form request takes it from Host, so an empty Host (or one
+that is only a port) is 400, and so is an HTTP/1.0 request without Host (an http
+URI with an empty host is invalid, and the listeners route and authorize on the
+authority; Envoy refuses a request without Host the same way). An absolute-form
+or CONNECT target names its own host: Host is then ignored beyond its syntax (RFC
+9112 §3.2.2), and the proxy sends upstream a Host rebuilt from the target.
+
+Versions (RFC 9112 §2.3, RFC 9110 §2.5, §15.6.6): HTTP/1.0 and HTTP/1.1 as they
+are; HTTP/1.2 to HTTP/1.9 are read as HTTP/1.1 — a higher minor version of a major
+version we implement SHOULD be processed as the highest minor version we
+implement, and 505 is for a major version the server refuses; our answer says
+HTTP/1.1 and the request goes upstream as HTTP/1.1. Any other major version
+(HTTP/0.x, HTTP/2.0 and its preface, HTTP/3.0 ... HTTP/9.x) is 505; a version
+that is not DIGIT "." DIGIT is 400. llhttp on its own refuses 1.2-1.9, 3.0-9.9
+and 0.0 as "Invalid HTTP version" (400): its version check is relaxed
+(`lenient_version`, which changes nothing else) so that these rules are ours.
+llhttp also takes `RTSP/x.y` (with GET, POST, OPTIONS and RTSP's own methods)
+and `ICE/x.y` (with SOURCE) for `HTTP/x.y`, and reports only the digits. RTSP's
+own methods (DESCRIBE, PLAY...) are refused here (400: llhttp refuses them after
+`HTTP/`); a GET, POST, OPTIONS or SOURCE so spelled is read as the HTTP request
+it looks like and goes upstream as HTTP/1.1 — the callbacks do not say where the
+request line is, so the protocol name cannot be checked without reading every
+head twice.
 
 Failure: every problem raises `ProtocolError` out of `feed`; after that the
 reader is unusable and the connection must be closed. Bytes after a request
@@ -72,6 +97,22 @@ _LLHTTP_STATUS = {
     "Pause on PRI/Upgrade": 505,  # the HTTP/2 connection preface
 }
 _CLOSED = "Data after `Connection: close`"
+# Methods llhttp takes only after `RTSP/` (docstring): such a request is not HTTP.
+_RTSP_ONLY_METHODS = frozenset(
+    {
+        "ANNOUNCE",
+        "DESCRIBE",
+        "FLUSH",
+        "GET_PARAMETER",
+        "PAUSE",
+        "PLAY",
+        "RECORD",
+        "REDIRECT",
+        "SET_PARAMETER",
+        "SETUP",
+        "TEARDOWN",
+    }
+)
 
 
 class RequestHandler(Protocol):
@@ -101,6 +142,20 @@ def _cause(e: httptools.HttpParserError) -> Exception | None:
     ):
         return cause
     return None
+
+
+def _minor_version(version: str) -> str:
+    """The version a request other than HTTP/1.0 or HTTP/1.1 is read as: HTTP/1.1 for
+    1.2-1.9 (RFC 9110 §2.5), else 505 (RFC 9110 §15.6.6: a major version we refuse)."""
+    if version.startswith("1."):
+        return "1.1"
+    raise ProtocolError(505, f"HTTP/{version} is not supported")
+
+
+def _no_host(hosts: list[bytes]) -> ProtocolError:
+    if hosts:
+        return ProtocolError(400, "empty host in the Host header: the request names no authority")
+    return ProtocolError(400, "missing Host header")
 
 
 def transfer_chunked(value: bytes) -> bool:
@@ -182,6 +237,8 @@ class RequestReader:
         self._handler = handler
         self._max_head = max_head_bytes
         self._parser = httptools.HttpRequestParser(self)
+        # Only the check of the version's digits: the version rules are ours (docstring).
+        self._parser.set_dangerous_leniencies(lenient_version=True)
         self._events: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
         self._framing = _Framing()
         self._closed = False
@@ -323,8 +380,8 @@ class RequestReader:
                 version = "1.1"
         if not version:
             version = parser.get_http_version()
-        if not version.startswith("1."):
-            raise ProtocolError(505, f"HTTP/{version} is not supported")
+            if version != "1.1" and version != "1.0":
+                version = _minor_version(version)
         if self._head_size + len(self._url) > self._max_head:
             raise ProtocolError(431, "request header section too large")
         chunked = False
@@ -333,6 +390,8 @@ class RequestReader:
                 raise ProtocolError(400, "Transfer-Encoding in an HTTP/1.0 request")
             chunked = transfer_chunked(self._te)
         method = parser.get_method().decode("ascii")
+        if method in _RTSP_ONLY_METHODS:
+            raise ProtocolError(400, f"{method} is an RTSP method, not HTTP")
         content_length = self._content_length
         upgrade = b""
         if parser.should_upgrade():
@@ -385,12 +444,21 @@ class RequestReader:
         if "#" in target:
             raise ProtocolError(400, "a fragment in the request-target")  # RFC 9112 §3.2
         if method == "CONNECT":
-            if "/" in target or ":" not in target or not _HOST_RE.match(target.encode("latin-1")):
+            if (
+                "/" in target
+                or ":" not in target
+                or target[0] == ":"
+                or not _HOST_RE.match(target.encode("latin-1"))
+            ):
                 raise ProtocolError(400, "CONNECT needs an authority-form target (host:port)")
             return "", target.lower(), False
         if target.startswith("/"):
+            if not host_authority or host_authority[0] == ":":
+                raise _no_host(hosts)
             return target, host_authority, False
         if target == "*" and method == "OPTIONS":
+            if not host_authority or host_authority[0] == ":":
+                raise _no_host(hosts)
             return "*", host_authority, False
         lowered = target[:8].lower()
         if lowered.startswith(("http://", "https://")):

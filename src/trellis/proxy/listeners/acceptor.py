@@ -9,9 +9,21 @@ and then calls `loop.connect_accepted_socket` with the server TLS context
 when the byte starts a TLS handshake (0x16), else without. The TLS itself is
 the event loop's native implementation.
 
+An mTLS connection is first given to a `_Gate`: once the handshake is done
+(and before any byte of the client is read: asyncio and uvloop call
+`connection_made` first), it checks that the client certificate names exactly
+one SPIFFE ID of a trust domain we accept (`ServerTls.refusal`), then hands
+the transport to the real protocol (`set_protocol`: nothing stays in between),
+or resets the connection. Python's `ssl` has no verify callback that could
+refuse it inside the handshake, as Envoy's SAN matching does; the client sees
+the connection reset at once and no request is parsed. A 403 instead would
+read and parse requests from a peer that has no identity, and it would differ
+from how a certificate of a foreign CA is treated (a failed handshake).
+
 Refusals (counted in `statistics()`): plaintext while STRICT, a handshake while
 TLS is not configured, a client that sends nothing within `SNIFF_TIMEOUT`, a
-failed handshake (foreign, expired or missing client certificate).
+failed handshake (foreign, expired or missing client certificate), a client
+certificate that names no accepted identity (`refused_identity`).
 """
 
 from __future__ import annotations
@@ -20,12 +32,12 @@ import asyncio
 import contextlib
 import logging
 import socket
-import ssl
 import struct
 from collections.abc import Callable
 from typing import Any
 
 from trellis.proxy.config.resources import TlsMode
+from trellis.proxy.identity.tls import ServerTls
 
 log = logging.getLogger("trellis.proxy.inbound")
 
@@ -33,7 +45,7 @@ SNIFF_TIMEOUT = 10.0
 HANDSHAKE_TIMEOUT = 10.0
 TLS_HANDSHAKE_BYTE = 0x16
 
-TlsPolicy = Callable[[], tuple[TlsMode, ssl.SSLContext | None]]
+TlsPolicy = Callable[[], tuple[TlsMode, ServerTls | None]]
 
 
 class Acceptor:
@@ -57,6 +69,7 @@ class Acceptor:
             "refused_plaintext": 0,
             "refused_tls": 0,
             "handshake_failures": 0,
+            "refused_identity": 0,
             "silent": 0,
         }
 
@@ -106,14 +119,14 @@ class Acceptor:
         if not first:
             conn.close()  # closed before saying anything
             return
-        mode, context = self.policy()
+        mode, tls = self.policy()
         if first[0] == TLS_HANDSHAKE_BYTE:
-            if context is None or mode == "DISABLE":
+            if tls is None or mode == "DISABLE":
                 self.counts["refused_tls"] += 1
                 conn.close()
                 return
             self.counts["tls"] += 1
-            self._hand_over(conn, context)
+            self._hand_over(conn, tls)
         else:
             if mode == "STRICT":
                 self.counts["refused_plaintext"] += 1
@@ -122,12 +135,15 @@ class Acceptor:
             self.counts["plaintext"] += 1
             self._hand_over(conn, None)
 
-    def _hand_over(self, conn: socket.socket, context: ssl.SSLContext | None) -> None:
-        if context is None:
+    def _hand_over(self, conn: socket.socket, tls: ServerTls | None) -> None:
+        if tls is None:
             coro = self._loop.connect_accepted_socket(self.factory, conn)
         else:
             coro = self._loop.connect_accepted_socket(
-                self.factory, conn, ssl=context, ssl_handshake_timeout=HANDSHAKE_TIMEOUT
+                lambda: _Gate(self, tls),
+                conn,
+                ssl=tls.context,
+                ssl_handshake_timeout=HANDSHAKE_TIMEOUT,
             )
         task = self._loop.create_task(coro)
         self._tasks.add(task)
@@ -158,6 +174,46 @@ class Acceptor:
 
     def statistics(self) -> dict[str, int]:
         return dict(self.counts)
+
+
+class _Gate:
+    """The first protocol of an mTLS connection: lets it through to the listener's
+    protocol once the client certificate names an identity we accept, else resets it."""
+
+    __slots__ = ("acceptor", "tls")
+
+    def __init__(self, acceptor: Acceptor, tls: ServerTls) -> None:
+        self.acceptor = acceptor
+        self.tls = tls
+
+    def connection_made(self, transport: Any) -> None:
+        acceptor = self.acceptor
+        why = self.tls.refusal(transport.get_extra_info("peercert"))
+        if why:
+            acceptor.counts["refused_identity"] += 1
+            peer = transport.get_extra_info("peername")
+            log.info("inbound mTLS client %s refused: %s", peer, why)
+            transport.abort()
+            return
+        protocol = acceptor.factory()
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+
+    # Only until the hand-over, or after a refusal: nothing is read or kept.
+    def data_received(self, data: bytes) -> None:
+        pass
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        pass
+
+    def pause_writing(self) -> None:
+        pass
+
+    def resume_writing(self) -> None:
+        pass
 
 
 def _reset(conn: socket.socket) -> None:

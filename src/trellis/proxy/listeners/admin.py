@@ -6,10 +6,23 @@ Every page is answered locally, at once, from the proxy's state: `/ready`
 names), `/clusters` (endpoints, health, active requests, connections),
 `/metrics` (Prometheus text), `/stats` (JSON statistics of every part).
 Reads only: nothing here changes the proxy.
+
+Only requests for this port's own names are answered (issue 9): `localhost`,
+a loopback address (127.0.0.0/8, ::1), the address the connection arrived on
+and the host the listener was configured with (`--admin HOST:PORT`, a
+wildcard aside), with or without a port. Any other host gets 421 (and the
+connection is closed), whatever the path: a web page whose name an attacker
+re-points at 127.0.0.1 (DNS rebinding) makes the browser send its own name as
+Host, and would otherwise read `/config_dump` as same-origin. 421 Misdirected
+Request (RFC 9110 §15.5.20) rather than 403: the request reached a server that
+is not authoritative for the URI's host, and no credential would change that.
+An IP address as Host cannot be rebound (a browser sends one only to that
+address), so the port's own addresses are safe to take.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Callable
 from typing import Any
@@ -49,9 +62,53 @@ class _AdminExchange:
         pass
 
 
+_WILDCARDS = frozenset({"", "0.0.0.0", "::"})
+MISDIRECTED = (
+    b"misdirected request: the admin port answers only for localhost, loopback addresses"
+    b" and its own address\n"
+)
+
+
+def host_of(authority: str) -> str:
+    """The host of a lower-case `host[:port]`, without an IPv6 literal's brackets."""
+    if authority.startswith("["):
+        return authority[1 : authority.find("]")]
+    host, colon, port = authority.rpartition(":")
+    return host if colon and port.isdigit() else authority
+
+
+def is_own_host(authority: str, own: frozenset[str]) -> bool:
+    """Whether `authority` (lower-case `host[:port]`) names this port: `localhost`, a
+    loopback address, or one of `own` (the port's addresses and configured host)."""
+    host = host_of(authority)
+    if host == "localhost" or host in own:
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
 class AdminListener:
-    def __init__(self, pages: dict[str, Page]) -> None:
+    def __init__(self, pages: dict[str, Page], host: str = "127.0.0.1") -> None:
         self.pages = pages
+        # The host it listens on, as configured (a name or an address; a wildcard names
+        # nothing: the address each connection arrived on is taken instead).
+        self.own = frozenset() if host in _WILDCARDS else frozenset({host.lower()})
+
+    def _own_hosts(self, conn: ServerConnection) -> frozenset[str]:
+        transport = conn.transport
+        local = transport.get_extra_info("sockname") if transport is not None else None
+        if not (isinstance(local, tuple) and local):
+            return self.own
+        address = str(local[0]).lower()
+        names = {address}
+        if address.startswith("::ffff:"):  # an IPv4 client of a dual-stack socket
+            names.add(address.removeprefix("::ffff:"))
+        return self.own | names
 
     def start(self, conn: ServerConnection, head: RequestHead) -> _AdminExchange:
         ex = _AdminExchange()
@@ -59,7 +116,10 @@ class AdminListener:
         path = head.path.split("?", 1)[0]
         page = self.pages.get(path)
         keep_alive = head.keep_alive and not head.has_body
-        if head.method not in ("GET", "HEAD"):
+        if not is_own_host(head.authority, self._own_hosts(conn)):
+            keep_alive = False
+            status, ctype, body = 421, "text/plain; charset=utf-8", MISDIRECTED
+        elif head.method not in ("GET", "HEAD"):
             status, ctype, body = 405, "text/plain; charset=utf-8", b"read-only: GET\n"
         elif page is None:
             known = "\n".join(sorted(self.pages))
