@@ -1,4 +1,4 @@
-"""Matchers: paths, headers, query parameters, gRPC, and the RE2 rules for regexes."""
+"""Matchers: paths, headers, query parameters, gRPC (regexes themselves: test_routing_regex.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ from typing import Any
 import pytest
 from tests.routing.routing_support import matches, route_error
 
-from trellis.routing import RouteConfigError, parse_query, split_target
-from trellis.routing.regex import compile_pattern, python_template, re2_problem
+from trellis.routing import parse_query, split_target
 
 
 def regex(value: str) -> dict[str, Any]:
@@ -290,84 +289,3 @@ def test_match_errors_name_the_field(match: dict[str, Any], path: str, reason: s
     assert err.path == f"virtual_hosts[0].routes[0].{path}"
     assert reason in err.reason
     assert str(err) == f"{err.path}: {err.reason}"
-
-
-# -- RE2 on re ----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "/api/[0-9]+",
-        "a+?b*?c??",
-        "x{2,3}?y{4}",
-        "[]a]",
-        "[^]a]+",
-        "[a\\]b]",
-        "(?i)abc",
-        "(?i:abc)",
-        "(?ims)a",
-        "(?P<name>a)",
-        "(?:a|b)+",
-        "\\.\\*\\+",
-        "a\\+\\+",
-        "[+*?]+",
-        "\\d\\w\\s\\b",
-        "/[^/]+/(?:Get)",
-    ],
-)
-def test_re2_compatible_patterns_compile(text: str) -> None:
-    assert re2_problem(text) is None
-    compile_pattern(text, "p")
-
-
-@pytest.mark.parametrize(
-    ("text", "why"),
-    [
-        ("a(?=b)", "lookahead"),
-        ("a(?!b)", "negative lookahead"),
-        ("(?<=a)b", "lookbehind"),
-        ("(?<!a)b", "negative lookbehind"),
-        ("(a)\\1", "backreferences"),
-        ("(?P<x>a)(?P=x)", "named backreference"),
-        ("(a)?(?(1)b|c)", "conditional"),
-        ("(?>ab)", "atomic group"),
-        ("a(?#note)", "comment"),
-        ("a++", "possessive"),
-        ("a*+", "possessive"),
-        ("a{2}+", "possessive"),
-        ("abc\\Z", "\\Z"),
-        ("(?x)a b", "inline flags"),
-        ("(?u)a", "inline flags"),
-        ("[[:alpha:]]", "POSIX"),
-        ("[a--b]", "ambiguous"),
-    ],
-)
-def test_constructs_re2_rejects_are_rejected(text: str, why: str) -> None:
-    problem = re2_problem(text)
-    assert problem is not None and why in problem
-    with pytest.raises(RouteConfigError, match="bad regex"):
-        compile_pattern(text, "p")
-
-
-@pytest.mark.parametrize("text", ["\\pL", "\\Q.\\E", "(?<n>a)", "a\\z"])
-def test_re2_only_syntax_is_refused_not_misread(text: str) -> None:
-    with pytest.raises(RouteConfigError):
-        compile_pattern(text, "p")
-
-
-def test_ascii_classes_as_in_re2() -> None:
-    digits = compile_pattern("\\d+", "p")
-    assert digits.fullmatch("123")
-    assert not digits.fullmatch("١٢٣")  # Arabic-Indic digits are not \d in RE2
-
-
-def test_substitution_syntax() -> None:
-    assert python_template("/x\\1/\\0", 1, "p") == "/x\\g<1>/\\g<0>"
-    assert python_template("a\\\\b", 0, "p") == "a\\\\b"
-    with pytest.raises(RouteConfigError, match="group \\\\2"):
-        python_template("\\2", 1, "p")
-    with pytest.raises(RouteConfigError, match="must be followed by a digit"):
-        python_template("\\n", 0, "p")
-    with pytest.raises(RouteConfigError, match="must be followed by a digit"):
-        python_template("trailing\\", 0, "p")

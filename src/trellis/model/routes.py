@@ -16,20 +16,25 @@ from pydantic import Field, field_validator, model_validator
 
 from trellis.model.base import Document, Name, Spec
 from trellis.model.duration import Duration, parse_duration
-from trellis.routing.regex import re2_problem
+from trellis.routing.regex import regex_problem, shown
 
 
 def _check_regex(value: str) -> str:
-    """Valid for RE2, the engine of every client (Envoy, grpcio, our sidecar): a regex that
-    Python's `re` accepts but RE2 refuses would be translated and NACKed everywhere."""
-    try:
-        re.compile(value)
-    except re.error as e:
-        raise ValueError(f"invalid regular expression {value!r}: {e}") from None
-    problem = re2_problem(value)
+    """Valid for RE2, the engine of every client (Envoy, grpcio, our sidecar), and within
+    the program-size limit our sidecars enforce: a regex they refuse would be translated
+    and NACKed everywhere."""
+    problem = regex_problem(value)
     if problem is not None:
-        raise ValueError(f"invalid regular expression {value!r}: {problem}")
+        raise ValueError(f"invalid regular expression {shown(value)}: {problem}")
     return value
+
+
+def _check_derived(regex: str, what: str) -> None:
+    """A regex the translator derives from a value (control/translate/rules.py) must fit
+    the limit too, or the whole route config would be NACKed."""
+    problem = regex_problem(regex)
+    if problem is not None:
+        raise ValueError(f"{what} too long: clients match the regex {shown(regex)}: {problem}")
 
 
 class ParentRef(Spec):
@@ -59,6 +64,9 @@ class PathMatch(Spec):
             _check_regex(self.value)
         elif not self.value.startswith("/"):
             raise ValueError("value: a path must start with '/'")
+        elif self.type == "PathPrefix" and (prefix := self.value.rstrip("/")):
+            # Whole segments: `/foo` is the regex `/foo(/.*)?` (rules.py _segment_prefix).
+            _check_derived(f"{re.escape(prefix)}(/.*)?", "value: path prefix")
         return self
 
 
@@ -268,6 +276,10 @@ class GRPCMethodMatch(Spec):
             for v in (self.service, self.method):
                 if v:
                     _check_regex(v)
+            # As rules.py _grpc_path composes them: `/(?:service)/(?:method)`.
+            svc = f"(?:{self.service})" if self.service else "[^/]+"
+            meth = f"(?:{self.method})" if self.method else "[^/]+"
+            _check_derived(f"/{svc}/{meth}", "service and method")
         else:
             if self.service and not re.match(
                 r"^[A-Za-z_][A-Za-z_0-9]*(\.[A-Za-z_][A-Za-z_0-9]*)*$", self.service
@@ -275,6 +287,8 @@ class GRPCMethodMatch(Spec):
                 raise ValueError(f"service: {self.service!r} is not a gRPC service name")
             if self.method and not re.match(r"^[A-Za-z_][A-Za-z_0-9]*$", self.method):
                 raise ValueError(f"method: {self.method!r} is not a gRPC method name")
+            if self.method and not self.service:
+                _check_derived(f"/[^/]+/{re.escape(self.method)}", "method")
         return self
 
 

@@ -13,8 +13,8 @@ Decisions (Envoy's behaviour unless said otherwise):
   `prefix*`, then `*`; case-insensitive. The authority's port is stripped
   before matching when the config sets `ignore_port_in_host_matching` or when
   no domain carries a port; otherwise it is matched as given (Envoy's default).
-- Regexes: RE2 full-match semantics on Python's `re` (see regex.py for what
-  differs and what is rejected).
+- Regexes: RE2 (google-re2) as in Envoy, full match for matchers, GlobalReplace
+  for rewrites, refused over MAX_PROGRAM_SIZE (see regex.py).
 - `timeout`: RouteAction.timeout, None for `0s` or unset (Envoy's unset
   default is 15 s: our control plane always sets it for sidecars).
 - Retries: `num_retries` 1 when unset, backoff 25 ms base, max 10x the base.

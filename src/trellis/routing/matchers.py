@@ -1,7 +1,7 @@
 """Request matchers: RouteMatch → one compiled `RouteMatcher` per route, built once.
 
 Owns Envoy's matching semantics (route_components.proto):
-- path specifiers `prefix`, `path`, `safe_regex` (full match), `path_separated_prefix`,
+- path specifiers `prefix`, `path`, `safe_regex` (RE2, full match), `path_separated_prefix`,
   against the path without its query string (and fragment); `case_sensitive`
   (default true) applies to prefix/path, not to regexes;
 - HeaderMatcher: `string_match` (exact/prefix/suffix/contains/safe_regex,
@@ -29,7 +29,7 @@ from urllib.parse import unquote
 
 from trellis.routing.errors import RouteConfigError, field
 from trellis.routing.pb import check_fields
-from trellis.routing.regex import compile_regex
+from trellis.routing.regex import Regex, compile_regex
 
 
 class HeaderLookup(Protocol):
@@ -90,14 +90,9 @@ def string_test(matcher: Any, path: str) -> StringTest:
     return literal_test(kind, getattr(matcher, kind), matcher.ignore_case, field(path, kind))
 
 
-def regex_test(pattern: re.Pattern[str]) -> StringTest:
-    """Full match, as RE2 does for Envoy's safe_regex."""
-    fullmatch = pattern.fullmatch
-
-    def test(s: str) -> bool:
-        return fullmatch(s) is not None
-
-    return test
+def regex_test(pattern: Regex) -> StringTest:
+    """Full match, as RE2 does for Envoy's safe_regex (RE2 itself: regex.py)."""
+    return pattern.fullmatch
 
 
 def literal_test(kind: str, value: str, ignore_case: bool, path: str) -> StringTest:
