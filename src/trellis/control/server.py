@@ -26,11 +26,10 @@ import sys
 from typing import TextIO
 
 import grpc
-import uvicorn
 
 from trellis.cli.config_file import CliConfig, write_config
 from trellis.control.api import ApiState, TokenSetup, create_app, load_or_create
-from trellis.control.api.serving import ApiServer, listen_tcp
+from trellis.control.api.serving import ApiServer, api_config, listen_tcp
 from trellis.control.ca import pki
 from trellis.control.ca.db import CaDb
 from trellis.control.ca.files import CaFiles, open_authority
@@ -38,6 +37,7 @@ from trellis.control.ca.issuer import CertificateAuthority, MeshSettings
 from trellis.control.ca.secure_port import SecurePort
 from trellis.control.ca.serving import ServingCertificate, names_for
 from trellis.control.config import ControlConfig, HostPort
+from trellis.control.limits import XDS_MAX_REQUEST_BYTES
 from trellis.control.push.controller import PushController
 from trellis.control.registry import Registry
 from trellis.control.xds.server import AdsServer
@@ -61,6 +61,8 @@ def grpc_server_options(keepalive: ServerPingPolicy = SERVER) -> list[tuple[str,
         ("grpc.so_reuseport", 0),
         # Which pings of xDS clients are welcome (trellis.keepalive has both sides' numbers).
         *keepalive.grpc_options(),
+        # The largest request a client may send (ADS; the CA service bounds its own lower).
+        ("grpc.max_receive_message_length", XDS_MAX_REQUEST_BYTES),
     ]
 
 
@@ -134,11 +136,9 @@ async def serve(config: ControlConfig, *, out: TextIO = sys.stdout) -> None:
                     secure_address=secure_local,
                 )
             )
-            uv_config = uvicorn.Config(
+            uv_config = api_config(
                 app,
-                log_config=None,
                 log_level=config.log_level,
-                lifespan="off",
                 access_log=config.log_level == "debug",
                 timeout_graceful_shutdown=API_GRACE_SECONDS,
             )
