@@ -27,6 +27,7 @@ class ControlPlane:
     exit_code: int | None = None  # set once the control plane has stopped
     secure_address: str = ""  # the secure port (TLS: CA service + ADS), the banner's last line
     data_dir: Path | None = None
+    pid: int = 0
 
     def run(
         self, *args: str, env: dict[str, str] | None = None
@@ -67,12 +68,17 @@ SECURE = "secure listening on "
 
 @contextmanager
 def control_plane(
-    tmp: Path, banner_lines: int = 4, extra_args: tuple[str, ...] = ()
+    tmp: Path,
+    banner_lines: int = 4,
+    extra_args: tuple[str, ...] = (),
+    command: tuple[str, ...] = (TRELLIS, "control"),
 ) -> Iterator[ControlPlane]:
     """Start `trellis control` in `tmp`; stop it with SIGTERM (by pid) on exit.
 
     `banner_lines` counts the lines before the secure port's (4 on a first start: API,
     xDS, admin token, CLI config; 2 on a restart); the secure line after them is read too.
+    `command` replaces `trellis control` (it gets the same options), for settings the CLI
+    does not expose (tests/cli/control_entry.py).
     """
     env = {
         **os.environ,
@@ -84,8 +90,7 @@ def control_plane(
     stderr = (tmp / "control.stderr").open("w")
     proc = subprocess.Popen(
         [
-            TRELLIS,
-            "control",
+            *command,
             "--data-dir",
             str(tmp / "data"),
             "--listen",
@@ -115,6 +120,7 @@ def control_plane(
         plane = ControlPlane(api_url, xds, cli_env, banner, tmp)
         plane.secure_address = banner[-1].removeprefix(SECURE)
         plane.data_dir = tmp / "data"
+        plane.pid = proc.pid
         yield plane
     finally:
         if proc.poll() is None:

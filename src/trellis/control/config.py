@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from trellis.keepalive import SERVER, ServerPingPolicy
+
 DEFAULT_DATA_DIR = Path(".trellis")
 DEFAULT_API_LISTEN = "127.0.0.1:7070"
 # Loopback by default, like the API: exposing xDS to other hosts is a choice (`--xds-listen
@@ -45,6 +47,8 @@ class ControlConfig:
     secure_sans: tuple[str, ...] = ()  # extra DNS names / IPs of the serving certificate
     ca_cert: Path | None = None  # the user's intermediate, then its issuers up to the root
     ca_key: Path | None = None
+    # What xDS and CA clients may ping (both gRPC ports); tests scale it down.
+    keepalive: ServerPingPolicy = SERVER
 
     @property
     def state_db(self) -> Path:

@@ -26,11 +26,10 @@ import sys
 from typing import TextIO
 
 import grpc
-import uvicorn
 
 from trellis.cli.config_file import CliConfig, write_config
 from trellis.control.api import ApiState, TokenSetup, create_app, load_or_create
-from trellis.control.api.serving import ApiServer, listen_tcp
+from trellis.control.api.serving import ApiServer, api_config, listen_tcp
 from trellis.control.ca import pki
 from trellis.control.ca.db import CaDb
 from trellis.control.ca.files import CaFiles, open_authority
@@ -38,9 +37,11 @@ from trellis.control.ca.issuer import CertificateAuthority, MeshSettings
 from trellis.control.ca.secure_port import SecurePort
 from trellis.control.ca.serving import ServingCertificate, names_for
 from trellis.control.config import ControlConfig, HostPort
+from trellis.control.limits import XDS_MAX_REQUEST_BYTES
 from trellis.control.push.controller import PushController
 from trellis.control.registry import Registry
 from trellis.control.xds.server import AdsServer
+from trellis.keepalive import SERVER, ServerPingPolicy
 from trellis.model.duration import parse_duration
 from trellis.model.keys import ResourceKey
 from trellis.model.mesh_config import MESH_CONFIG_NAME, MeshConfig
@@ -51,14 +52,18 @@ log = logging.getLogger("trellis.control")
 
 API_GRACE_SECONDS = 5
 GRPC_GRACE_SECONDS = 2.0
-GRPC_OPTIONS = [
-    # No SO_REUSEPORT: a second control plane on the same port must fail, not share it.
-    ("grpc.so_reuseport", 0),
-    # Proxies ping every 30 s to notice a dead control plane; allow it (the
-    # default minimum, 5 minutes, answers faster pings with GOAWAY).
-    ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-]
+
+
+def grpc_server_options(keepalive: ServerPingPolicy = SERVER) -> list[tuple[str, int]]:
+    """Options of both gRPC servers (the plaintext xDS port and the secure port's)."""
+    return [
+        # No SO_REUSEPORT: a second control plane on the same port must fail, not share it.
+        ("grpc.so_reuseport", 0),
+        # Which pings of xDS clients are welcome (trellis.keepalive has both sides' numbers).
+        *keepalive.grpc_options(),
+        # The largest request a client may send (ADS; the CA service bounds its own lower).
+        ("grpc.max_receive_message_length", XDS_MAX_REQUEST_BYTES),
+    ]
 
 
 def client_url(address: HostPort) -> str:
@@ -91,13 +96,14 @@ async def serve(config: ControlConfig, *, out: TextIO = sys.stdout) -> None:
     log.info("%s", ca_note)
     store = SqliteStore(config.state_db)
     ca = CertificateAuthority(authority, ca_files, ca_db, settings=lambda: mesh_settings(store))
-    grpc_server = grpc.aio.server(options=GRPC_OPTIONS)
+    grpc_options = grpc_server_options(config.keepalive)
+    grpc_server = grpc.aio.server(options=grpc_options)
     ads = AdsServer()
     secure = SecurePort(
         ca,
         ServingCertificate(ca_files, names_for(config.secure.host, config.secure_sans)),
         register=ads.register,
-        grpc_options=GRPC_OPTIONS,
+        grpc_options=grpc_options,
     )
     try:
         ads.register(grpc_server)
@@ -130,11 +136,9 @@ async def serve(config: ControlConfig, *, out: TextIO = sys.stdout) -> None:
                     secure_address=secure_local,
                 )
             )
-            uv_config = uvicorn.Config(
+            uv_config = api_config(
                 app,
-                log_config=None,
                 log_level=config.log_level,
-                lifespan="off",
                 access_log=config.log_level == "debug",
                 timeout_graceful_shutdown=API_GRACE_SECONDS,
             )
@@ -214,4 +218,4 @@ def run(config: ControlConfig) -> None:
         runner.run(serve(config))
 
 
-__all__ = ["client_url", "run", "serve"]
+__all__ = ["client_url", "grpc_server_options", "run", "serve"]

@@ -13,7 +13,7 @@ import httpx
 import uvicorn
 
 from trellis.control.api import AdminToken, ApiState, create_app
-from trellis.control.api.serving import ApiServer, listen_tcp
+from trellis.control.api.serving import ApiServer, api_config, listen_tcp
 from trellis.control.config import HostPort
 from trellis.control.registry import Registry
 from trellis.control.xds.server import AdsServer
@@ -52,9 +52,7 @@ async def served_api(tmp_path: Path) -> AsyncIterator[Api]:
             app = create_app(ApiState(store, registry, ads, AdminToken.of(TOKEN)))
             sock = listen_tcp(HostPort("127.0.0.1", 0))
             port = sock.getsockname()[1]
-            server = ApiServer(
-                uvicorn.Config(app, log_config=None, lifespan="off", access_log=False)
-            )
+            server = ApiServer(api_config(app, access_log=False))
             task = asyncio.create_task(server.serve(sockets=[sock]))
             try:
                 await wait_started(server, task)

@@ -13,8 +13,10 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from trellis.control.api import identity, registry, resources, views
+from trellis.control.api.guard import RequestGuard
 from trellis.control.api.state import ApiState
 from trellis.control.api.writes import Rejected
+from trellis.control.limits import API_MAX_BODY_BYTES, MAX_JSON_DEPTH, size_text
 from trellis.store.base import Conflict
 
 
@@ -48,9 +50,14 @@ def create_app(state: ApiState) -> FastAPI:
         title="Trellis control plane",
         version="v1",
         description="Mesh resources, workload registry, proxy status, join tokens and the CA. "
-        "Reads are open (but for join tokens); writes need `Authorization: Bearer <admin token>`.",
+        "Reads are open (but for join tokens); writes need `Authorization: Bearer <admin token>`. "
+        "Only the admin sends bodies: a request with a body and no token gets 401 before it is "
+        f"read; a body over {size_text(API_MAX_BODY_BYTES)} gets 413, JSON nested over "
+        f"{MAX_JSON_DEPTH} levels 400.",
     )
     app.state.api = state
+    # Outermost of ours: no body is read before the admin token is checked, nor past the bounds.
+    app.add_middleware(RequestGuard, tokens=state.tokens)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Rejected, _rejected)
     app.add_exception_handler(RequestValidationError, _bad_request)

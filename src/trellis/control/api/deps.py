@@ -1,8 +1,12 @@
-"""FastAPI dependencies: the ApiState of the running app, and the admin-token check for writes."""
+"""FastAPI dependencies: the ApiState of the running app, and the admin-token check for writes.
+
+`token_refusal` is the check itself; the request guard (guard.py) runs it before
+a body is read, and `require_admin` again for the route (and its OpenAPI entry).
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Protocol
 
 from fastapi import Depends, Header, HTTPException, Request
 
@@ -23,11 +27,23 @@ def get_state(request: Request) -> ApiState:
 State = Annotated[ApiState, Depends(get_state)]
 
 
-def require_admin(state: State, authorization: Annotated[str | None, Header()] = None) -> None:
+class TokenVerifier(Protocol):
+    def verify(self, token: str | None) -> bool: ...
+
+
+def token_refusal(tokens: TokenVerifier, authorization: str | None) -> str | None:
+    """Why `authorization` (the header's value) does not carry the admin token; None if it does."""
     scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not state.tokens.verify(token.strip()):
-        reason = "missing admin token" if not authorization else "invalid admin token"
-        raise HTTPException(401, f"{reason}: {TOKEN_HINT}", headers={"WWW-Authenticate": "Bearer"})
+    if scheme.lower() == "bearer" and tokens.verify(token.strip()):
+        return None
+    reason = "missing admin token" if not authorization else "invalid admin token"
+    return f"{reason}: {TOKEN_HINT}"
+
+
+def require_admin(state: State, authorization: Annotated[str | None, Header()] = None) -> None:
+    refusal = token_refusal(state.tokens, authorization)
+    if refusal is not None:
+        raise HTTPException(401, refusal, headers={"WWW-Authenticate": "Bearer"})
 
 
 Admin = Depends(require_admin)

@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from trellis.control.limits import API_MAX_DOCUMENTS
+
 
 class Body(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
@@ -53,12 +55,12 @@ class WriteResult(Body):
 
 
 class ApplyRequest(Body):
-    documents: list[dict[str, Any]]
+    documents: list[dict[str, Any]] = Field(max_length=API_MAX_DOCUMENTS)
     source: str | None = None
 
 
 class DeleteRequest(Body):
-    documents: list[dict[str, Any]]
+    documents: list[dict[str, Any]] = Field(max_length=API_MAX_DOCUMENTS)
 
 
 class RegisterRequest(Body):

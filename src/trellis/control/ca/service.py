@@ -11,14 +11,18 @@
 Status codes: UNAUTHENTICATED (no or bad token, no certificate for a renewal),
 PERMISSION_DENIED (revoked or expired token, another identity than the
 credential's, a renewal whose token was revoked), INVALID_ARGUMENT (not JSON,
-no CSR, bad CSR, not ECDSA P-256). Served only on the secure port: the caller
-is looked up in the front's `PeerTable`. Knows no policy: `CertificateAuthority` decides.
+JSON nested deeper than `MAX_JSON_DEPTH`, no CSR, bad CSR, not ECDSA P-256),
+RESOURCE_EXHAUSTED (a request over `CA_MAX_REQUEST_BYTES`, refused unparsed; gRPC
+itself refuses messages over the server's receive limit). Served only on the
+secure port: the caller is looked up in the front's `PeerTable`. Knows no
+policy: `CertificateAuthority` decides.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -32,6 +36,13 @@ from trellis.control.ca.issuer import (
     Unauthenticated,
 )
 from trellis.control.ca.peers import PeerTable
+from trellis.control.limits import (
+    CA_MAX_REQUEST_BYTES,
+    MAX_JSON_DEPTH,
+    JsonTooDeep,
+    loads_bounded,
+    size_text,
+)
 
 log = logging.getLogger("trellis.ca")
 
@@ -46,12 +57,29 @@ _CODES: dict[type[Refused], grpc.StatusCode] = {
 }
 
 
-_NOT_JSON = object()
+@dataclass(frozen=True, slots=True)
+class BadBody:
+    """A request body refused before it was parsed (or because it could not be)."""
+
+    code: grpc.StatusCode
+    message: str
+
+
+_NOT_JSON = BadBody(grpc.StatusCode.INVALID_ARGUMENT, "the request must be a JSON object")
 
 
 def _decode(data: bytes) -> Any:
+    """The request's JSON, or a `BadBody`: too large, nested too deep, not JSON."""
+    if len(data) > CA_MAX_REQUEST_BYTES:
+        return BadBody(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"the request is {len(data)} bytes; the CA accepts at most "
+            f"{size_text(CA_MAX_REQUEST_BYTES)}",
+        )
     try:
-        return json.loads(data or b"{}")
+        return loads_bounded(data or b"{}", MAX_JSON_DEPTH)
+    except JsonTooDeep as e:
+        return BadBody(grpc.StatusCode.INVALID_ARGUMENT, str(e))
     except ValueError:
         return _NOT_JSON
 
@@ -103,6 +131,7 @@ class CertificatesService:
         server.add_generic_rpc_handlers((self.handler(),))
 
     async def sign(self, body: Any, context: grpc.aio.ServicerContext) -> dict[str, Any]:
+        await _refuse_bad(body, context)
         peer = self._peers.lookup(context.peer() or "")
         try:
             request = parse_sign_request(body)
@@ -119,4 +148,11 @@ class CertificatesService:
         }
 
     async def bundle(self, body: Any, context: grpc.aio.ServicerContext) -> dict[str, Any]:
+        await _refuse_bad(body, context)
         return {"bundle": self._ca.bundle_pem().decode()}
+
+
+async def _refuse_bad(body: Any, context: grpc.aio.ServicerContext) -> None:
+    """End the call with the body's refusal, if it was refused."""
+    if isinstance(body, BadBody):
+        await context.abort(body.code, body.message)

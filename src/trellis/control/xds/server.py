@@ -8,6 +8,13 @@ queued merge into it), so each stream recomputes from the newest
 PushContext. When the client goes away gRPC cancels the handler; the
 `finally` ends the reader and forgets the stream.
 
+The reader keeps at most `REQUEST_BACKLOG` requests waiting for the handler,
+then stops reading until the handler takes one: HTTP/2 flow control holds the
+client's next message. (Unbounded, a client that wrote requests and never read
+the responses grew the control plane by 1.2 GB in seconds: the handler waited
+on its write, the reader queued everything.) Each request is also bounded in
+size: `grpc.max_receive_message_length` (trellis.control.limits).
+
 A server may be registered with a `StreamGuard` (the secure port does): the
 guard admits the stream before it is served (`admit`, from the gRPC context:
 who is calling) and binds the node of its first request (`bind`); either may
@@ -41,6 +48,9 @@ from trellis.control.xds.stream import AdsStream, BadRequest, GenerateFn, parse_
 log = logging.getLogger("trellis.xds")
 
 _PUSH: Final = object()  # inbox marker: a new PushContext is waiting
+# Requests read ahead of the handler, per stream. A client has at most one request per
+# type in flight (an ACK/NACK or a new subscription), so 8 never holds a client back.
+REQUEST_BACKLOG: Final = 8
 _EOF: Final = object()  # inbox marker: the client stopped sending
 
 
@@ -74,12 +84,14 @@ class StreamGuard(Protocol):
 class _Connection:
     """One live stream: its protocol state and its inbox."""
 
-    __slots__ = ("inbox", "push_queued", "stream")
+    __slots__ = ("inbox", "push_queued", "room", "stream")
 
     def __init__(self, stream: AdsStream) -> None:
         self.stream = stream
+        # Requests (at most REQUEST_BACKLOG + 1, see `_read`), one push marker, EOF.
         self.inbox: asyncio.Queue[object] = asyncio.Queue()
         self.push_queued = False
+        self.room = asyncio.Semaphore(REQUEST_BACKLOG)
 
     def notify_push(self) -> None:
         if not self.push_queued:
@@ -165,7 +177,7 @@ class AdsServer:
         connection = _Connection(stream)
         self._connections.add(connection)
         self._stats["streams_total"] += 1
-        reader = asyncio.create_task(_read(requests, connection.inbox))
+        reader = asyncio.create_task(_read(requests, connection))
         try:
             await self._handle(connection, context, guard, admission)
         finally:
@@ -205,6 +217,7 @@ class AdsServer:
                 responses = stream.on_push(self._push)
             else:
                 assert isinstance(item, discovery_pb2.DiscoveryRequest)
+                connection.room.release()
                 known = stream.node is not None
                 try:
                     if not known and guard is not None and admission is not None:
@@ -231,17 +244,19 @@ class AdsServer:
 
 
 async def _read(
-    requests: AsyncIterator[discovery_pb2.DiscoveryRequest], inbox: asyncio.Queue[object]
+    requests: AsyncIterator[discovery_pb2.DiscoveryRequest], connection: _Connection
 ) -> None:
-    """Move requests into `inbox` until the client half-closes or goes away, then EOF."""
+    """Move requests into the inbox until the client half-closes or goes away, then EOF;
+    with `REQUEST_BACKLOG` of them waiting for the handler, read no further."""
     try:
         async for request in requests:
-            inbox.put_nowait(request)
+            connection.inbox.put_nowait(request)
+            await connection.room.acquire()
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # the client went away mid-read; the handler ends on EOF
         log.debug("xDS stream read ended: %r", exc)
-    inbox.put_nowait(_EOF)
+    connection.inbox.put_nowait(_EOF)
 
 
 class _Servicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignore[misc]

@@ -42,6 +42,7 @@ from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from google.protobuf import any_pb2
 
+from trellis.keepalive import SIDECAR_ADS, ClientKeepalive
 from trellis.proxy.xds.backoff import Backoff
 from trellis.proxy.xds.protocol import AdsProtocol
 from trellis.proxy.xds.type_urls import (
@@ -59,22 +60,20 @@ _CHANNEL_OPTIONS: Final = (
     # Our own channel per attempt: a shared subchannel would carry gRPC's reconnect
     # backoff (up to 120 s) from one attempt to the next.
     ("grpc.use_local_subchannel_pool", 1),
-    # Notice a silently dead control plane within ~40 s. `trellis control` accepts
-    # pings every 10 s (gRPC's default minimum is 5 minutes: more often earns a GOAWAY).
-    ("grpc.keepalive_time_ms", 30_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.http2.max_pings_without_data", 0),
     # The control plane may send big snapshots (all of a mesh's endpoints).
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
 )
 
 
-def _channel_options() -> list[tuple[str, int]]:
+def _channel_options(keepalive: ClientKeepalive = SIDECAR_ADS) -> list[tuple[str, int]]:
     # gRPC keeps a handshake going for max(min_reconnect_backoff, initial backoff), 20 s by
     # default, even after the channel is closed: make it give up when we do.
     connect_ms = max(1, int(CONNECT_TIMEOUT * 1000))
     return [
         *_CHANNEL_OPTIONS,
+        # Pings that notice a silently dead control plane, no more often than it permits
+        # (trellis.keepalive holds both sides' numbers).
+        *keepalive.grpc_options(),
         ("grpc.min_reconnect_backoff_ms", connect_ms),
         ("grpc.initial_reconnect_backoff_ms", connect_ms),
     ]
@@ -166,6 +165,7 @@ class AdsClient:
         | Callable[[], grpc.ChannelCredentials]
         | None = None,
         channel_options: Sequence[tuple[str, Any]] = (),
+        keepalive: ClientKeepalive = SIDECAR_ADS,
     ) -> None:
         if isinstance(servers, str) or not servers:
             raise ValueError("servers must be a non-empty sequence of 'host:port' strings")
@@ -177,6 +177,7 @@ class AdsClient:
         # attempt, so a renewed client certificate is used from the next reconnect on.
         self._credentials = channel_credentials
         self._extra_options = list(channel_options)
+        self._keepalive = keepalive
         self._index = 0
         self._task: asyncio.Task[None] | None = None
         self._outbox: _Outbox | None = None  # set while a stream is open
@@ -279,7 +280,7 @@ class AdsClient:
 
     async def _attempt(self, server: str) -> bool:
         """Connect to `server` and serve one stream; True when it delivered a response."""
-        options = [*_channel_options(), *self._extra_options]
+        options = [*_channel_options(self._keepalive), *self._extra_options]
         credentials = self._credentials
         if callable(credentials):
             credentials = credentials()
