@@ -1,4 +1,9 @@
-"""Helpers for authorization tests: RBAC configs from dicts, requests, engines of a listener."""
+"""Helpers for authorization tests: RBAC configs from dicts, requests, engines of a listener.
+
+`request()` builds the view the sidecar's inbound listener would: its path normalized
+with the mesh's default options first (trellis.routing.paths; a path the proxy would
+refuse raises PathRefused), so a simulated decision is the one the proxy makes.
+`tunnel()` is a CONNECT as the inbound listener authorizes it (L4 only)."""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from tests.control.translate.translate_support import node, one
 from trellis.authz import Engine, RequestView
 from trellis.control.push.context import PushContext
 from trellis.control.translate import LISTENER_TYPE
+from trellis.routing.paths import DEFAULT_OPTIONS, PathOptions, normalize_target
 
 WEB = "spiffe://trellis.local/ns/web/sa/frontend"
 RBAC_TYPE = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"
@@ -61,15 +67,36 @@ def request(
     port: int = 8080,
     query: str = "",
     headers: Mapping[str, str] | None = None,
+    paths: PathOptions = DEFAULT_OPTIONS,
 ) -> RequestView:
+    path, _, query_in_path = normalize_target(path, paths).partition("?")
     return RequestView(
         principal=principal,
         source=source,
         destination_port=port,
         method=method,
         path=path,
-        query=query,
+        query=query or query_in_path,
         headers=dict(headers or {}),
+    )
+
+
+def tunnel(
+    *,
+    principal: str = "",
+    source: str = "10.0.0.1",
+    port: int = 8080,
+    headers: Mapping[str, str] | None = None,
+) -> RequestView:
+    """A CONNECT to app port `port`: what the inbound listener asks the RBAC filters."""
+    return RequestView(
+        principal=principal,
+        source=source,
+        destination_port=port,
+        method="CONNECT",
+        path="/",
+        headers=dict(headers or {}),
+        tunnel=True,
     )
 
 

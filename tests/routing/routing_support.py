@@ -1,4 +1,8 @@
-"""Helpers for routing tests: RouteConfigurations from dicts (proto JSON), one-route tables."""
+"""Helpers for routing tests: RouteConfigurations from dicts (proto JSON), one-route tables.
+
+`select()` asks a table what the sidecar would: the path is normalized first with the
+mesh's default options (trellis.routing.paths; a path the proxy refuses raises
+PathRefused), as both of its listeners do before they select a route."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from envoy.extensions.filters.http.fault.v3 import fault_pb2  # noqa: F401  (reg
 from google.protobuf.json_format import ParseDict
 
 from trellis.routing import Route, RouteConfigError, RouteTable
+from trellis.routing.paths import DEFAULT_OPTIONS, PathOptions, normalize_target
 
 FAULT_TYPE = "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault"
 FILTER_CONFIG_TYPE = "type.googleapis.com/envoy.config.route.v3.FilterConfig"
@@ -59,8 +64,9 @@ def select(
     method: str = "GET",
     authority: str = "example.com",
     headers: Mapping[str, str] | None = None,
+    paths: PathOptions = DEFAULT_OPTIONS,
 ) -> Route | None:
-    return t.select(authority, method, path, headers or {})
+    return t.select(authority, method, normalize_target(path, paths), headers or {})
 
 
 def matches(match: Mapping[str, Any], path: str = "/", **kwargs: Any) -> bool:

@@ -20,6 +20,7 @@ from tests.control.translate.translate_support import (
     node,
     one,
 )
+from tests.routing.routing_support import select
 
 from trellis.control.push.context import PushContext
 from trellis.control.translate import LISTENER_TYPE, ROUTE_TYPE
@@ -64,7 +65,8 @@ def call(
     headers: Mapping[str, str] | None = None,
     authority: str = "reviews:9080",
 ) -> Route | None:
-    return table.select(authority, method, path, headers or {})
+    """What the sidecar selects for the call (its path normalized first, as the proxy does)."""
+    return select(table, path, method, authority, headers)
 
 
 def goes_to(table: RouteTable, path: str = "/", r: float = 0.0, **kwargs: object) -> str | None:

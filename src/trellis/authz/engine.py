@@ -10,6 +10,10 @@ Owns Envoy's decision rules (envoy.extensions.filters.http.rbac.v3.RBAC):
   (`Decision.shadow_denied_by`): they never change `allowed`.
 - `authorize(engines, request)` runs a chain of filters as the HCM does: the
   first denial stops it.
+- A tunnel (`RequestView.tunnel`, a CONNECT) is decided on what is known of
+  it, its peer and destination port (Istio's semantics for TCP): an ALLOW
+  policy matches only when it would match whatever the requests inside are, a
+  DENY (or LOG) policy whenever it could match one of them (matchers.py).
 Config errors raise RbacConfigError with the field path; nothing unsupported
 is ignored silently. Cost: about 3.6 us per request for the golden sidecar
 chain (two filters with shadow rules, five policies) on the dev machine.
@@ -23,7 +27,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from trellis.authz.errors import RbacConfigError
-from trellis.authz.matchers import Predicate, any_of, compile_permission, compile_principal
+from trellis.authz.matchers import (
+    POSSIBLE,
+    REQUEST,
+    SURE,
+    Predicate,
+    any_of,
+    compile_permission,
+    compile_principal,
+)
 from trellis.authz.request import RequestView
 from trellis.routing.errors import RouteConfigError, field
 from trellis.routing.pb import check_fields, unpack
@@ -60,17 +72,24 @@ class Decision:
 ALLOWED = Decision(True)
 
 
+Policies = Sequence[tuple[str, Predicate, Predicate]]
+
+
 class RuleSet:
-    """One compiled envoy.config.rbac.v3.RBAC: an action and its policies, sorted by name."""
+    """One compiled envoy.config.rbac.v3.RBAC: an action and its policies, sorted by name;
+    `tunnel_policies` are the same policies compiled for tunnels (none: no policy matches a
+    tunnel)."""
 
-    __slots__ = ("action", "policies")
+    __slots__ = ("action", "policies", "tunnel_policies")
 
-    def __init__(self, action: int, policies: Sequence[tuple[str, Predicate, Predicate]]) -> None:
+    def __init__(self, action: int, policies: Policies, tunnel_policies: Policies = ()) -> None:
         self.action = action
         self.policies = tuple(sorted(policies, key=lambda p: p[0]))
+        self.tunnel_policies = tuple(sorted(tunnel_policies, key=lambda p: p[0]))
 
     def first_match(self, request: RequestView) -> str | None:
-        for name, permissions, principals in self.policies:
+        policies = self.tunnel_policies if request.tunnel else self.policies
+        for name, permissions, principals in policies:
             if permissions(request) and principals(request):
                 return name
         return None
@@ -98,7 +117,10 @@ def compile_rules(rbac: Any, path: str) -> RuleSet:
     action = rbac.action
     if action not in ACTIONS:
         raise RbacConfigError(field(path, "action"), f"unknown action {action}")
-    policies = []
+    # A tunnel matches an ALLOW policy only surely, a DENY or LOG policy possibly.
+    tunnel_mode = SURE if action == ALLOW else POSSIBLE
+    policies: list[tuple[str, Predicate, Predicate]] = []
+    tunnel_policies: list[tuple[str, Predicate, Predicate]] = []
     for name in sorted(rbac.policies):
         where = f"{path}.policies[{name}]"
         policy = rbac.policies[name]
@@ -107,20 +129,21 @@ def compile_rules(rbac: Any, path: str) -> RuleSet:
             raise RbacConfigError(f"{where}.permissions", "a policy needs at least one permission")
         if not policy.principals:
             raise RbacConfigError(f"{where}.principals", "a policy needs at least one principal")
-        permissions = any_of(
-            [
-                compile_permission(p, f"{where}.permissions[{i}]")
-                for i, p in enumerate(policy.permissions)
-            ]
-        )
-        principals = any_of(
-            [
-                compile_principal(p, f"{where}.principals[{i}]")
-                for i, p in enumerate(policy.principals)
-            ]
-        )
-        policies.append((name, permissions, principals))
-    return RuleSet(action, policies)
+        for mode, out in ((REQUEST, policies), (tunnel_mode, tunnel_policies)):
+            permissions = any_of(
+                [
+                    compile_permission(p, f"{where}.permissions[{i}]", mode)
+                    for i, p in enumerate(policy.permissions)
+                ]
+            )
+            principals = any_of(
+                [
+                    compile_principal(p, f"{where}.principals[{i}]", mode)
+                    for i, p in enumerate(policy.principals)
+                ]
+            )
+            out.append((name, permissions, principals))
+    return RuleSet(action, policies, tunnel_policies)
 
 
 class Engine:

@@ -19,6 +19,17 @@ Every other rule (metadata, filter state, destination IP, SNI, CEL,
 extensions) is a config error, never silently ignored. String matchers and
 regexes (RE2 semantics) are trellis.routing's. Must not know about policies,
 actions or I/O; the per-request path touches no protobuf.
+
+Tunnels (CONNECT): the requests inside a tunnel are never seen, so every HTTP
+attribute (`header`, `:method` included, and `url_path`) is unknown; the L4
+ones (principal, addresses, destination port) are known. A tree is compiled
+for them twice more: `SURE` answers True only when it matches whatever the
+unknown attributes are (an HTTP leaf is False), `POSSIBLE` when it matches for
+some value of them (an HTTP leaf is True); a `not_rule`/`not_id` swaps the two
+for its operand, so `SURE` never answers True where `POSSIBLE` answers False.
+ALLOW policies match a tunnel when SURE, DENY policies when POSSIBLE: Istio's
+semantics for TCP traffic (an ALLOW rule that needs an HTTP attribute does not
+match; a DENY rule's HTTP conditions do not spare the traffic).
 """
 
 from __future__ import annotations
@@ -34,7 +45,11 @@ from trellis.routing.matchers import compile_header, string_test
 from trellis.routing.pb import check_fields
 
 Predicate = Callable[[RequestView], bool]
-Compiler = Callable[[Any, str], Predicate]
+Compiler = Callable[[Any, str, int], Predicate]
+
+# How a tree is compiled: for requests, or for tunnels (see the module docstring).
+REQUEST, SURE, POSSIBLE = 0, 1, 2
+_SWAP = {REQUEST: REQUEST, SURE: POSSIBLE, POSSIBLE: SURE}
 
 # Rules that name something Trellis requests do not have; why, for the NACK.
 _UNSUPPORTED = {
@@ -54,6 +69,10 @@ _UNSUPPORTED = {
 
 def _always(_: RequestView) -> bool:
     return True
+
+
+def _never(_: RequestView) -> bool:
+    return False
 
 
 def all_of(tests: Sequence[Predicate]) -> Predicate:
@@ -95,13 +114,20 @@ def negate(inner: Predicate) -> Predicate:
 # -- leaves shared by permissions and principals ------------------------------------------
 
 
-def _any(value: bool, path: str) -> Predicate:
+def _unknown(mode: int) -> Predicate:
+    """An HTTP attribute's leaf in a tunnel: unknown, so False when SURE, True when POSSIBLE."""
+    return _never if mode == SURE else _always
+
+
+def _any(value: bool, path: str, mode: int) -> Predicate:
     if not value:
         raise RbacConfigError(path, "`any` must be true (use not_rule/not_id to match nothing)")
     return _always
 
 
-def _header(matcher: Any, path: str) -> Predicate:
+def _header(matcher: Any, path: str, mode: int) -> Predicate:
+    if mode != REQUEST:
+        return _unknown(mode)
     compiled = compile_header(matcher, path)
     matches = compiled.matches
     name = compiled.name
@@ -114,7 +140,9 @@ def _header(matcher: Any, path: str) -> Predicate:
     return lambda r: matches(r.headers.get(name))
 
 
-def _url_path(matcher: Any, path: str) -> Predicate:
+def _url_path(matcher: Any, path: str, mode: int) -> Predicate:
+    if mode != REQUEST:
+        return _unknown(mode)
     check_fields(matcher, path, applied=("path",))
     if not matcher.HasField("path"):
         raise RbacConfigError(field(path, "path"), "a path matcher needs a string matcher")
@@ -125,8 +153,9 @@ def _url_path(matcher: Any, path: str) -> Predicate:
 # -- permissions --------------------------------------------------------------------------
 
 
-def compile_permission(permission: Any, path: str) -> Predicate:
-    """An envoy.config.rbac.v3.Permission; unsupported rules raise RbacConfigError."""
+def compile_permission(permission: Any, path: str, mode: int = REQUEST) -> Predicate:
+    """An envoy.config.rbac.v3.Permission; unsupported rules raise RbacConfigError. The
+    tunnel modes (SURE, POSSIBLE) assume the tree compiled for requests first."""
     kind = permission.WhichOneof("rule")
     if kind is None:
         raise RbacConfigError(path, "a permission needs a rule (and_rules, header, any, ...)")
@@ -134,23 +163,23 @@ def compile_permission(permission: Any, path: str) -> Predicate:
     compiler = _PERMISSION.get(kind)
     if compiler is None:
         raise RbacConfigError(where, _UNSUPPORTED.get(kind, "not supported by the Trellis proxy"))
-    return compiler(getattr(permission, kind), where)
+    return compiler(getattr(permission, kind), where, mode)
 
 
-def _permission_set(rules: Any, path: str) -> list[Predicate]:
+def _permission_set(rules: Any, path: str, mode: int) -> list[Predicate]:
     check_fields(rules, path, applied=("rules",))
     if not rules.rules:
         raise RbacConfigError(field(path, "rules"), "a set needs at least one rule")
-    return [compile_permission(p, f"{path}.rules[{i}]") for i, p in enumerate(rules.rules)]
+    return [compile_permission(p, f"{path}.rules[{i}]", mode) for i, p in enumerate(rules.rules)]
 
 
-def _destination_port(port: int, path: str) -> Predicate:
+def _destination_port(port: int, path: str, mode: int) -> Predicate:
     if port > 65535:
         raise RbacConfigError(path, f"{port} is not a port number")
     return lambda r: r.destination_port == port
 
 
-def _destination_port_range(span: Any, path: str) -> Predicate:
+def _destination_port_range(span: Any, path: str, mode: int) -> Predicate:
     check_fields(span, path, applied=("start", "end"))
     start, end = span.start, span.end
     if start > end:
@@ -159,9 +188,9 @@ def _destination_port_range(span: Any, path: str) -> Predicate:
 
 
 _PERMISSION: dict[str, Compiler] = {
-    "and_rules": lambda s, p: all_of(_permission_set(s, p)),
-    "or_rules": lambda s, p: any_of(_permission_set(s, p)),
-    "not_rule": lambda inner, p: negate(compile_permission(inner, p)),
+    "and_rules": lambda s, p, m: all_of(_permission_set(s, p, m)),
+    "or_rules": lambda s, p, m: any_of(_permission_set(s, p, m)),
+    "not_rule": lambda inner, p, m: negate(compile_permission(inner, p, _SWAP[m])),
     "any": _any,
     "header": _header,
     "url_path": _url_path,
@@ -173,8 +202,9 @@ _PERMISSION: dict[str, Compiler] = {
 # -- principals ---------------------------------------------------------------------------
 
 
-def compile_principal(principal: Any, path: str) -> Predicate:
-    """An envoy.config.rbac.v3.Principal; unsupported identifiers raise RbacConfigError."""
+def compile_principal(principal: Any, path: str, mode: int = REQUEST) -> Predicate:
+    """An envoy.config.rbac.v3.Principal; unsupported identifiers raise RbacConfigError.
+    The tunnel modes (SURE, POSSIBLE) assume the tree compiled for requests first."""
     kind = principal.WhichOneof("identifier")
     if kind is None:
         raise RbacConfigError(path, "a principal needs an identifier (and_ids, authenticated, ...)")
@@ -182,17 +212,17 @@ def compile_principal(principal: Any, path: str) -> Predicate:
     compiler = _PRINCIPAL.get(kind)
     if compiler is None:
         raise RbacConfigError(where, _UNSUPPORTED.get(kind, "not supported by the Trellis proxy"))
-    return compiler(getattr(principal, kind), where)
+    return compiler(getattr(principal, kind), where, mode)
 
 
-def _principal_set(ids: Any, path: str) -> list[Predicate]:
+def _principal_set(ids: Any, path: str, mode: int) -> list[Predicate]:
     check_fields(ids, path, applied=("ids",))
     if not ids.ids:
         raise RbacConfigError(field(path, "ids"), "a set needs at least one principal")
-    return [compile_principal(p, f"{path}.ids[{i}]") for i, p in enumerate(ids.ids)]
+    return [compile_principal(p, f"{path}.ids[{i}]", mode) for i, p in enumerate(ids.ids)]
 
 
-def _authenticated(authenticated: Any, path: str) -> Predicate:
+def _authenticated(authenticated: Any, path: str, mode: int) -> Predicate:
     check_fields(authenticated, path, applied=("principal_name",))
     if not authenticated.HasField("principal_name"):
         return lambda r: r.principal != ""
@@ -200,7 +230,7 @@ def _authenticated(authenticated: Any, path: str) -> Predicate:
     return lambda r: r.principal != "" and test(r.principal)
 
 
-def _cidr(cidr: Any, path: str) -> Predicate:
+def _cidr(cidr: Any, path: str, mode: int) -> Predicate:
     check_fields(cidr, path, applied=("address_prefix", "prefix_len"))
     length = cidr.prefix_len.value if cidr.HasField("prefix_len") else 0
     try:
@@ -216,9 +246,9 @@ def _cidr(cidr: Any, path: str) -> Predicate:
 
 
 _PRINCIPAL: dict[str, Compiler] = {
-    "and_ids": lambda s, p: all_of(_principal_set(s, p)),
-    "or_ids": lambda s, p: any_of(_principal_set(s, p)),
-    "not_id": lambda inner, p: negate(compile_principal(inner, p)),
+    "and_ids": lambda s, p, m: all_of(_principal_set(s, p, m)),
+    "or_ids": lambda s, p, m: any_of(_principal_set(s, p, m)),
+    "not_id": lambda inner, p, m: negate(compile_principal(inner, p, _SWAP[m])),
     "any": _any,
     "authenticated": _authenticated,
     "source_ip": _cidr,

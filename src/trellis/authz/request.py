@@ -28,6 +28,8 @@ class RequestView:
       only `:path` header matchers see it, as in Envoy).
     - `headers`: lower-case name -> value, repeated headers joined with ",".
       `:authority` is read from `:authority`, else `host` (Envoy aliases them).
+    - `tunnel`: a CONNECT, decided at L4: the requests it will carry are never
+      seen, so its method, path and headers count as unknown (engine.py).
     """
 
     __slots__ = (
@@ -40,6 +42,7 @@ class RequestView:
         "principal",
         "query",
         "source",
+        "tunnel",
     )
 
     def __init__(
@@ -52,6 +55,7 @@ class RequestView:
         path: str = "/",
         query: str = "",
         headers: Mapping[str, str] = _NO_HEADERS,
+        tunnel: bool = False,
     ) -> None:
         self.principal = principal
         self.source = source
@@ -60,6 +64,7 @@ class RequestView:
         self.path = path
         self.query = query
         self.headers = headers
+        self.tunnel = tunnel
         self._ip: IPAddress | None = None
         self._ip_parsed = False
 
@@ -83,7 +88,8 @@ class RequestView:
         return f"{self.path}?{self.query}" if self.query else self.path
 
     def __repr__(self) -> str:
+        what = "tunnel" if self.tunnel else f"{self.method} {self.full_path()}"
         return (
-            f"RequestView({self.method} {self.full_path()} from {self.principal or '-'}"
+            f"RequestView({what} from {self.principal or '-'}"
             f"@{self.source or '-'} to port {self.destination_port})"
         )

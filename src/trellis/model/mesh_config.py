@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from trellis.model.base import Document, ObjectMeta, Spec
 from trellis.model.duration import Duration
@@ -31,6 +31,30 @@ class RouteDefaults(Spec):
     retry: HTTPRetry | None = None
 
 
+class PathNormalization(Spec):
+    """How sidecars normalize request paths before routing and authorization, and what
+    they forward: Istio's `meshConfig.pathNormalization` levels (NONE, BASE,
+    MERGE_SLASHES, DECODE_AND_MERGE_SLASHES). Unlike Istio, BASE and MERGE_SLASHES
+    refuse `%2F` and `%5C` (400) unless `escapedSlashes: KEEP`."""
+
+    normalization: Literal["NONE", "BASE", "MERGE_SLASHES", "DECODE_AND_MERGE_SLASHES"] = (
+        "MERGE_SLASHES"
+    )
+    escaped_slashes: Literal["REJECT", "KEEP"] | None = None  # None: REJECT
+
+    @model_validator(mode="after")
+    def _escaped_slashes(self) -> PathNormalization:
+        if self.escaped_slashes is not None and self.normalization not in (
+            "BASE",
+            "MERGE_SLASHES",
+        ):
+            raise ValueError(
+                f"escapedSlashes applies to BASE and MERGE_SLASHES only: {self.normalization} "
+                + ("decodes them" if self.normalization != "NONE" else "leaves paths as sent")
+            )
+        return self
+
+
 class MeshConfigSpec(Spec):
     trust_domain: str = "trellis.local"
     mtls: MTLS = Field(default_factory=MTLS)
@@ -38,6 +62,7 @@ class MeshConfigSpec(Spec):
     defaults: RouteDefaults = Field(default_factory=RouteDefaults)
     outbound_traffic_policy: OutboundTrafficPolicy = Field(default_factory=OutboundTrafficPolicy)
     tracing: Tracing = Field(default_factory=Tracing)
+    path_normalization: PathNormalization = Field(default_factory=PathNormalization)
 
     @field_validator("trust_domain")
     @classmethod

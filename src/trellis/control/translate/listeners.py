@@ -5,6 +5,15 @@ HTTP filters [fault, router] — the router must be last (grpcio NACKs a
 listener without it). Inbound: a Listener whose `address` matches the bind
 string of its name, one filter chain with an HCM whose RouteConfiguration is
 inline, and the HTTP filters [authorization filters (rbac.py)..., router].
+
+Path normalization (sidecars): every HCM states `normalize_path`,
+`merge_slashes` and `path_with_escaped_slashes_action`, from MeshConfig
+`pathNormalization` (`path_options`, Istio's mapping, except that BASE and
+MERGE_SLASHES refuse escaped slashes unless told to keep them). The
+`trellis/outbound` listener (hosts outside the mesh) states no normalization:
+the mesh has no routes or policies for them, and an external API may need
+`%2F` as sent. Proxyless listeners carry none of the fields: gRPC paths are
+`/package.Service/Method`, looked up exactly, and grpcio does not normalize.
 """
 
 from __future__ import annotations
@@ -20,11 +29,33 @@ from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
+from google.protobuf import wrappers_pb2
 
 from trellis.control.translate import pb
 from trellis.control.translate.tls import InboundMode, inbound_chains
+from trellis.model.mesh_config import PathNormalization
 
 HCM = hcm_pb2.HttpConnectionManager
+NO_NORMALIZATION = PathNormalization(normalization="NONE")
+
+
+def path_options(setting: PathNormalization | None, manager: hcm_pb2.HttpConnectionManager) -> None:
+    """Set the HCM's three path fields from MeshConfig `pathNormalization`; None sets none
+    (proxyless)."""
+    if setting is None:
+        return
+    mode = setting.normalization
+    if mode == "NONE":
+        action = HCM.KEEP_UNCHANGED
+    elif mode == "DECODE_AND_MERGE_SLASHES":
+        action = HCM.UNESCAPE_AND_FORWARD
+    elif setting.escaped_slashes == "KEEP":
+        action = HCM.KEEP_UNCHANGED
+    else:
+        action = HCM.REJECT_REQUEST
+    manager.normalize_path.CopyFrom(wrappers_pb2.BoolValue(value=mode != "NONE"))
+    manager.merge_slashes = mode in ("MERGE_SLASHES", "DECODE_AND_MERGE_SLASHES")
+    manager.path_with_escaped_slashes_action = action
 
 
 def http_filters() -> list[hcm_pb2.HttpFilter]:
@@ -35,13 +66,16 @@ def http_filters() -> list[hcm_pb2.HttpFilter]:
     ]
 
 
-def outbound_listener(name: str, route_config_name: str) -> listener_pb2.Listener:
+def outbound_listener(
+    name: str, route_config_name: str, paths: PathNormalization | None = None
+) -> listener_pb2.Listener:
     manager = HCM(
         stat_prefix="outbound",
         codec_type=HCM.AUTO,
         rds=hcm_pb2.Rds(config_source=pb.ads(), route_config_name=route_config_name),
         http_filters=http_filters(),
     )
+    path_options(paths, manager)
     return listener_pb2.Listener(
         name=name, api_listener=api_listener_pb2.ApiListener(api_listener=pb.pack(manager))
     )
@@ -66,6 +100,7 @@ def outbound_default_listener(name: str, cluster: str) -> listener_pb2.Listener:
             hcm_pb2.HttpFilter(name=pb.ROUTER_FILTER, typed_config=pb.pack(router_pb2.Router()))
         ],
     )
+    path_options(NO_NORMALIZATION, manager)
     return listener_pb2.Listener(
         name=name, api_listener=api_listener_pb2.ApiListener(api_listener=pb.pack(manager))
     )
@@ -78,6 +113,7 @@ def inbound_listener(
     route_config: route_pb2.RouteConfiguration,
     filters: Sequence[hcm_pb2.HttpFilter] = (),
     mode: InboundMode = "DISABLE",
+    paths: PathNormalization | None = None,
 ) -> listener_pb2.Listener:
     """`filters` (authorization) run before the router, in order; `mode` says whether the
     listener takes mesh mTLS, plaintext, or both (translate/tls.py)."""
@@ -90,6 +126,7 @@ def inbound_listener(
             hcm_pb2.HttpFilter(name=pb.ROUTER_FILTER, typed_config=pb.pack(router_pb2.Router())),
         ],
     )
+    path_options(paths, manager)
     hcm = listener_components_pb2.Filter(name=pb.HCM_FILTER, typed_config=pb.pack(manager))
     return listener_pb2.Listener(
         name=name,

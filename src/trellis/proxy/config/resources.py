@@ -4,13 +4,14 @@ One decoder per type. Each takes a packed `Any`, returns `(name, config)`, and
 refuses what the proxy could not honour (an unknown required HTTP filter, a
 config source other than ADS, a load-balancing policy with no supported
 choice, a route table that does not compile) with the field path, as Envoy
-and grpcio do. Pure: no I/O, no clock.
+and grpcio do. Listeners also carry the HCM's path normalization options and,
+inbound, which app ports accept CONNECT. Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import base_pb2, health_check_pb2
@@ -38,6 +39,12 @@ from trellis.proxy.config.types import (
 )
 from trellis.routing import RouteConfigError, RouteTable
 from trellis.routing.matchers import StringTest, string_test
+from trellis.routing.paths import (
+    DEFAULT_OPTIONS,
+    ESCAPED_SLASH_ACTIONS,
+    REJECT_REQUEST,
+    PathOptions,
+)
 
 ENDPOINT_METADATA = "trellis"
 _HEALTHY = (health_check_pb2.HealthStatus.UNKNOWN, health_check_pb2.HealthStatus.HEALTHY)
@@ -162,6 +169,8 @@ class ListenerConfig:
     http_filters: tuple[str, ...] = ()
     tls: TlsMode = "DISABLE"  # inbound: what connections must speak
     authz: tuple[Engine, ...] = ()  # inbound: RBAC filters, in order
+    paths: PathOptions = DEFAULT_OPTIONS  # how request paths are normalized (routing/paths.py)
+    tunnel_ports: frozenset[int] = frozenset()  # inbound: app ports that accept CONNECT
 
     @property
     def inbound(self) -> bool:
@@ -192,6 +201,52 @@ def _authz(hcm: hcm_pb2.HttpConnectionManager, where: str) -> tuple[Engine, ...]
     return tuple(engines)
 
 
+def _path_options(hcm: hcm_pb2.HttpConnectionManager, where: str) -> PathOptions:
+    """`normalize_path`, `merge_slashes`, `path_with_escaped_slashes_action`. Left unset,
+    normalize_path is on and the implementation-specific action refuses escaped slashes:
+    Envoy's defaults (off, keep) would let `/%2e%2e/admin` past a policy on /admin. Our
+    control plane always states all three."""
+    if hcm.HasField("path_normalization_options"):
+        raise ConfigError(f"{where}.path_normalization_options: not supported")
+    action = hcm.path_with_escaped_slashes_action or REJECT_REQUEST
+    if action not in ESCAPED_SLASH_ACTIONS:
+        raise ConfigError(f"{where}.path_with_escaped_slashes_action: unknown value {action}")
+    normalize = hcm.normalize_path.value if hcm.HasField("normalize_path") else True
+    return PathOptions(normalize, hcm.merge_slashes, action)
+
+
+def _tunnel_ports(hcm: hcm_pb2.HttpConnectionManager) -> frozenset[int]:
+    """The app ports (`inbound|PORT||` clusters) whose routes accept CONNECT: an
+    `upgrade_configs` entry of type CONNECT on the route, or on the HCM unless the route's
+    entry disables it (Envoy: a route's `enabled` overrides the HCM's)."""
+    default = any(_connect(u) for u in hcm.upgrade_configs)
+    ports: set[int] = set()
+    for vhost in hcm.route_config.virtual_hosts:
+        for route in vhost.routes:
+            if not route.HasField("route"):
+                continue
+            action = route.route
+            enabled = default
+            for u in action.upgrade_configs:
+                if u.upgrade_type.lower() == "connect":
+                    enabled = _connect(u)
+            if not enabled:
+                continue
+            clusters = [action.cluster] + [c.name for c in action.weighted_clusters.clusters]
+            for name in clusters:
+                parts = name.split("|")
+                if len(parts) == 4 and parts[0] == "inbound" and parts[1].isdigit():
+                    ports.add(int(parts[1]))
+    return frozenset(ports)
+
+
+def _connect(upgrade: Any) -> bool:
+    """An UpgradeConfig (the HCM's or a route's) that enables CONNECT (`enabled` unset: on)."""
+    return bool(upgrade.upgrade_type.lower() == "connect") and (
+        not upgrade.HasField("enabled") or bool(upgrade.enabled.value)
+    )
+
+
 def _routes(rc: route_pb2.RouteConfiguration, where: str) -> RouteTable:
     try:
         return RouteTable.compile(rc)
@@ -207,15 +262,17 @@ def decode_listener(packed: any_pb2.Any) -> tuple[str, ListenerConfig]:
         hcm = hcm_pb2.HttpConnectionManager()
         _unpack(listener.api_listener.api_listener, hcm, f"{name}: api_listener")
         filters = _http_filters(hcm, f"{name}: api_listener")
+        paths = _path_options(hcm, f"{name}: api_listener")
         if hcm.HasField("rds"):
             if not hcm.rds.config_source.HasField("ads"):
                 raise ConfigError(f"{name}: rds.config_source: only ads is supported")
             if not hcm.rds.route_config_name:
                 raise ConfigError(f"{name}: rds.route_config_name: empty")
-            return name, ListenerConfig(name, hcm.rds.route_config_name, http_filters=filters)
+            rds = hcm.rds.route_config_name
+            return name, ListenerConfig(name, rds, http_filters=filters, paths=paths)
         if hcm.HasField("route_config"):
             table = _routes(hcm.route_config, f"{name}: route_config")
-            return name, ListenerConfig(name, routes=table, http_filters=filters)
+            return name, ListenerConfig(name, routes=table, http_filters=filters, paths=paths)
         raise ConfigError(f"{name}: api_listener: neither rds nor route_config")
     if not listener.filter_chains:
         raise ConfigError(f"{name}: neither api_listener nor filter_chains")
@@ -253,6 +310,8 @@ def decode_listener(packed: any_pb2.Any) -> tuple[str, ListenerConfig]:
         http_filters=filters,
         tls=mode,
         authz=_authz(hcm, where),
+        paths=_path_options(hcm, where),
+        tunnel_ports=_tunnel_ports(hcm),
     )
 
 

@@ -14,7 +14,12 @@ or BlackHoleCluster (REGISTRY_ONLY: 502, flag NR). Names that cannot be mesh
 names (IP addresses, other DNS shapes) skip the lookup. A mesh name with an
 ambiguous or unknown port is a 404.
 
-CONNECT `host:port` takes the same way, then is tunnelled at L4 (stack/tunnel.py).
+CONNECT `host:port` takes the same way, then is tunnelled at L4 (stack/tunnel.py);
+a mesh peer's inbound sidecar decides whether it accepts the tunnel.
+
+The path is normalized with the listener's options before the route is
+selected, and forwarded normalized (listeners/paths.py); the `trellis/outbound`
+listener (hosts outside the mesh) states no normalization.
 
 Must not know how requests are forwarded (stack/exchange.py does that).
 """
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import ipaddress
 
+from trellis.proxy.config.resources import ListenerConfig
 from trellis.proxy.config.state import ConfigState
 from trellis.proxy.config.types import (
     BLACKHOLE_CLUSTER,
@@ -31,6 +37,7 @@ from trellis.proxy.config.types import (
 )
 from trellis.proxy.http1.errors import ProtocolError
 from trellis.proxy.http1.head import RequestHead
+from trellis.proxy.listeners.paths import normalize_request_path
 from trellis.proxy.listeners.server import ServerConnection
 from trellis.proxy.stack.context import ListenerContext
 from trellis.proxy.stack.exchange import Exchange
@@ -128,9 +135,11 @@ class OutboundListener:
         if table is None:
             self._no_config(ex, f"listener {name} has no routes")
             return
-        self._select(ex, table)
+        self._select(ex, listener, table)
 
-    def _select(self, ex: Exchange, table: RouteTable) -> None:
+    def _select(self, ex: Exchange, listener: ListenerConfig, table: RouteTable) -> None:
+        if not normalize_request_path(ex, listener.paths):
+            return
         head = ex.head
         route = table.select(head.authority, head.method, head.path or "/", head)
         if route is None:
@@ -143,9 +152,11 @@ class OutboundListener:
         state = self.state
         listener = state.listeners.get(OUTBOUND_DEFAULT_LISTENER)
         table = listener.routes if listener is not None else None
-        if table is None:
+        if listener is None or table is None:
             # No policy from the control plane yet: the mesh default, ALLOW_ANY.
             ex.forward_original_destination()
+            return
+        if not normalize_request_path(ex, listener.paths):
             return
         route = table.select(ex.head.authority, ex.head.method, ex.head.path or "/", {})
         if route is None:

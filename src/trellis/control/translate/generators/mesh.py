@@ -70,6 +70,8 @@ class KindPolicy(RouteFlavor, Protocol):
     outbound_default: bool
     # What the kind's RBAC filters may contain (shadow rules, header names, filter names).
     rbac_dialect: RbacDialect
+    # Its listeners state MeshConfig pathNormalization (sidecars; grpcio does not normalize).
+    normalizes_paths: bool
 
     def inbound_routes(
         self, node: NodeInfo, push: PushContext, name: str
@@ -168,6 +170,7 @@ class MeshGenerator:
                 names.PASSTHROUGH_CLUSTER if policy == "ALLOW_ANY" else names.BLACKHOLE_CLUSTER
             )
             return outbound_default_listener(name, cluster)
+        paths = push.mesh.spec.path_normalization if self.kind.normalizes_paths else None
         inbound = names.parse_inbound_listener(name)
         if inbound is not None:
             address, port = inbound
@@ -175,9 +178,10 @@ class MeshGenerator:
             filters = rbac_filters(policies, push.mesh.spec.trust_domain, self.kind.rbac_dialect)
             routes = self.kind.inbound_routes(node, push, name)
             mode = inbound_mode(node, push)
-            return inbound_listener(name, address, port, routes, filters, mode)
+            return inbound_listener(name, address, port, routes, filters, mode, paths)
         target = names.resolve_host(push, name, node.namespace)
-        return outbound_listener(name, names.route_config_name(target.service, target.port.port))
+        rds = names.route_config_name(target.service, target.port.port)
+        return outbound_listener(name, rds, paths)
 
     def route_config(self, node: NodeInfo, push: PushContext, name: str) -> Message:
         target = names.resolve_route_config(push, name)

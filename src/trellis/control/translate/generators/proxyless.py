@@ -53,6 +53,7 @@ def retry_back_off(backoff: str | None) -> rc.RetryPolicy.RetryBackOff | None:
 
 class ProxylessKind:
     rbac_dialect = rbac.PROXYLESS
+    normalizes_paths = False
     outbound_default = False
     supports_query = False
     supports_mirror = False

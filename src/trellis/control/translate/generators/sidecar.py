@@ -10,12 +10,16 @@
 - Query-parameter matches and request mirrors are kept.
 - Ring hash without a header hashes the client's source IP.
 
-Inbound (simple for now, RBAC later): the listener
-`trellis/inbound?address=IP:PORT` routes to the app's ports through STATIC
-clusters `inbound|PORT||` = 127.0.0.1:PORT. With several app ports, the
-caller's sidecar names the one it wants in the `x-trellis-target-port` header
-(from the endpoint's `trellis.targetPort` metadata); a request without it goes
-to the first port.
+Inbound: the listener `trellis/inbound?address=IP:PORT` routes to the app's
+ports through STATIC clusters `inbound|PORT||` = 127.0.0.1:PORT. With several
+app ports, the caller's sidecar names the one it wants in the
+`x-trellis-target-port` header (from the endpoint's `trellis.targetPort`
+metadata); a request without it goes to the first port. The routes of a port
+declared `tcp` (by the Workload's port, or by a Service port that targets it)
+accept CONNECT: `upgrade_configs: [{upgrade_type: CONNECT, connect_config: {}}]`,
+Envoy's way to terminate CONNECT and carry its payload to the cluster as raw
+TCP. Other ports are HTTP: the sidecar refuses tunnels to them, since the
+requests inside a tunnel would pass no L7 policy.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ _ALWAYS = ["connect-failure", "reset"]
 
 class SidecarKind:
     rbac_dialect = rbac.SIDECAR
+    normalizes_paths = True
     outbound_default = True
     supports_query = True
     supports_mirror = True
@@ -90,14 +95,15 @@ class SidecarKind:
         self, node: NodeInfo, push: PushContext, name: str
     ) -> route_pb2.RouteConfiguration:
         ports = self.local_ports(node, push)
+        tcp = tcp_ports(node, push)
         routes = []
         for port in ports:
             header = rc.HeaderMatcher(
                 name=TARGET_PORT_HEADER, string_match=string_pb2.StringMatcher(exact=str(port))
             )
-            routes.append(_inbound_route(f"port-{port}", port, [header]))
+            routes.append(_inbound_route(f"port-{port}", port, [header], port in tcp))
         if ports:
-            routes.append(_inbound_route("default", ports[0], []))
+            routes.append(_inbound_route("default", ports[0], [], ports[0] in tcp))
         vhost = rc.VirtualHost(name="inbound", domains=["*"], routes=routes)
         return route_pb2.RouteConfiguration(name=name, virtual_hosts=[vhost])
 
@@ -105,12 +111,33 @@ class SidecarKind:
         return inbound_cluster(names.inbound_cluster_name(port), port)
 
 
-def _inbound_route(name: str, port: int, headers: list[rc.HeaderMatcher]) -> rc.Route:
-    return rc.Route(
-        name=name,
-        match=rc.RouteMatch(prefix="/", headers=headers),
-        route=rc.RouteAction(cluster=names.inbound_cluster_name(port), timeout=pb.seconds(0)),
-    )
+def tcp_ports(node: NodeInfo, push: PushContext) -> frozenset[int]:
+    """The node's app ports declared `tcp`: by its Workload's port, or by a port of a
+    Service that selects the workload and targets that port."""
+    workload = push.workload(node.namespace, node.workload)
+    if workload is None:
+        return frozenset()
+    out = {p.port for p in workload.spec.ports if p.protocol == "tcp"}
+    for service in push.services_of(workload):
+        for sp in service.spec.ports:
+            if sp.protocol == "tcp":
+                wp = workload.port_for(sp.target_port if sp.target_port is not None else sp.port)
+                if wp is not None:
+                    out.add(wp.port)
+    return frozenset(out)
+
+
+def _inbound_route(
+    name: str, port: int, headers: list[rc.HeaderMatcher], tunnels: bool = False
+) -> rc.Route:
+    action = rc.RouteAction(cluster=names.inbound_cluster_name(port), timeout=pb.seconds(0))
+    if tunnels:
+        action.upgrade_configs.append(
+            rc.RouteAction.UpgradeConfig(
+                upgrade_type="CONNECT", connect_config=rc.RouteAction.UpgradeConfig.ConnectConfig()
+            )
+        )
+    return rc.Route(name=name, match=rc.RouteMatch(prefix="/", headers=headers), route=action)
 
 
 GENERATOR = MeshGenerator(SidecarKind())
