@@ -14,4 +14,5 @@ from __future__ import annotations
 BENCHMARKS: dict[str, str] = {
     "controlplane": "bench.controlplane",
     "dataplane": "bench.dataplane",
+    "apply": "bench.apply",
 }

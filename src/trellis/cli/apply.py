@@ -1,4 +1,8 @@
-"""`trellis apply -f FILE|DIR`: validate locally, then create or replace all documents at once."""
+"""`trellis apply -f FILE|DIR|-`: validate locally, then create or replace all documents at once.
+
+All at once means one request (one store transaction on the control plane), however
+many documents: see `Client.post_documents` for its size bound.
+"""
 
 from __future__ import annotations
 
@@ -27,18 +31,20 @@ def apply(
     with reporting():
         manifests = files.load(filename)
         client = connect(server)
+        sources = {o.source for o in manifests.origins}
         body = {
             "documents": [d.to_dict() for d in manifests.docs],
-            "source": str(filename[0]) if len(filename) == 1 else None,
+            "source": next(iter(sources)) if len(sources) == 1 else None,
         }
         try:
-            result = client.request(
-                "POST", "/api/v1/apply", params=dry_run_param(dry_run), json=body
-            )
+            result = client.post_documents("/api/v1/apply", body, params=dry_run_param(dry_run))
         except ApiError as e:
             if e.status == 422:
                 raise files.server_problems(e.body, manifests.origins) from None
             raise
         suffix = " (dry run)" if dry_run else ""
-        for change in result["changes"]:
-            typer.echo(f"{short_key(change['kind'], change['name'])} {change['action']}{suffix}")
+        lines = [
+            f"{short_key(c['kind'], c['name'])} {c['action']}{suffix}" for c in result["changes"]
+        ]
+        if lines:
+            typer.echo("\n".join(lines))  # one write: 10,000 lines are 10,000 flushes otherwise

@@ -7,6 +7,7 @@ failure becomes `CliError` (one line, exit 1); commands never show tracebacks.
 
 from __future__ import annotations
 
+import json as jsonlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +19,7 @@ import typer
 from rich.console import Console
 
 from trellis.cli.config_file import DEFAULT_SERVER, read_config
+from trellis.model.limits import MAX_APPLY_BYTES, MAX_APPLY_DOCUMENTS
 
 TIMEOUT_SECONDS = 30.0
 
@@ -51,12 +53,24 @@ class Client:
         self._http = httpx.Client(base_url=self.server, headers=headers, timeout=TIMEOUT_SECONDS)
 
     def request(
-        self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        content: bytes | None = None,
     ) -> Any:
-        """The JSON body of a 2xx answer; raises ApiError for others, CliError when unreachable."""
+        """The JSON body of a 2xx answer; raises ApiError for others, CliError when unreachable.
+
+        `content` is a JSON body already encoded (see `post_documents`), `json` one to encode.
+        """
         clean = {k: v for k, v in (params or {}).items() if v is not None}
+        headers = {"Content-Type": "application/json"} if content is not None else None
         try:
-            response = self._http.request(method, path, params=clean, json=json)
+            response = self._http.request(
+                method, path, params=clean, json=json, content=content, headers=headers
+            )
         except httpx.TransportError as e:
             raise CliError(
                 f"cannot reach the control plane at {self.server} ({type(e).__name__}: {e}); "
@@ -69,6 +83,33 @@ class Client:
         if response.is_success:
             return body
         raise ApiError(response.status_code, body)
+
+    def post_documents(self, path: str, body: Any, *, params: dict[str, Any]) -> Any:
+        """POST a multi-document body (apply, delete) as ONE request: the API applies it in
+        one transaction, so it is never split. Refused here, before sending, when it is
+        larger than the control plane must accept for one apply (`MAX_APPLY_BYTES`,
+        `MAX_APPLY_DOCUMENTS`)."""
+        count = len(body.get("documents", ())) if isinstance(body, dict) else 0
+        if count > MAX_APPLY_DOCUMENTS:
+            raise CliError(
+                f"{count:,} documents, more than the {MAX_APPLY_DOCUMENTS:,} one apply may"
+                " carry; apply them in several smaller sets"
+            )
+        content = jsonlib.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(content) > MAX_APPLY_BYTES:
+            raise CliError(
+                f"the manifests encode to {len(content):,} bytes, more than the "
+                f"{MAX_APPLY_BYTES:,} one apply may carry; apply them in several smaller sets"
+            )
+        try:
+            return self.request("POST", path, params=params, content=content)
+        except ApiError as e:
+            if e.status == 413:
+                raise CliError(
+                    f"the control plane refused {len(content):,} bytes as too large "
+                    f"({e.message}); apply the manifests in several smaller sets"
+                ) from None
+            raise
 
     def close(self) -> None:
         self._http.close()

@@ -2,22 +2,23 @@
 
 Validation happens here, locally, so errors carry file names and YAML lines;
 server-side rejections (references) are mapped back to the same places by
-document index.
+document index. Each file (or standard input, `-f -`) is read once, within the
+bounds of `trellis.model.limits`.
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from trellis.cli.client import CliError
 from trellis.model import Document, DocumentError, FieldError, InvalidDocuments
-from trellis.model.loader import load_documents
+from trellis.model.loader import STREAM_PROBLEM, load_stream
 
 SUFFIXES = (".yaml", ".yml", ".json")
+STDIN = "-"  # `-f -` reads the manifests from standard input
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,22 +37,28 @@ def expand(paths: list[Path]) -> list[Path]:
     """Files as given; directories become their manifests, recursively, in name order."""
     files: list[Path] = []
     for p in paths:
-        if p.is_dir():
+        if str(p) != STDIN and p.is_dir():
             files.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.suffix in SUFFIXES))
         else:
             files.append(p)
     return files
 
 
-def _document_lines(text: str) -> list[int | None]:
+def _read(path: Path) -> tuple[str, str]:
+    """(source name, text) of a manifest; `-` is standard input."""
+    if str(path) == STDIN:
+        try:
+            return "<stdin>", sys.stdin.read()
+        except UnicodeDecodeError as e:
+            raise CliError(f"cannot read standard input: not UTF-8 text ({e.reason})") from None
     try:
-        return [
-            n.start_mark.line + 1
-            for n in yaml.compose_all(text, Loader=yaml.SafeLoader)
-            if n is not None
-        ]
-    except yaml.YAMLError:
-        return []
+        return str(path), path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise CliError(f"cannot read {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise CliError(
+            f"cannot read {path}: not UTF-8 text ({e.reason} at byte {e.start})"
+        ) from None
 
 
 def load(paths: list[Path]) -> Manifests:
@@ -60,21 +67,17 @@ def load(paths: list[Path]) -> Manifests:
     origins: list[Origin] = []
     problems: list[DocumentError] = []
     for f in expand(paths):
+        source, text = _read(f)
         try:
-            text = f.read_text()
-        except OSError as e:
-            raise CliError(f"cannot read {f}: {e.strerror or e}") from None
-        try:
-            found = load_documents(text, source=str(f))
+            found = load_stream(text, source=source)
         except InvalidDocuments as e:
             problems.extend(e.problems)
             continue
-        lines = _document_lines(text)
-        for i, doc in enumerate(found):
-            docs.append(doc)
-            origins.append(Origin(str(f), lines[i] if i < len(lines) else None))
+        for item in found:
+            docs.append(item.doc)
+            origins.append(Origin(source, item.line))
     if problems:
-        raise CliError(_count(len(problems)) + ", nothing applied", _lines(problems))
+        raise CliError(_headline(problems), _lines(problems))
     if not docs:
         raise CliError("no documents found in " + ", ".join(str(p) for p in paths))
     return Manifests(docs, origins)
@@ -82,6 +85,15 @@ def load(paths: list[Path]) -> Manifests:
 
 def _count(n: int) -> str:
     return f"{n} invalid document{'s' if n != 1 else ''}"
+
+
+def _headline(problems: list[DocumentError]) -> str:
+    """`2 invalid documents, 1 unreadable file, nothing applied`."""
+    unreadable = sum(1 for p in problems if p.document == STREAM_PROBLEM)
+    parts = [_count(len(problems) - unreadable)] if len(problems) > unreadable else []
+    if unreadable:
+        parts.append(f"{unreadable} unreadable file{'s' if unreadable != 1 else ''}")
+    return ", ".join([*parts, "nothing applied"])
 
 
 def _lines(problems: list[DocumentError]) -> list[str]:

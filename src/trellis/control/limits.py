@@ -15,20 +15,21 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
+from trellis.model.limits import MAX_APPLY_BYTES, MAX_APPLY_DOCUMENTS
+
 MiB: Final = 1024 * 1024
 
 # -- the REST API ---------------------------------------------------------------------------
 
 # The largest legitimate body is a `trellis apply` of many documents, which the CLI sends
-# as one JSON request (all of them, or none). Mesh documents are 0.3-1 KB of JSON
-# (the demo's average is 355 bytes; an HTTPRoute with matches, a split and a retry is 800):
-# 10,000 of them are 4-10 MB. 16 MiB leaves room for larger documents; a client that
-# has more must split its request (and loses atomicity across the parts).
-API_MAX_BODY_BYTES: Final = 16 * MiB
-# Documents in one `POST /api/v1/apply` or `/api/v1/delete`: twice the 10,000 a bulk
-# apply is measured with. Past it the request is refused before any document is read,
-# instead of answering one problem per document (30,000 empty documents made a 10 MB answer).
-API_MAX_DOCUMENTS: Final = 20_000
+# as one JSON request (all of them, or none): the bound both sides share is the model's
+# (model/limits.py: the CLI refuses a larger set before sending it). Mesh documents are
+# 0.3-1 KB of JSON; 10,000 of them are 3.5-10 MB.
+API_MAX_BODY_BYTES: Final = MAX_APPLY_BYTES
+# Documents in one `POST /api/v1/apply` or `/api/v1/delete` (model/limits.py). Past it the
+# request is refused before any document is read, instead of answering one problem per
+# document (30,000 empty documents made a 10 MB answer).
+API_MAX_DOCUMENTS: Final = MAX_APPLY_DOCUMENTS
 # The request line and headers together (uvicorn's h11 parser holds them in memory
 # until the head is complete): bearer tokens and paths are short.
 API_MAX_HEAD_BYTES: Final = 16 * 1024

@@ -18,7 +18,14 @@ _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 
 
 class Spec(BaseModel):
-    """Base of every schema object: camelCase in YAML/JSON, unknown fields rejected."""
+    """Base of every schema object: camelCase in YAML/JSON, unknown fields rejected.
+
+    Types are strict, as the Kubernetes apiserver's are: an integer field takes an
+    integer (not `true`, `"5"` or `5.0`), a boolean field `true` or `false` (not `1` or
+    `"true"`), a string field a string; a number field (float) also takes an integer,
+    never NaN or infinity. YAML and JSON give the same answer: both arrive here as the
+    same plain values (durations are strings, GEP-2257: `duration.py`).
+    """
 
     model_config = ConfigDict(
         extra="forbid",
@@ -26,6 +33,8 @@ class Spec(BaseModel):
         populate_by_name=True,
         frozen=True,
         validate_default=True,
+        strict=True,
+        allow_inf_nan=False,
     )
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from trellis.model.base import API_VERSION, Document
-from trellis.model.errors import DocumentError, FieldError
+from trellis.model.errors import DocumentError, FieldError, describe_value
 from trellis.model.mesh_config import MeshConfig
 from trellis.model.policies import AuthorizationPolicy, DestinationPolicy
 from trellis.model.routes import GRPCRoute, HTTPRoute
@@ -79,9 +79,25 @@ def _describe(raw: Any, index: int | None) -> str:
         meta = raw.get("metadata")
         name = meta.get("name") if isinstance(meta, dict) else None
         ns = (meta.get("namespace") if isinstance(meta, dict) else None) or "default"
-        if kind and name:
-            return f"{kind} {name}" if kind == "MeshConfig" else f"{kind} {ns}/{name}"
+        if isinstance(kind, str) and kind and isinstance(name, str) and name:
+            if kind == "MeshConfig":
+                return f"{kind} {name}"
+            return f"{kind} {ns if isinstance(ns, str) else '?'}/{name}"
     return f"document {index + 1}" if index is not None else "document"
+
+
+# pydantic's type errors (strict: no coercion) -> what the field takes, in YAML/JSON words.
+_EXPECTED = {
+    "int_type": "an integer",
+    "float_type": "a number",
+    "finite_number": "a finite number",
+    "bool_type": "a boolean (true or false)",
+    "string_type": "a string",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+    "list_type": "a list",
+}
 
 
 def field_errors(err: ValidationError, prefix: tuple[int | str, ...] = ()) -> list[FieldError]:
@@ -96,8 +112,10 @@ def field_errors(err: ValidationError, prefix: tuple[int | str, ...] = ()) -> li
             msg = msg[len("Value error, ") :]
         if e["type"] == "extra_forbidden":
             msg = "unknown field"
+        elif e["type"] in _EXPECTED:
+            msg = f"must be {_EXPECTED[e['type']]}, got {describe_value(e['input'])}"
         elif e["type"] in ("literal_error", "enum") and "expected" in e.get("ctx", {}):
-            msg = f"must be one of {e['ctx']['expected']}, got {e['input']!r}"
+            msg = f"must be one of {e['ctx']['expected']}, got {describe_value(e['input'])}"
         out.append(FieldError(_path(loc), msg))
     return out
 
@@ -117,9 +135,16 @@ def parse_document(
     kind = raw.get("kind")
     errors: list[FieldError] = []
     if api_version != API_VERSION:
-        errors.append(FieldError("apiVersion", f"must be {API_VERSION!r}, got {api_version!r}"))
-    if kind not in KINDS:
-        errors.append(FieldError("kind", f"unknown kind {kind!r}; known kinds: {', '.join(KINDS)}"))
+        got = describe_value(api_version)
+        errors.append(FieldError("apiVersion", f"must be {API_VERSION!r}, got {got}"))
+    if not isinstance(kind, str) or kind not in KINDS:
+        known = ", ".join(KINDS)
+        reason = (
+            f"unknown kind {kind!r}; known kinds: {known}"
+            if isinstance(kind, str)
+            else f"must be a kind ({known}), got {describe_value(kind)}"
+        )
+        errors.append(FieldError("kind", reason))
         raise InvalidDocument(fail(errors))
     # Fields the store owns are not the user's to set.
     meta = raw.get("metadata")
@@ -133,7 +158,7 @@ def parse_document(
     try:
         doc = KINDS[kind].model_validate(raw)
     except ValidationError as e:
-        errors.extend(field_errors(e))
+        errors.extend(f for f in field_errors(e) if f.path != "apiVersion")  # checked above
     if errors:
         raise InvalidDocument(fail(errors))
     return doc

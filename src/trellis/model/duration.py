@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BeforeValidator
+
+from trellis.model.errors import describe_value
 
 _GEP2257 = re.compile(r"^([0-9]{1,5}(h|m|s|ms)){1,4}$")
 _PART = re.compile(r"([0-9]{1,5})(h|ms|m|s)")
@@ -21,9 +23,19 @@ def parse_duration(text: str) -> float:
     return sum(int(n) * _UNIT_SECONDS[u] for n, u in _PART.findall(text))
 
 
+def _text(value: Any) -> Any:
+    """A duration is a string, never a number: `10` means nothing without a unit."""
+    if not isinstance(value, str):
+        raise ValueError(
+            f"a duration is a string such as '10s' or '1m30s' (GEP-2257), "
+            f"got {describe_value(value)}"
+        )
+    return value
+
+
 def _check(text: str) -> str:
     parse_duration(text)
     return text
 
 
-Duration = Annotated[str, AfterValidator(_check)]
+Duration = Annotated[str, BeforeValidator(_text), AfterValidator(_check)]

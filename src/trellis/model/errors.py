@@ -3,6 +3,26 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
+
+
+def describe_value(value: Any) -> str:
+    """A YAML/JSON value as an error message names it: `boolean true`, `string '5'`, `a list`."""
+    if isinstance(value, bool):
+        return f"boolean {str(value).lower()}"
+    if isinstance(value, int):
+        return f"integer {value}"
+    if isinstance(value, float):
+        return f"number {value!r}"
+    if isinstance(value, str):
+        return f"string {value[:40]!r}" + ("..." if len(value) > 40 else "")
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"a {type(value).__name__}"  # what else YAML makes: a date, bytes (!!binary), a set
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,20 +1,24 @@
 """YAML text → validated documents, with the line of every document (and of bad fields).
 
-A multi-document input is accepted or rejected whole: `load_documents` raises
+A multi-document input is accepted or rejected whole: `load_stream` raises
 `InvalidDocuments` listing every problem of every document, or returns them all.
+The text is read once, a document at a time, within the bounds of
+`trellis.model.limits` (`yaml_stream`): a file nested too deeply, or whose
+aliases would expand it beyond them, is one more problem with its line.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from trellis.model.base import Document
 from trellis.model.documents import InvalidDocument, parse_document
 from trellis.model.errors import DocumentError, FieldError, InvalidDocuments
+from trellis.model.yaml_stream import LimitExceeded, read_documents
 
 
 def _line_of(node: yaml.Node, path: str) -> int | None:
@@ -38,43 +42,70 @@ def _line_of(node: yaml.Node, path: str) -> int | None:
     return current.start_mark.line + 1
 
 
-def load_documents(text: str, source: str | None = None) -> list[Document]:
-    """Parse and validate every document of a YAML stream; empty documents are skipped."""
-    problems: list[DocumentError] = []
-    docs: list[Document] = []
-    try:
-        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
+# The `document` of a problem with the stream itself (not valid YAML, or beyond a bound).
+STREAM_PROBLEM = "YAML"
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """A validated document and the 1-based line where it starts in its source."""
+
+    doc: Document
+    line: int
+
+
+def _yaml_problem(err: yaml.YAMLError, source: str | None) -> DocumentError:
+    """A YAML error as one line: what is wrong, where (file and line), no snippet."""
+    if isinstance(err, yaml.MarkedYAMLError):
+        mark = err.problem_mark or err.context_mark
+        reason = err.problem or err.context or "malformed"
+        if err.context and err.problem:
+            reason += f" ({err.context}"
+            reason += f" at line {err.context_mark.line + 1})" if err.context_mark else ")"
+        if not isinstance(err, LimitExceeded):
+            reason = f"not valid YAML: {reason}"
         line = mark.line + 1 if mark is not None else None
-        raise InvalidDocuments(
-            [
-                DocumentError(
-                    "YAML", (FieldError("", f"not valid YAML: {e}"),), line=line, source=source
-                )
-            ]
-        ) from None
+    else:  # a ReaderError (a character YAML does not allow): its text has no line
+        reason, line = "not valid YAML: " + " ".join(str(err).split()), None
+    return DocumentError(STREAM_PROBLEM, (FieldError("", reason),), line=line, source=source)
+
+
+def load_stream(text: str, source: str | None = None) -> list[Loaded]:
+    """Parse and validate every document of a YAML stream, in one pass; empty ones are skipped.
+
+    Raises `InvalidDocuments` with every problem (each document's, then the YAML error
+    that stopped the reading, if any), or returns every document with its line.
+    """
+    problems: list[DocumentError] = []
+    loaded: list[Loaded] = []
     index = 0
-    for node in nodes:
-        if node is None:
-            continue
-        raw: Any = yaml.SafeLoader(text).construct_document(node)
-        line = node.start_mark.line + 1
-        try:
-            docs.append(parse_document(raw, index=index, line=line, source=source))
-        except InvalidDocument as bad:
-            err = bad.error
-            located = tuple(
-                FieldError(e.path, e.reason, _line_of(node, e.path) if e.path else line)
-                for e in err.errors
-            )
-            problems.append(
-                DocumentError(err.document, located, index=index, line=line, source=source)
-            )
-        index += 1
+    try:
+        for node, raw in read_documents(text):
+            line = node.start_mark.line + 1
+            try:
+                loaded.append(
+                    Loaded(parse_document(raw, index=index, line=line, source=source), line)
+                )
+            except InvalidDocument as bad:
+                err = bad.error
+                located = tuple(
+                    FieldError(e.path, e.reason, _line_of(node, e.path) if e.path else line)
+                    for e in err.errors
+                )
+                problems.append(
+                    DocumentError(err.document, located, index=index, line=line, source=source)
+                )
+            index += 1
+    except yaml.YAMLError as e:
+        problems.append(_yaml_problem(e, source))
     if problems:
         raise InvalidDocuments(problems)
-    return docs
+    return loaded
+
+
+def load_documents(text: str, source: str | None = None) -> list[Document]:
+    """Every document of a YAML stream, validated (see `load_stream`)."""
+    return [item.doc for item in load_stream(text, source)]
 
 
 def load_paths(paths: list[Path]) -> list[Document]:

@@ -10,12 +10,13 @@ in docs/design/resources.md: `fault` on rules of both kinds, and `timeouts` /
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from trellis.model.base import Document, Name, Spec
 from trellis.model.duration import Duration, parse_duration
+from trellis.model.errors import describe_value
 from trellis.routing.regex import regex_problem, shown
 
 
@@ -126,6 +127,14 @@ class RequestRedirect(Spec):
     path: PathModifier | None = None
     port: int | None = Field(default=None, ge=1, le=65535)
     status_code: Literal[301, 302, 303, 307, 308] = 302
+
+    @field_validator("status_code", mode="before")
+    @classmethod
+    def _integer(cls, v: Any) -> Any:
+        # pydantic's literal check takes 301.0 for 301, even strict; the field is an integer.
+        if isinstance(v, float):
+            raise ValueError(f"must be an integer, got {describe_value(v)}")
+        return v
 
 
 class URLRewrite(Spec):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from trellis.model.base import Document, Labels, Name, Spec
+from trellis.model.errors import describe_value
 
 Protocol = Literal["http", "http2", "grpc", "tcp"]
 
@@ -18,11 +19,17 @@ class ServicePort(Spec):
     target_port: int | str | None = None
     protocol: Protocol = "http"
 
-    @field_validator("target_port")
+    @field_validator("target_port", mode="before")
     @classmethod
-    def _target(cls, v: int | str | None) -> int | str | None:
-        if isinstance(v, int) and not 1 <= v <= 65535:
-            raise ValueError("targetPort must be a port number 1-65535 or a port name")
+    def _target(cls, v: Any) -> Any:
+        # One message for the union (int | str), and a string of digits is no port name:
+        # `"8080"` would never match one (Kubernetes' IntOrString refuses it too).
+        number = isinstance(v, int) and not isinstance(v, bool)
+        name = isinstance(v, str) and not v.isdigit() and v != ""
+        if v is not None and not ((number and 1 <= v <= 65535) or name):
+            raise ValueError(
+                f"must be a port number 1-65535 or a port name, got {describe_value(v)}"
+            )
         return v
 
 

@@ -149,7 +149,7 @@ def _key_of_raw(item: RawDocument) -> ResourceKey | DocumentError:
     meta = raw.get("metadata") if isinstance(raw, dict) else None
     kind = raw.get("kind") if isinstance(raw, dict) else None
     errors: list[FieldError] = []
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:  # a list or a mapping is unhashable
         errors.append(FieldError("kind", f"unknown kind {kind!r}; known kinds: {', '.join(KINDS)}"))
     name = meta.get("name") if isinstance(meta, dict) else None
     if not isinstance(name, str) or not name:

@@ -437,7 +437,7 @@ class Exchange:
         self.tunnel = None
         if self.finished:
             return
-        self._record(503)
+        self._record(status)
         self.respond(status, f"{reason}\n".encode(), flags=flag)
 
     def tunnel_closed(self, abort: bool) -> None:

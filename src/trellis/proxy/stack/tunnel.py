@@ -175,10 +175,11 @@ class Tunnel:
                 if len(self._answer) > MAX_PREFACE_ANSWER:
                     self._fail_preface(b"answer too long")
                 return
-            status_line = self._answer.split(b"\r\n", 1)[0]
+            head = self._answer[:end]
+            status_line = head.split(b"\r\n", 1)[0]
             parts = status_line.split(b" ", 2)
             if len(parts) < 2 or not parts[1].startswith(b"2"):
-                self._fail_preface(status_line)
+                self._fail_preface(status_line, head)
                 return
             rest = self._answer[end + 4 :]
             self.preface = None
@@ -190,11 +191,19 @@ class Tunnel:
         self.ex.resp_bytes += len(data)
         self.ex.conn.write(data)
 
-    def _fail_preface(self, why: bytes) -> None:
+    def _fail_preface(self, why: bytes, head: bytes = b"") -> None:
+        """The peer sidecar did not open the tunnel. A refusal of the client's (4xx: its
+        policy denied the tunnel, 403 flag RBAC; a bad target) reaches the client as it
+        was given, flags included; anything else is the peer's failure (502, UC)."""
         if self.transport is not None:
             self.transport.abort()
         self.transport = None
         reason = why.decode("latin-1", "replace")
+        status = _status(why)
+        if 400 <= status < 500:
+            flags = _field(head, b"x-trellis-flags").decode("ascii", "replace")
+            self.ex.tunnel_failed(status, flags, f"peer sidecar refused the tunnel: {reason}")
+            return
         self.ex.tunnel_failed(502, "UC", f"peer sidecar refused the tunnel: {reason}")
 
     def upstream_eof(self) -> None:
@@ -235,3 +244,18 @@ class Tunnel:
         if self.transport is not None:
             self.transport.abort()
             self.transport = None
+
+
+def _status(status_line: bytes) -> int:
+    parts = status_line.split(b" ", 2)
+    code = parts[1] if len(parts) > 1 else b""
+    return int(code) if len(code) == 3 and code.isdigit() else 0
+
+
+def _field(head: bytes, name: bytes) -> bytes:
+    """One header field's value in a response head (`name` lower-case), or b""."""
+    for line in head.split(b"\r\n")[1:]:
+        field, sep, value = line.partition(b":")
+        if sep and field.strip().lower() == name:
+            return value.strip()
+    return b""
