@@ -107,7 +107,7 @@ class ResponseStream:
         self.sock = sock
         self.buf = b""
 
-    def _more(self) -> None:
+    def more(self) -> None:
         piece = self.sock.recv(65536)
         if not piece:
             raise EOFError(f"connection closed; unread: {self.buf[:200]!r}")
@@ -115,19 +115,19 @@ class ResponseStream:
 
     def _line(self) -> bytes:
         while b"\r\n" not in self.buf:
-            self._more()
+            self.more()
         line, _, self.buf = self.buf.partition(b"\r\n")
         return line
 
     def _take(self, n: int) -> bytes:
         while len(self.buf) < n:
-            self._more()
+            self.more()
         data, self.buf = self.buf[:n], self.buf[n:]
         return data
 
     def next(self, head_request: bool = False) -> Response:
         while b"\r\n\r\n" not in self.buf:
-            self._more()
+            self.more()
         head, _, self.buf = self.buf.partition(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
         status = int(lines[0].split(" ", 2)[1])

@@ -15,7 +15,6 @@ never finishes its head does not hold up anyone else.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import socket
 import ssl
@@ -28,9 +27,7 @@ import pytest
 
 from tests.integration.dataplane import Member, Sidecar, client_sidecar, run_service
 from tests.integration.harness import Mesh, wait_for
-from trellis.proxy.identity.agent import IdentityAgent
-from trellis.proxy.identity.svid import Svid
-from trellis.proxy.identity.tls import client_context
+from tests.integration.rawhttp import Listener, listeners_of, mesh_client_context
 
 pytestmark = pytest.mark.integration
 
@@ -46,21 +43,6 @@ class World:
     peer_tls: ssl.SSLContext  # what a peer sidecar speaks to an inbound listener: mesh mTLS
 
 
-def mesh_client_context(mesh: Mesh, service_account: str) -> ssl.SSLContext:
-    """A real SVID from the mesh CA (join token, CSR), as a TLS client context."""
-
-    async def issue() -> Svid:
-        agent = IdentityAgent(
-            [mesh.cp.secure], mesh.cp.bundle(), mesh.cp.join_token(service_account)
-        )
-        try:
-            return await agent.start()
-        finally:
-            await agent.aclose()
-
-    return client_context(asyncio.run(issue()))
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     mesh = Mesh(Path(tmp_path_factory.mktemp("malformed")))
@@ -73,34 +55,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         mesh.close()
 
 
-@dataclass
-class Listener:
-    """Where a case is sent, and how a request there names the service."""
-
-    name: str
-    address: tuple[str, int]
-    authority: bytes  # the Host header
-    prefix: bytes  # prepended to the path: the absolute-form scheme and authority, or nothing
-    tls: ssl.SSLContext | None = None  # the inbound listener is mesh mTLS (STRICT)
-
-    def target(self, path: str) -> bytes:
-        return self.prefix + path.encode()
-
-    def connect(self) -> socket.socket:
-        sock = socket.create_connection(self.address, timeout=IO_TIMEOUT)
-        return sock if self.tls is None else self.tls.wrap_socket(sock)
-
-
-def _address(hostport: str) -> tuple[str, int]:
-    host, _, port = hostport.rpartition(":")
-    return host, int(port)
-
-
 def listener(world: World, name: str) -> Listener:
-    authority = f"{SERVICE}:{world.member.port}".encode()
-    if name == "outbound":
-        return Listener(name, _address(world.client.outbound), authority, b"http://" + authority)
-    return Listener(name, _address(world.member.sidecar.inbound), authority, b"", world.peer_tls)
+    return listeners_of(SERVICE, world.member, world.client, world.peer_tls)[name]
 
 
 # -- raw HTTP/1.1 over a socket -----------------------------------------------------------
@@ -162,30 +118,13 @@ def read_answer(sock: socket.socket) -> Answer:
     return Answer(status, headers, body, closed)
 
 
-def request(
-    lst: Listener,
-    path: str,
-    *,
-    method: bytes = b"GET",
-    headers: tuple[bytes, ...] = (),
-    body: bytes = b"",
-    version: bytes = b"HTTP/1.1",
-    host: bool = True,
-) -> bytes:
-    lines = [b"%s %s %s" % (method, lst.target(path), version)]
-    if host:
-        lines.append(b"Host: " + lst.authority)
-    lines.extend(headers)
-    return b"\r\n".join(lines) + b"\r\n\r\n" + body
-
-
 def app_requests(world: World, token: str) -> list[str]:
     return [line for line in list(world.member.proc.all_lines) if token in line]
 
 
 def valid_request_reaches_app(world: World, lst: Listener, path: str) -> None:
     """A valid request by the same way: 200 from the app, which logs it."""
-    answer = exchange(lst, request(lst, path, headers=(b"Connection: close",)))
+    answer = exchange(lst, lst.request(path, headers=(b"Connection: close",)))
     assert answer.status == 200, (answer, answer.body)
     wait_for(lambda: app_requests(world, path), 10, f"the app to log {path}")
 
@@ -196,11 +135,11 @@ Build = Callable[[Listener, str], bytes]
 
 
 def _post(*headers: bytes, body: bytes = b"") -> Build:
-    return lambda lst, path: request(lst, path, method=b"POST", headers=headers, body=body)
+    return lambda lst, path: lst.request(path, method=b"POST", headers=headers, body=body)
 
 
 def _get(*headers: bytes, version: bytes = b"HTTP/1.1") -> Build:
-    return lambda lst, path: request(lst, path, headers=headers, version=version)
+    return lambda lst, path: lst.request(path, headers=headers, version=version)
 
 
 CHUNKED = b"Transfer-Encoding: chunked"
@@ -240,8 +179,8 @@ CASES: dict[str, tuple[Build, int]] = {
         501,
     ),
     "transfer-encoding-in-http-1.0": (
-        lambda lst, path: request(
-            lst, path, method=b"POST", headers=(CHUNKED,), body=b"0\r\n\r\n", version=b"HTTP/1.0"
+        lambda lst, path: lst.request(
+            path, method=b"POST", headers=(CHUNKED,), body=b"0\r\n\r\n", version=b"HTTP/1.0"
         ),
         400,
     ),
@@ -250,13 +189,13 @@ CASES: dict[str, tuple[Build, int]] = {
         501,
     ),
     "fragment-in-target": (
-        lambda lst, path: request(lst, path + "#fragment"),
+        lambda lst, path: lst.request(path + "#fragment"),
         400,
     ),
-    "missing-host": (lambda lst, path: request(lst, path, host=False), 400),
+    "missing-host": (lambda lst, path: lst.request(path, host=False), 400),
     "too-many-headers": (_get(*(b"X-H%d: v" % i for i in range(150))), 431),
     "http-2.0": (_get(version=b"HTTP/2.0"), 505),
-    "target-too-long": (lambda lst, path: request(lst, path + "/" + "x" * 20_000), 414),
+    "target-too-long": (lambda lst, path: lst.request(path + "/" + "x" * 20_000), 414),
 }
 
 
@@ -287,7 +226,7 @@ def test_malformed_request_is_refused_and_never_reaches_the_app(
 def test_a_request_inside_a_body_stays_a_body(world: World, side: str) -> None:
     lst = listener(world, side)
     token = f"{side}-smuggle"
-    inner = request(lst, f"/smuggled/{token}")
+    inner = lst.request(f"/smuggled/{token}")
     for framing in ("content-length", "chunked"):
         outer_path = f"/outer/{token}/{framing}"
         if framing == "content-length":
@@ -296,7 +235,7 @@ def test_a_request_inside_a_body_stays_a_body(world: World, side: str) -> None:
         else:
             headers = (CHUNKED,)
             body = b"%x\r\n%s\r\n0\r\n\r\n" % (len(inner), inner)
-        data = request(lst, outer_path, method=b"POST", headers=headers, body=body)
+        data = lst.request(outer_path, method=b"POST", headers=headers, body=body)
         answer = exchange(lst, data)
         assert answer.status == 200, (answer, answer.body)
         assert b'"body_bytes": %d' % len(inner) in answer.body, answer.body
@@ -325,13 +264,13 @@ SMUGGLERS: dict[str, tuple[bytes, ...]] = {
 def test_ambiguous_framing_smuggles_nothing(world: World, side: str, trick: str) -> None:
     lst = listener(world, side)
     token = f"{side}-{trick}"
-    inner = request(lst, f"/smuggled/{token}")
+    inner = lst.request(f"/smuggled/{token}")
     body = b"0\r\n\r\n" + inner
     valid_request_reaches_app(world, lst, "/warm")
 
     answer = exchange(
         lst,
-        request(lst, f"/outer/{token}", method=b"POST", headers=SMUGGLERS[trick], body=body),
+        lst.request(f"/outer/{token}", method=b"POST", headers=SMUGGLERS[trick], body=body),
     )
 
     assert answer.status in (400, 501), (answer, answer.body)

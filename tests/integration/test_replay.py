@@ -16,7 +16,6 @@ connection as the request arrived); on a fresh connection `/vanish` is answered.
 from __future__ import annotations
 
 import socket
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,71 +25,33 @@ import pytest
 from tests.integration.dataplane import Sidecar, client_sidecar
 from tests.integration.harness import Mesh
 from tests.integration.rawhttp import Listener, ResponseStream, address
-from trellis.ports import free_port
+from tests.integration.scripted import Reader, ScriptedServer
 
 pytestmark = pytest.mark.integration
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 
-class VanishingUpstream:
-    """A TCP server on 127.0.0.1; records (connection number, method, path) per request."""
+class VanishingUpstream(ScriptedServer):
+    """Records (connection number, method, path) per request; on a connection it served
+    before, `/vanish*` is read whole and never answered."""
 
     def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", free_port()))
-        self.port = self.sock.getsockname()[1]
         self.seen: list[tuple[int, str, str]] = []
-        self._connections = 0
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(self._answer)
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self._connections += 1
-            number = self._connections
-            threading.Thread(target=self._serve, args=(conn, number), daemon=True).start()
-
-    def _serve(self, conn: socket.socket, number: int) -> None:
-        buf = b""
+    def _answer(self, conn: socket.socket, number: int) -> None:
+        reader = Reader(conn)
         served = 0
-        with conn:
-            while True:
-                while b"\r\n\r\n" not in buf:
-                    try:
-                        piece = conn.recv(65536)
-                    except OSError:
-                        return
-                    if not piece:
-                        return
-                    buf += piece
-                head, _, buf = buf.partition(b"\r\n\r\n")
-                lines = head.split(b"\r\n")
-                method, path = lines[0].split(b" ")[:2]
-                length = 0
-                for line in lines[1:]:
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                while len(buf) < length:
-                    piece = conn.recv(65536)
-                    if not piece:
-                        return
-                    buf += piece
-                buf = buf[length:]
-                self.seen.append((number, method.decode(), path.decode()))
-                if path.startswith(b"/vanish") and served:
-                    return  # read whole, never answered: the connection closes
-                served += 1
-                conn.sendall(OK)
+        while (request := reader.request()) is not None:
+            self.seen.append((number, request.method, request.target))
+            if request.target.startswith("/vanish") and served:
+                return  # read whole, never answered: the connection closes
+            served += 1
+            conn.sendall(OK)
 
     def requests(self, path: str) -> list[tuple[int, str, str]]:
         return [s for s in self.seen if s[2] == path]
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 @dataclass

@@ -17,7 +17,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -25,6 +25,7 @@ import pytest
 from tests.integration.dataplane import Sidecar, client_sidecar
 from tests.integration.harness import Mesh, wait_for
 from tests.integration.rawhttp import Listener, ResponseStream, address, mesh_client_context
+from tests.integration.scripted import Reader, ScriptedServer
 
 pytestmark = pytest.mark.integration
 
@@ -40,53 +41,26 @@ class Seen:
     closed: bool = False
 
 
-@dataclass
-class RecordingUpstream:
+class RecordingUpstream(ScriptedServer):
     """Reads request heads and bodies, never answers (but `/early`, which answers its head
     at once with the start of a chunked response); records when each connection closes."""
 
-    sock: socket.socket = field(default_factory=lambda: socket.create_server(("127.0.0.1", 0)))
-    seen: dict[str, Seen] = field(default_factory=dict)
+    def __init__(self) -> None:
+        self.seen: dict[str, Seen] = {}
+        super().__init__(self._answer)
 
-    def __post_init__(self) -> None:
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        buf = b""
-        seen: Seen | None = None
-        with conn:
-            while True:
-                try:
-                    piece = conn.recv(65536)
-                except OSError:
-                    piece = b""
-                if not piece:
-                    if seen is not None:
-                        seen.closed = True
-                    return
-                if seen is None:
-                    buf += piece
-                    if b"\r\n\r\n" not in buf:
-                        continue
-                    head, _, rest = buf.partition(b"\r\n\r\n")
-                    path = head.split(b" ", 2)[1].decode()
-                    seen = self.seen[path] = Seen(path, rest)
-                    if path.startswith("/early"):
-                        conn.sendall(EARLY)
-                else:
-                    seen.body += piece
-
-    def close(self) -> None:
-        self.sock.close()
+    def _answer(self, conn: socket.socket, number: int) -> None:
+        reader = Reader(conn)
+        head = reader.head()
+        if head is None:
+            return
+        path = head.split(b" ", 2)[1].decode()
+        seen = self.seen[path] = Seen(path, reader.buf)
+        if path.startswith("/early"):
+            conn.sendall(EARLY)
+        while reader.more():
+            seen.body = reader.buf
+        seen.closed = True
 
 
 @dataclass
@@ -191,7 +165,7 @@ def test_a_body_that_stops_after_the_response_began_is_reset(world: World, side:
         sock.sendall(b"0123456789")
         stream = ResponseStream(sock)
         while b"early" not in stream.buf:
-            stream._more()
+            stream.more()
         assert stream.buf.startswith(b"HTTP/1.1 200 OK\r\n"), stream.buf
         # No second response can follow the first: the connection ends, without the
         # chunked body's last chunk.

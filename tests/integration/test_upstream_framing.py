@@ -12,7 +12,6 @@ response never reaches the client as one more.
 from __future__ import annotations
 
 import socket
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +20,8 @@ import pytest
 
 from tests.integration.dataplane import Sidecar, client_sidecar
 from tests.integration.harness import Mesh
+from tests.integration.scripted import Reader, ScriptedServer
 from tests.integration.test_malformed_requests import Answer, read_answer
-from trellis.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -41,43 +40,19 @@ ANSWERS: dict[bytes, bytes] = {
 }
 
 
-class ScriptedUpstream:
-    """A TCP server on 127.0.0.1 answering each request head with ANSWERS[path]."""
+class ScriptedUpstream(ScriptedServer):
+    """Answers each request head with ANSWERS[path], then waits for the next request."""
 
     def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", free_port()))
-        self.port = self.sock.getsockname()[1]
         self.seen: list[bytes] = []
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
+        super().__init__(self._answer)
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        buf = b""
-        with conn:
-            while True:
-                while b"\r\n\r\n" not in buf:
-                    try:
-                        piece = conn.recv(65536)
-                    except OSError:
-                        return
-                    if not piece:
-                        return
-                    buf += piece
-                head, _, buf = buf.partition(b"\r\n\r\n")
-                path = head.split(b" ", 2)[1]
-                self.seen.append(path)
-                conn.sendall(ANSWERS[path])
-
-    def close(self) -> None:
-        self.sock.close()
+    def _answer(self, conn: socket.socket, number: int) -> None:
+        reader = Reader(conn)
+        while (head := reader.head()) is not None:
+            path = head.split(b" ", 2)[1]
+            self.seen.append(path)
+            conn.sendall(ANSWERS[path])
 
 
 @dataclass
