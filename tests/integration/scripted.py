@@ -4,14 +4,22 @@ A real app answers correctly; these answer the way a broken, slow or hostile one
 does (empty lines before a response, a connection closed after a request was read,
 a body read and never answered), so a test can check what the sidecar makes of it.
 `ScriptedServer` accepts on a free port and serves each connection in a thread of its
-own with the test's function; `read_head` / `read_request` read what a sidecar sent.
+own with the test's function; a `Reader` reads what a sidecar sent; `scripted_world`
+starts a control plane and a standalone client sidecar in front of one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Generic, TypeVar
+
+from tests.integration.dataplane import Sidecar, client_sidecar
+from tests.integration.harness import Mesh
 
 
 class ScriptedServer:
@@ -93,3 +101,26 @@ class Reader:
                 return None
         body, self.buf = self.buf[:length], self.buf[length:]
         return Request(head, body)
+
+
+S = TypeVar("S", bound=ScriptedServer)
+
+
+@dataclass
+class ScriptedWorld(Generic[S]):
+    mesh: Mesh
+    client: Sidecar  # a standalone `trellis proxy`: the passthrough cluster reaches `upstream`
+    upstream: S
+
+
+@contextlib.contextmanager
+def scripted_world(tmp: Path, upstream: S, *proxy_args: str) -> Iterator[ScriptedWorld[S]]:
+    """A control plane and a client sidecar (with `proxy_args`) in front of `upstream`;
+    all stopped, and `upstream` closed, on exit."""
+    mesh = Mesh(tmp)
+    try:
+        mesh.cp.start()
+        yield ScriptedWorld(mesh, client_sidecar(mesh, extra=proxy_args), upstream)
+    finally:
+        upstream.close()
+        mesh.close()

@@ -17,15 +17,12 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.integration.dataplane import Sidecar, client_sidecar
-from tests.integration.harness import Mesh
 from tests.integration.rawhttp import Listener, ResponseStream, address
-from tests.integration.scripted import Reader, ScriptedServer
+from tests.integration.scripted import Reader, ScriptedServer, ScriptedWorld, scripted_world
 
 pytestmark = pytest.mark.integration
 
@@ -54,23 +51,13 @@ class VanishingUpstream(ScriptedServer):
         return [s for s in self.seen if s[2] == path]
 
 
-@dataclass
-class World:
-    mesh: Mesh
-    client: Sidecar
-    upstream: VanishingUpstream
+World = ScriptedWorld[VanishingUpstream]
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    mesh = Mesh(Path(tmp_path_factory.mktemp("replay")))
-    upstream = VanishingUpstream()
-    try:
-        mesh.cp.start()
-        yield World(mesh, client_sidecar(mesh), upstream)
-    finally:
-        upstream.close()
-        mesh.close()
+    with scripted_world(Path(tmp_path_factory.mktemp("replay")), VanishingUpstream()) as world:
+        yield world
 
 
 def warm_then(world: World, method: bytes, path: str, *headers: bytes) -> int:

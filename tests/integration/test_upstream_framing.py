@@ -13,14 +13,11 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.integration.dataplane import Sidecar, client_sidecar
-from tests.integration.harness import Mesh
-from tests.integration.scripted import Reader, ScriptedServer
+from tests.integration.scripted import Reader, ScriptedServer, ScriptedWorld, scripted_world
 from tests.integration.test_malformed_requests import Answer, read_answer
 
 pytestmark = pytest.mark.integration
@@ -55,23 +52,13 @@ class ScriptedUpstream(ScriptedServer):
             conn.sendall(ANSWERS[path])
 
 
-@dataclass
-class World:
-    mesh: Mesh
-    client: Sidecar
-    upstream: ScriptedUpstream
+World = ScriptedWorld[ScriptedUpstream]
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    mesh = Mesh(Path(tmp_path_factory.mktemp("framing")))
-    upstream = ScriptedUpstream()
-    try:
-        mesh.cp.start()
-        yield World(mesh, client_sidecar(mesh), upstream)
-    finally:
-        upstream.close()
-        mesh.close()
+    with scripted_world(Path(tmp_path_factory.mktemp("framing")), ScriptedUpstream()) as world:
+        yield world
 
 
 def ask(world: World, paths: list[bytes]) -> list[Answer]:
