@@ -221,6 +221,10 @@ def decide(engines: list[Engine], view: RequestView) -> bool:
         ("{action: DENY, rules: [{to: [{operation: {ports: [8080], paths: [/x]}}]}]}", True, True),
         ("{rules: [{to: [{operation: {paths: ['/public/*']}}]}]}", False, False),
         ("{rules: [{to: [{operation: {methods: [CONNECT]}}]}]}", False, False),
+        # `*` still names an HTTP attribute: Istio drops such a rule for TCP traffic.
+        ("{rules: [{to: [{operation: {paths: ['*']}}]}]}", False, False),
+        ("{rules: [{to: [{operation: {methods: ['*']}}]}]}", False, False),
+        ("{action: DENY, rules: [{to: [{operation: {paths: ['*']}}]}]}", False, False),
         (f'{{rules: [{{from: [{{source: {{principals: ["{WEB}"]}}}}]}}]}}', True, False),
         ("{rules: [{to: [{operation: {ports: [5432]}}]}]}", True, True),
         ("{rules: [{}]}", True, True),

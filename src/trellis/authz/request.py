@@ -27,7 +27,10 @@ class RequestView:
     - `method`, `path` (without query or fragment), `query` (raw, without `?`;
       only `:path` header matchers see it, as in Envoy).
     - `headers`: lower-case name -> value, repeated headers joined with ",".
-      `:authority` is read from `:authority`, else `host` (Envoy aliases them).
+    - `host`: the request's authority as the proxy forwards it (an absolute-form
+      target's host, else Host): what `:authority` and `host` matchers see, so a
+      policy on the host checks the one the app receives. When not given, read
+      from the `:authority`, else `host` header (Envoy aliases them).
     - `tunnel`: a CONNECT, decided at L4: the requests it will carry are never
       seen, so its method, path and headers count as unknown (engine.py).
     """
@@ -37,6 +40,7 @@ class RequestView:
         "_ip_parsed",
         "destination_port",
         "headers",
+        "host",
         "method",
         "path",
         "principal",
@@ -56,6 +60,7 @@ class RequestView:
         query: str = "",
         headers: Mapping[str, str] = _NO_HEADERS,
         tunnel: bool = False,
+        host: str | None = None,
     ) -> None:
         self.principal = principal
         self.source = source
@@ -65,6 +70,7 @@ class RequestView:
         self.query = query
         self.headers = headers
         self.tunnel = tunnel
+        self.host = host
         self._ip: IPAddress | None = None
         self._ip_parsed = False
 
@@ -79,6 +85,8 @@ class RequestView:
         return self._ip
 
     def authority(self) -> str | None:
+        if self.host is not None:
+            return self.host
         headers = self.headers
         value = headers.get(":authority")
         return value if value is not None else headers.get("host")

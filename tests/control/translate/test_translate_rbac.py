@@ -322,7 +322,8 @@ def url_path(**matcher: Any) -> dict[str, Any]:
         ("/api/v1", url_path(exact="/api/v1")),
         ("/api/*", url_path(prefix="/api/")),
         ("*.css", url_path(suffix=".css")),
-        ("*", {"any": True}),
+        # Any path, but a condition on the path all the same (tunnels have none).
+        ("*", {"or_ids": {"ids": [url_path(prefix="/"), url_path(exact="*")]}}),
     ],
 )
 def test_paths(value: str, principal: dict[str, Any]) -> None:

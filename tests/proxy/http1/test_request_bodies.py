@@ -166,6 +166,22 @@ def test_a_bodiless_upgrade_request_hands_over_what_follows_it() -> None:
     assert m.request.upgrade == b"websocket"
 
 
+@pytest.mark.parametrize(
+    "upgrade",
+    [b"h2c", b"x-raw", b"websocket, h2c", b"WebSocket/13", b"websocket\r\nUpgrade: h2c"],
+)
+def test_an_upgrade_to_another_protocol_than_websocket_is_ignored(upgrade: bytes) -> None:
+    # Switched, the connection would carry requests no policy sees: the request is an
+    # ordinary one (no upgrade forwarded), and the connection ends after its answer, since
+    # what follows its head may already be the other protocol's (never read as HTTP).
+    rec = Recorder()
+    reader = RequestReader(rec)
+    data = b"GET /up HTTP/1.1\r\nHost: s\r\nConnection: upgrade\r\nUpgrade: %s\r\n\r\n" % upgrade
+    assert reader.feed(data + b"GET /admin HTTP/1.1\r\n\r\n") == b"GET /admin HTTP/1.1\r\n\r\n"
+    (m,) = rec.messages
+    assert m.request.upgrade == b"" and not m.request.keep_alive
+
+
 def test_an_upgrade_header_without_connection_upgrade_asks_for_nothing() -> None:
     rec = Recorder()
     reader = RequestReader(rec)

@@ -392,3 +392,59 @@ async def test_a_complete_body_never_times_out() -> None:
     assert ex.ended
     conn.sweep(time.monotonic() + 1000)
     assert ex.timed_out == [] and not transport.closed
+
+
+async def test_an_answer_before_the_body_ended_drains_a_small_body_and_goes_on() -> None:
+    """A denial (say) of a POST whose body is still coming: the body is read and dropped,
+    then the request behind it is served on the same connection."""
+    listener = FakeListener()
+    conn, transport = connect(listener)
+    conn.data_received(post("/denied", b"ab", length=10))
+    (denied,) = listener.started
+    assert conn.can_drain()
+    denied.answer(keep_alive=True)
+    conn.data_received(b"cdefghij" + GOOD)  # the rest of its body, then the next request
+    await asyncio.sleep(0)
+    assert [ex.head.path for ex in listener.started] == ["/denied", "/a"]
+    assert denied.body == b"ab"  # what came after the answer never reached it
+    assert not transport.closed
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"POST /x HTTP/1.1\r\nHost: s\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n",
+        b"POST /x HTTP/1.1\r\nHost: s\r\nContent-Length: 100000\r\n\r\nabc",
+    ],
+)
+async def test_an_answer_before_an_unknown_or_big_body_ended_closes(head: bytes) -> None:
+    listener = FakeListener()
+    conn, transport = connect(listener)
+    conn.data_received(head)
+    assert not conn.can_drain()
+    listener.started[0].answer(keep_alive=True)
+    assert transport.closed
+
+
+async def test_a_drained_body_that_stops_coming_closes_the_connection() -> None:
+    listener = FakeListener()
+    conn, transport = connect(listener, DownstreamTimeouts(body_idle=5, body=60))
+    conn.data_received(post("/denied", b"ab", length=10))
+    listener.started[0].answer(keep_alive=True)
+    conn.sweep(time.monotonic() + 3)
+    assert not transport.closed
+    conn.sweep(time.monotonic() + 6)
+    assert transport.closed
+
+
+async def test_a_client_that_stops_reading_its_response_is_reset() -> None:
+    listener = FakeListener()
+    conn, transport = connect(listener, DownstreamTimeouts(idle=60))
+    conn.data_received(GOOD)
+    conn.pause_writing()  # its socket buffer is full: it does not read
+    conn.sweep(time.monotonic() + 30)
+    assert not transport.aborted
+    conn.sweep(time.monotonic() + 61)
+    assert transport.aborted
+    conn.connection_lost(None)
+    assert listener.started[0].lost  # the exchange (and its upstream) go too

@@ -119,10 +119,19 @@ def namespace(value: str, trust_domain: str) -> rbac_pb2.Principal:
 
 
 def path(value: str) -> rbac_pb2.Principal:
-    """A `paths` value, matched against the path without its query (`url_path`)."""
+    """A `paths` value, matched against the path without its query (`url_path`). `*` is
+    any path, still a condition on the path: a tunnel has none, so an ALLOW rule naming
+    paths never matches one, `*` included (Istio drops HTTP-only fields for TCP)."""
     if value == "*":
-        return always()
-    return rbac_pb2.Principal(url_path=path_pb2.PathMatcher(path=wildcard(value)))
+        return any_of([_url_path(string_pb2.StringMatcher(prefix="/")), _url_path(_ASTERISK)])
+    return _url_path(wildcard(value))
+
+
+_ASTERISK = string_pb2.StringMatcher(exact="*")  # `OPTIONS *` (RFC 9112 §3.2.4)
+
+
+def _url_path(matcher: string_pb2.StringMatcher) -> rbac_pb2.Principal:
+    return rbac_pb2.Principal(url_path=path_pb2.PathMatcher(path=matcher))
 
 
 def header(name: str, value: str) -> rbac_pb2.Principal:

@@ -24,6 +24,7 @@ HOP_BY_HOP = frozenset(
         b"trailer",
         b"transfer-encoding",
         b"upgrade",
+        b"http2-settings",  # of an h2c upgrade (RFC 7540 §3.2.1), which is never forwarded
         b"content-length",  # re-written by the proxy from the framing it chose
     }
 )

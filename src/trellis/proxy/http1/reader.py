@@ -23,7 +23,10 @@ value. What the reader adds: size limits (431/414) that also hold while a head
 arrives in pieces, the Host rules below, the request-target forms (RFC 9112
 §3.2.1-4), the version rules below, the Transfer-Encoding rules (RFC 9112 §6.1,
 §6.3: `chunked` final and once, else 400; another coding besides it, 501), no
-content on an Upgrade request (llhttp skips it: 501), 100-continue detection
+content on an Upgrade request (llhttp skips it: 501), upgrades to `websocket` only
+(any other, `h2c` included, is ignored: the request is served as HTTP/1.1 and the
+connection then closes, since a protocol switched behind a policy check would carry
+requests no policy sees), 100-continue detection
 (HTTP/1.1 only), and a bound on bytes that frame a body without carrying any (chunk lines,
 trailers), which llhttp and httptools would otherwise buffer without limit.
 Trailer fields are read and dropped: they never join the head's headers.
@@ -75,6 +78,9 @@ MAX_HEAD_BYTES = 60 * 1024  # Envoy's default max_request_headers_kb
 MAX_HEADERS = 100  # Envoy's default max_headers_count
 MAX_TARGET_BYTES = 16 * 1024
 PEER_FIELD = b"x-trellis-peer"  # who the calling sidecar is (telemetry), kept aside
+# The one protocol a request may switch to through the sidecar (Istio's default
+# `upgrade_configs`): its messages are not HTTP requests a policy would have to see.
+UPGRADE_ALLOWED = b"websocket"
 
 _HOST_RE = re.compile(rb"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-_~%!$&'()*+,;=]*)(?::[0-9]{1,5})?$")
 _NO_BODY_STATUS = frozenset({204, 304})
@@ -361,7 +367,8 @@ class RequestReader:
         elif low == b"expect":
             self._expect = value.strip().lower() == b"100-continue"
         elif low == b"upgrade":
-            self._upgrade = value.strip()
+            upgrade = self._upgrade
+            self._upgrade = value.strip() if not upgrade else upgrade + b"," + value.strip()
         elif low == PEER_FIELD:
             peer = self._peer
             self._peer = value if peer is None else peer + b"," + value
@@ -394,6 +401,7 @@ class RequestReader:
             raise ProtocolError(400, f"{method} is an RTSP method, not HTTP")
         content_length = self._content_length
         upgrade = b""
+        keep_alive = parser.should_keep_alive()
         if parser.should_upgrade():
             # llhttp stops at this head and hands over the bytes after it. For CONNECT they
             # are the tunnel's (RFC 9110 §9.3.6: no content); for an Upgrade request they
@@ -402,7 +410,14 @@ class RequestReader:
             if method != "CONNECT":
                 if chunked or content_length:
                     raise ProtocolError(501, "an Upgrade request with content is not supported")
-                upgrade = self._upgrade
+                if self._upgrade.lower() == UPGRADE_ALLOWED:
+                    upgrade = self._upgrade
+                else:
+                    # Any other protocol (h2c, or one of the app's own) would carry requests
+                    # no policy sees once switched: the upgrade is ignored (RFC 9110 §7.8)
+                    # and the request served as HTTP/1.1, after which the connection
+                    # closes (the client may already be speaking the new protocol).
+                    keep_alive = False
             content_length, chunked = None, False
         target = self._url.decode("latin-1")
         path, authority, absolute = self._target(method, target, version)
@@ -414,7 +429,7 @@ class RequestReader:
             self._headers,
             absolute=absolute,
             version=version,
-            keep_alive=parser.should_keep_alive(),
+            keep_alive=keep_alive,
             content_length=content_length,
             chunked=chunked,
             expect_continue=self._expect and version == "1.1",  # RFC 9110 §10.1.1

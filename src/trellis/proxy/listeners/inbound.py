@@ -132,6 +132,7 @@ class InboundListener:
             query=query,
             headers=headers,
             tunnel=tunnel,
+            host=head.authority,  # as forwarded (absolute-form: the target's, not Host)
         )
         decision = authorize(engines, request)
         if decision.shadow_denied_by is not None:

@@ -59,6 +59,11 @@ from trellis.proxy.identity.tls import peer_spiffe_id
 from trellis.proxy.listeners.timeouts import DEFAULT_TIMEOUTS, DownstreamTimeouts
 from trellis.proxy.telemetry.faults import FAULTS
 
+# Body bytes still to come that are read and dropped, after an answer that came before
+# them, to keep the connection (more: it closes). A pipelined request behind a denied
+# POST is then still served.
+DRAIN_MAX = 64 * 1024
+
 log = logging.getLogger("trellis.proxy.server")
 
 
@@ -92,7 +97,9 @@ _Event = tuple[str, Any]
 class ServerConnection:
     __slots__ = (
         "_body_last",
+        "_body_left",
         "_body_since",
+        "_draining",
         "_early",
         "_eof",
         "_head_since",
@@ -101,6 +108,7 @@ class ServerConnection:
         "_queue",
         "_reading_paused",
         "_upgraded",
+        "_write_paused_since",
         "closed",
         "exchange",
         "handler",
@@ -143,6 +151,9 @@ class ServerConnection:
         self._head_since = 0.0  # the current request's first bytes arrived then (0: none)
         self._body_since = 0.0  # the current request's body is being read since (0: none)
         self._body_last = 0.0  # its last body bytes arrived then
+        self._body_left = 0  # its Content-Length bytes still to come (-1: chunked)
+        self._draining = False  # answered: the rest of its body is read and dropped
+        self._write_paused_since = 0.0  # the client stopped reading then (0: it reads)
         self._paused_since = 0.0  # reading paused by the proxy then (0: not paused)
         self.tunnel: TunnelSink | None = None
 
@@ -219,11 +230,13 @@ class ServerConnection:
 
     def pause_writing(self) -> None:
         self.write_paused = True
+        self._write_paused_since = _now()
         if self.exchange is not None:
             self.exchange.on_downstream_paused(True)
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        self._write_paused_since = 0.0
         if self.exchange is not None:
             self.exchange.on_downstream_paused(False)
 
@@ -243,6 +256,7 @@ class ServerConnection:
         must not leave the client without an answer: 500, logged, connection closed."""
         if head.has_body:
             now = self._body_since = self._body_last = _now()
+            self._body_left = -1 if head.chunked else head.content_length or 0
             if self._reading_paused:
                 self._paused_since = now  # only what follows is held from the client
         try:
@@ -255,8 +269,10 @@ class ServerConnection:
             return
         if self._queue is not None:
             self._enqueue(("body", data))
-        elif self.exchange is not None:
-            self._body_last = _now()
+            return
+        self._body_last = _now()
+        self._body_left -= len(data)
+        if self.exchange is not None:
             self.exchange.on_request_body(data)
 
     def on_request_end(self) -> None:
@@ -264,10 +280,13 @@ class ServerConnection:
             return
         if self._queue is not None:
             self._enqueue(("end", None))
-        else:
-            self._body_since = 0.0
-            if self.exchange is not None:
-                self.exchange.on_request_end()
+            return
+        self._body_since = 0.0
+        if self._draining:
+            self._draining = False
+            self._next()
+        elif self.exchange is not None:
+            self.exchange.on_request_end()
 
     def _enqueue(self, event: _Event) -> None:
         if self._queue is None:
@@ -305,13 +324,32 @@ class ServerConnection:
             self._paused_since = 0.0
             self.transport.resume_reading()
 
+    def can_drain(self) -> bool:
+        """Whether the rest of the current request's body, if any, may be read and dropped
+        to keep the connection (an answer before the body ended: a denial, a redirect, an
+        early response): its length is known and at most DRAIN_MAX. Else the connection
+        closes after the answer (Connection: close)."""
+        return not self._body_since or 0 <= self._body_left <= DRAIN_MAX
+
     def done(self, keep_alive: bool) -> None:
-        """The exchange sent its whole response; take the next request or close."""
+        """The exchange sent its whole response; take the next request or close. Its body,
+        if it is still coming, is read and dropped first (the exchange asked `can_drain`)."""
         self.exchange = None
-        self._body_since = 0.0
         if not keep_alive or self.closed or self._upgraded or (self._eof and not self._queue):
+            self._body_since = 0.0
             self.close()
             return
+        if self._body_since:
+            if self._body_left < 0 or self._body_left > DRAIN_MAX:
+                self._body_since = 0.0
+                self.close()
+            else:
+                self._draining = True  # on_request_end goes on
+            return
+        self._next()
+
+    def _next(self) -> None:
+        """Between requests: start the queued ones, or wait for the next."""
         if self._queue is not None:
             # Pipelined requests wait: the exchange that called us is still inside its
             # upstream connection's callbacks, and that connection may already be back in
@@ -415,11 +453,22 @@ class ServerConnection:
         self._head_since = 0.0
 
     def sweep(self, now: float) -> None:
-        """Enforce the timeouts: a late head or a slow body (408), an idle connection."""
+        """Enforce the timeouts: a late head or a slow body (408), a client that stops
+        reading its response or an idle connection (closed)."""
         if self.closed or self.tunnel is not None:
             return
         timeouts = self.timeouts
         exchange = self.exchange
+        stalled = self._write_paused_since
+        if stalled and now - stalled > timeouts.idle:
+            # The client has not read for that long: the exchange (and its upstream) go.
+            self._queue = None
+            self.abort()  # connection_lost follows: the exchange is told there
+            return
+        if self._draining:
+            if now - self._body_last > timeouts.body_idle or now - self._body_since > timeouts.body:
+                self.close()
+            return
         if exchange is not None:
             if self._body_since and not self._reading_paused:
                 if now - self._body_last > timeouts.body_idle:

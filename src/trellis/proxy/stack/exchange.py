@@ -409,16 +409,22 @@ class Exchange:
         life of a WebSocket)."""
         upstream = self.upstream
         assert upstream is not None and upstream.transport is not None and self.host is not None
+        protocol = b""
+        for name, value in head.headers:
+            if name.lower() == b"upgrade":
+                protocol = value
+        if protocol.strip().lower() != self.head.upgrade.lower():
+            # Only the protocol the client asked for (and the reader let through) may
+            # follow: anything else would carry bytes no policy has seen.
+            self._record(502)
+            self.respond(502, b"the upstream switched to another protocol\n", flags="UPE")
+            return
         self._record(101)
         self.status = 101
         self.resp_started = True
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        protocol = b""
-        for name, value in head.headers:
-            if name.lower() == b"upgrade":
-                protocol = value
         headers = end_to_end(head.headers)
         headers += [(b"connection", b"upgrade"), (b"upgrade", protocol)]
         self.conn.write(response_head(101, headers, head.reason))
@@ -527,6 +533,8 @@ class Exchange:
         self._record(status)
         self.status = status
         self.resp_started = True
+        if not self.req_done and not self.conn.can_drain():
+            self.keep_alive = False  # said now, in this head: the body left is too big
         route = self.route
         if (
             head.plain
@@ -589,8 +597,8 @@ class Exchange:
         if upstream is not None:
             upstream.release(reusable=self.req_done)
         self._finish()
-        if not self.req_done:
-            self.keep_alive = False  # the body we stopped forwarding is still coming
+        # A body we stopped forwarding may still be coming: the connection reads and drops
+        # it, or closes (decided with the response head above).
         self.conn.done(self.keep_alive)
 
     def on_upstream_lost(self, reason: str) -> None:
@@ -717,7 +725,9 @@ class Exchange:
             return
         self.status = status
         self._drop_upstream()
-        keep_alive = self.keep_alive and self.req_done
+        # Answered before the body ended: the connection stays only if the rest of the
+        # body can be read and dropped (server.py `can_drain`).
+        keep_alive = self.keep_alive and (self.req_done or self.conn.can_drain())
         self.conn.write(
             local_response(
                 status,

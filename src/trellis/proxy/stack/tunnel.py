@@ -25,6 +25,7 @@ counted and logged, and resets both sides.
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 from typing import TYPE_CHECKING, cast
 
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from trellis.proxy.stack.exchange import Exchange
 
 ESTABLISHED = b"HTTP/1.1 200 Connection established\r\n\r\n"
+_FLAGS = re.compile(r"[^A-Z,]")  # what is not a response flag in a peer's answer
 MAX_PREFACE_ANSWER = 16 * 1024
 
 
@@ -201,7 +203,8 @@ class Tunnel:
         reason = why.decode("latin-1", "replace")
         status = _status(why)
         if 400 <= status < 500:
-            flags = _field(head, b"x-trellis-flags").decode("ascii", "replace")
+            # The peer's flags as they go into our answer and metrics: letters and commas.
+            flags = _FLAGS.sub("", _field(head, b"x-trellis-flags").decode("latin-1"))[:32]
             self.ex.tunnel_failed(status, flags, f"peer sidecar refused the tunnel: {reason}")
             return
         self.ex.tunnel_failed(502, "UC", f"peer sidecar refused the tunnel: {reason}")
