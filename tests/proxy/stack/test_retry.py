@@ -1,5 +1,6 @@
 """RetryState, pure: each retry's backoff is fully jittered within Envoy's bounds, attempts
-are counted and run out, and only the outcomes the policy names use an attempt."""
+are counted and run out, and only the outcomes the policy names use an attempt; and which
+requests may be sent again at all (`replay_safe`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import random
 
 import pytest
 
-from trellis.proxy.stack.retry import RetryState
+from trellis.proxy.http1.head import RequestHead
+from trellis.proxy.stack.retry import RetryState, replay_safe
 from trellis.routing import RetryPolicy
 
 
@@ -105,3 +107,27 @@ def test_which_outcomes_each_condition_retries(
     assert (fresh().after_reset() is not None) == reset
     assert (fresh().after_per_try_timeout() is not None) == per_try
     assert (fresh().after_status(503) is not None) == status_503
+
+
+@pytest.mark.parametrize(
+    ("method", "headers", "safe"),
+    [
+        ("GET", [], True),
+        ("HEAD", [], True),
+        ("OPTIONS", [], True),
+        ("TRACE", [], True),
+        ("PUT", [], True),
+        ("DELETE", [], True),
+        ("POST", [], False),
+        ("PATCH", [], False),
+        ("CONNECT", [], False),
+        ("POST", [(b"Idempotency-Key", b"8e03978e")], True),
+        ("PATCH", [(b"x-idempotency-key", b"1")], True),
+        ("POST", [(b"Idempotency", b"1")], False),
+    ],
+)
+def test_only_idempotent_requests_are_safe_to_send_again(
+    method: str, headers: list[tuple[bytes, bytes]], safe: bool
+) -> None:
+    head = RequestHead(method, "/x", "/x", "svc", headers)
+    assert replay_safe(head) is safe
