@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import shlex
 import sys
 
 from bench import BENCHMARKS
+from bench.procs import set_affinity
 from bench.report import Section, update_docs
 
 
@@ -29,9 +31,13 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
     sections: list[Section] = []
+    cpus = os.sched_getaffinity(0)
     for name in args.names or list(BENCHMARKS):
         module = importlib.import_module(BENCHMARKS[name])
         print(f"== {name}", flush=True)
+        # Each benchmark pins this process to its load core: the next one must find every
+        # core again, or it cannot pin anything (its figures would be noise).
+        set_affinity(cpus)
         section: Section = module.run(quick=args.quick)
         print(section.markdown, flush=True)
         sections.append(section)

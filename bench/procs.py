@@ -53,11 +53,16 @@ class Cores:
 
 def pin_this_process(core: int | None) -> None:
     """Pin every thread of this process (and what it starts later) to `core`."""
-    if core is None:
-        return
+    if core is not None:
+        set_affinity({core})
+
+
+def set_affinity(cpus: set[int]) -> None:
+    """Every thread of this process (and what it starts later) on `cpus`: how a benchmark
+    that pinned the process gives the next one of the same run all the cores back."""
     for tid in os.listdir("/proc/self/task"):
         with contextlib.suppress(ProcessLookupError):
-            os.sched_setaffinity(int(tid), {core})
+            os.sched_setaffinity(int(tid), cpus)
 
 
 class Child:
