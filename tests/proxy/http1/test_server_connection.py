@@ -448,3 +448,16 @@ async def test_a_client_that_stops_reading_its_response_is_reset() -> None:
     assert transport.aborted
     conn.connection_lost(None)
     assert listener.started[0].lost  # the exchange (and its upstream) go too
+
+
+async def test_a_bad_request_behind_a_drained_body_gets_its_own_400() -> None:
+    # A Content-Length body cannot be malformed: what fails while draining is the next
+    # request (a failed feed delivers nothing, the end of the drained body included).
+    listener = FakeListener()
+    conn, transport = connect(listener)
+    conn.data_received(b"POST /x HTTP/1.1\r\nHost: s\r\nContent-Length: 5\r\n\r\nab")
+    listener.started[0].answer(keep_alive=True)  # the rest of the body is being drained
+    conn.data_received(b"cde" + b"GET /b HTTP/1.1\r\nBroken\r\n\r\n")
+    assert bytes(transport.written).count(b"HTTP/1.1 ") == 2  # the answer, then the 400
+    assert bytes(transport.written).split(b"HTTP/1.1 ")[2].startswith(b"400 ")
+    assert transport.closed and len(listener.started) == 1
