@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import os
 import random
@@ -145,9 +146,16 @@ def make_handler(app: App) -> type[BaseHTTPRequestHandler]:
             self.send_response(status)
             self.send_header("content-type", "application/json")
             self.send_header("content-length", str(len(data)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(data)
+            # Head and body in one write: an app killed between two writes would leave its
+            # caller a head without its body, a truncation no proxy can repair or retry
+            # (tests that kill workloads under load count every failed call).
+            socket_writer, self.wfile = self.wfile, io.BytesIO()
+            try:
+                self.end_headers()  # into the buffer
+                head = self.wfile.getvalue()
+            finally:
+                self.wfile = socket_writer
+            self.wfile.write(head if self.command == "HEAD" else head + data)
 
         def _send_size(self, status: int, size: int) -> None:
             self.send_response(status)
