@@ -9,7 +9,11 @@ Owns Envoy's decision rules (envoy.extensions.filters.http.rbac.v3.RBAC):
 - `shadow_rules` are evaluated the same way, but only reported
   (`Decision.shadow_denied_by`): they never change `allowed`.
 - `authorize(engines, request)` runs a chain of filters as the HCM does: the
-  first denial stops it.
+  first denial stops it. `explain(engines, request)` is the same decision (it
+  calls `authorize`) with its trail, for `trellis explain`: per filter and
+  policy whether it matched, and which of its permissions and principals did,
+  evaluated with the very predicates the policies were compiled into (each
+  permission and principal is kept beside the `any_of` that joins them).
 - A tunnel (`RequestView.tunnel`, a CONNECT) is decided on what is known of
   it, its peer and destination port (Istio's semantics for TCP): an ALLOW
   policy matches only when it would match whatever the requests inside are, a
@@ -73,19 +77,32 @@ ALLOWED = Decision(True)
 
 
 Policies = Sequence[tuple[str, Predicate, Predicate]]
+# Per policy name: its permissions and its principals, each compiled on its own (explain).
+Parts = dict[str, tuple[tuple[Predicate, ...], tuple[Predicate, ...]]]
 
 
 class RuleSet:
     """One compiled envoy.config.rbac.v3.RBAC: an action and its policies, sorted by name;
     `tunnel_policies` are the same policies compiled for tunnels (none: no policy matches a
-    tunnel)."""
+    tunnel). `parts` and `tunnel_parts` hold each policy's permissions and principals one by
+    one, the predicates its two `any_of`s join (for `explain`; a policy missing there is
+    explained as one permission and one principal)."""
 
-    __slots__ = ("action", "policies", "tunnel_policies")
+    __slots__ = ("action", "parts", "policies", "tunnel_parts", "tunnel_policies")
 
-    def __init__(self, action: int, policies: Policies, tunnel_policies: Policies = ()) -> None:
+    def __init__(
+        self,
+        action: int,
+        policies: Policies,
+        tunnel_policies: Policies = (),
+        parts: Parts | None = None,
+        tunnel_parts: Parts | None = None,
+    ) -> None:
         self.action = action
         self.policies = tuple(sorted(policies, key=lambda p: p[0]))
         self.tunnel_policies = tuple(sorted(tunnel_policies, key=lambda p: p[0]))
+        self.parts: Parts = parts if parts is not None else {}
+        self.tunnel_parts: Parts = tunnel_parts if tunnel_parts is not None else {}
 
     def first_match(self, request: RequestView) -> str | None:
         policies = self.tunnel_policies if request.tunnel else self.policies
@@ -102,6 +119,27 @@ class RuleSet:
         if self.action == DENY:
             return name is None, name
         return True, name
+
+    def explain(self, request: RequestView) -> RulesCheck:
+        """`decide`, with every policy checked: whether it matches (its two predicates, as
+        `first_match` evaluates them) and which of its permissions and principals do."""
+        tunnel = request.tunnel
+        policies = self.tunnel_policies if tunnel else self.policies
+        parts = self.tunnel_parts if tunnel else self.parts
+        checks = []
+        for name, permissions, principals in policies:
+            matched = permissions(request) and principals(request)
+            each_permission, each_principal = parts.get(name, ((permissions,), (principals,)))
+            checks.append(
+                PolicyCheck(
+                    name,
+                    matched,
+                    tuple(i for i, test in enumerate(each_permission) if test(request)),
+                    tuple(i for i, test in enumerate(each_principal) if test(request)),
+                )
+            )
+        allowed, policy = self.decide(request)
+        return RulesCheck(ACTIONS[self.action], allowed, policy, tuple(checks))
 
     @property
     def policy_names(self) -> tuple[str, ...]:
@@ -121,6 +159,8 @@ def compile_rules(rbac: Any, path: str) -> RuleSet:
     tunnel_mode = SURE if action == ALLOW else POSSIBLE
     policies: list[tuple[str, Predicate, Predicate]] = []
     tunnel_policies: list[tuple[str, Predicate, Predicate]] = []
+    parts: Parts = {}
+    tunnel_parts: Parts = {}
     for name in sorted(rbac.policies):
         where = f"{path}.policies[{name}]"
         policy = rbac.policies[name]
@@ -129,21 +169,21 @@ def compile_rules(rbac: Any, path: str) -> RuleSet:
             raise RbacConfigError(f"{where}.permissions", "a policy needs at least one permission")
         if not policy.principals:
             raise RbacConfigError(f"{where}.principals", "a policy needs at least one principal")
-        for mode, out in ((REQUEST, policies), (tunnel_mode, tunnel_policies)):
-            permissions = any_of(
-                [
-                    compile_permission(p, f"{where}.permissions[{i}]", mode)
-                    for i, p in enumerate(policy.permissions)
-                ]
+        for mode, out, out_parts in (
+            (REQUEST, policies, parts),
+            (tunnel_mode, tunnel_policies, tunnel_parts),
+        ):
+            each_permission = tuple(
+                compile_permission(p, f"{where}.permissions[{i}]", mode)
+                for i, p in enumerate(policy.permissions)
             )
-            principals = any_of(
-                [
-                    compile_principal(p, f"{where}.principals[{i}]", mode)
-                    for i, p in enumerate(policy.principals)
-                ]
+            each_principal = tuple(
+                compile_principal(p, f"{where}.principals[{i}]", mode)
+                for i, p in enumerate(policy.principals)
             )
-            out.append((name, permissions, principals))
-    return RuleSet(action, policies, tunnel_policies)
+            out.append((name, any_of(each_permission), any_of(each_principal)))
+            out_parts[name] = (each_permission, each_principal)
+    return RuleSet(action, policies, tunnel_policies, parts, tunnel_parts)
 
 
 class Engine:
@@ -207,8 +247,72 @@ class Engine:
             return ALLOWED
         return Decision(allowed, policy, shadow_denied_by)
 
+    def explain(self, request: RequestView) -> FilterCheck:
+        """`evaluate` (its decision, from `evaluate` itself) with the rules' and the shadow
+        rules' checks (`RuleSet.explain`)."""
+        return FilterCheck(
+            None if self.rules is None else self.rules.explain(request),
+            None if self.shadow is None else self.shadow.explain(request),
+            self.evaluate(request),
+        )
+
     def __repr__(self) -> str:
         return f"Engine(rules={self.rules!r}, shadow={self.shadow!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyCheck:
+    """One policy as `explain` checked it: whether it matches, and the indexes of its
+    permissions and of its principals that match (it matches iff both are non-empty)."""
+
+    name: str
+    matched: bool
+    permissions: tuple[int, ...]
+    principals: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RulesCheck:
+    """One RuleSet as `explain` checked it: its action, its decision (`decide`: allowed,
+    and the first matching policy, the one that counts), and every policy in order."""
+
+    action: str
+    allowed: bool
+    policy: str | None
+    policies: tuple[PolicyCheck, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FilterCheck:
+    """One RBAC filter: its enforced rules (None: nothing enforced), its shadow rules (None:
+    none) and its decision (`Engine.evaluate`)."""
+
+    rules: RulesCheck | None
+    shadow: RulesCheck | None
+    decision: Decision
+
+
+@dataclass(frozen=True, slots=True)
+class AuthzTrail:
+    """A chain of filters explained: every filter's check, how many of them ran (the chain
+    stops at the first denial) and the chain's decision (`authorize`)."""
+
+    filters: tuple[FilterCheck, ...]
+    ran: int
+    decision: Decision
+
+
+def explain(engines: Sequence[Engine], request: RequestView) -> AuthzTrail:
+    """`authorize(engines, request)` and why: each filter's check (`Engine.explain`). The
+    decision is `authorize`'s own; the filters after a denial are checked too, but did not
+    run (`ran`)."""
+    checks = tuple(engine.explain(request) for engine in engines)
+    ran = len(checks)
+    for i, check in enumerate(checks):
+        if not check.decision.allowed:
+            ran = i + 1
+            break
+    return AuthzTrail(checks, ran, authorize(engines, request))
 
 
 def authorize(engines: Sequence[Engine], request: RequestView) -> Decision:

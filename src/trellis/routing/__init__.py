@@ -6,7 +6,8 @@ RouteConfiguration into plain objects once per config version (precompiled
 regexes, tuples, `__slots__` classes) and raises `RouteConfigError(path,
 reason)` for anything the proxy cannot apply, which the xDS client NACKs.
 `table.select(authority, method, path, headers)` then returns the `Route` or
-None (404), with no I/O, no clock and no protobuf access.
+None (404), with no I/O, no clock and no protobuf access; `table.explain(...)`
+takes the same steps and also says why each route it tried did not match.
 
 Decisions (Envoy's behaviour unless said otherwise):
 - Virtual hosts: exact domain, then the longest `*suffix`, the longest
@@ -40,7 +41,7 @@ from trellis.routing.matchers import parse_query, split_target
 from trellis.routing.retry import RetryPolicy
 from trellis.routing.rewrite import PathRewrite
 from trellis.routing.route import Route
-from trellis.routing.table import RouteTable, VirtualHost
+from trellis.routing.table import RouteCheck, RouteTable, Selection, VirtualHost
 
 __all__ = [
     "FAULT_FILTER",
@@ -56,8 +57,10 @@ __all__ = [
     "RedirectAction",
     "RetryPolicy",
     "Route",
+    "RouteCheck",
     "RouteConfigError",
     "RouteTable",
+    "Selection",
     "VirtualHost",
     "apply_header_mutations",
     "hash_keys",

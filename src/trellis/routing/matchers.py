@@ -90,6 +90,16 @@ def string_test(matcher: Any, path: str) -> StringTest:
     return literal_test(kind, getattr(matcher, kind), matcher.ignore_case, field(path, kind))
 
 
+def describe_string(matcher: Any) -> str:
+    """A StringMatcher in words, for explanations (`exact "v2"`, `regex "/a.*"`)."""
+    kind = matcher.WhichOneof("match_pattern")
+    if kind is None:
+        return "(nothing)"
+    value = matcher.safe_regex.regex if kind == "safe_regex" else getattr(matcher, kind)
+    words = "regex" if kind == "safe_regex" else kind
+    return f"{words} {value!r}" + (" ignoring case" if matcher.ignore_case else "")
+
+
 def regex_test(pattern: Regex) -> StringTest:
     """Full match, as RE2 does for Envoy's safe_regex (RE2 itself: regex.py)."""
     return pattern.fullmatch
@@ -123,7 +133,7 @@ def literal_test(kind: str, value: str, ignore_case: bool, path: str) -> StringT
 class HeaderMatcher:
     """One compiled envoy.config.route.v3.HeaderMatcher."""
 
-    __slots__ = ("invert", "name", "present", "source", "test", "treat_missing_as_empty")
+    __slots__ = ("invert", "name", "present", "source", "test", "text", "treat_missing_as_empty")
 
     def __init__(
         self,
@@ -133,8 +143,10 @@ class HeaderMatcher:
         present: bool = True,
         invert: bool = False,
         treat_missing_as_empty: bool = False,
+        text: str = "",
     ) -> None:
         self.name = name
+        self.text = text or name  # the matcher in words, for explanations
         self.source = _PSEUDO.get(name, _HEADER)
         self.test = test  # None: a presence match, whose answer is `present`
         self.present = present
@@ -158,6 +170,13 @@ class HeaderMatcher:
             return self.matches(headers.get(self.name))
         return self.matches(method if source == _METHOD else path if source == _PATH else authority)
 
+    def value(self, method: str, path: str, authority: str, headers: HeaderLookup) -> str | None:
+        """The value `matches_request` tests (None: absent), for explanations."""
+        source = self.source
+        if source == _HEADER:
+            return headers.get(self.name)
+        return method if source == _METHOD else path if source == _PATH else authority
+
     def __repr__(self) -> str:
         return f"HeaderMatcher({self.name!r}, invert={self.invert})"
 
@@ -173,23 +192,37 @@ def compile_header(matcher: Any, path: str) -> HeaderMatcher:
     present = True
     if kind == "string_match":
         test = string_test(matcher.string_match, where)
+        words = describe_string(matcher.string_match)
     elif kind == "exact_match":
         value = matcher.exact_match
         test = _always if not value else literal_test("exact", value, False, where)
+        words = f"exact {value!r}" if value else "present"
     elif kind in ("prefix_match", "suffix_match", "contains_match"):
         test = literal_test(kind.removesuffix("_match"), getattr(matcher, kind), False, where)
+        words = f"{kind.removesuffix('_match')} {getattr(matcher, kind)!r}"
     elif kind == "safe_regex_match":
         test = regex_test(compile_regex(matcher.safe_regex_match, where))
+        words = f"regex {matcher.safe_regex_match.regex!r}"
     elif kind == "range_match":
         test = _range_test(matcher.range_match.start, matcher.range_match.end)
+        words = f"in [{matcher.range_match.start}, {matcher.range_match.end})"
     elif kind == "present_match":
         present = matcher.present_match
+        words = "present" if present else "absent"
+    else:
+        words = "present"
+    text = f"{name} {words}"
+    if matcher.invert_match:
+        text = f"not ({text})"
+    if matcher.treat_missing_header_as_empty:
+        text += " (missing read as empty)"
     return HeaderMatcher(
         name,
         test,
         present=present,
         invert=matcher.invert_match,
         treat_missing_as_empty=matcher.treat_missing_header_as_empty,
+        text=text,
     )
 
 
@@ -223,12 +256,15 @@ def parse_query(query: str) -> dict[str, str]:
 class QueryMatcher:
     """One compiled envoy.config.route.v3.QueryParameterMatcher."""
 
-    __slots__ = ("name", "present", "test")
+    __slots__ = ("name", "present", "test", "text")
 
-    def __init__(self, name: str, test: StringTest | None, present: bool = True) -> None:
+    def __init__(
+        self, name: str, test: StringTest | None, present: bool = True, text: str = ""
+    ) -> None:
         self.name = name
         self.test = test
         self.present = present
+        self.text = text or f"{name} present"  # the matcher in words, for explanations
 
     def matches(self, query: Mapping[str, str]) -> bool:
         value = query.get(self.name)
@@ -246,9 +282,12 @@ def compile_query(matcher: Any, path: str) -> QueryMatcher:
         raise RouteConfigError(field(path, "name"), "a query parameter matcher needs a name")
     kind = matcher.WhichOneof("query_parameter_match_specifier")
     if kind == "string_match":
-        return QueryMatcher(matcher.name, string_test(matcher.string_match, field(path, kind)))
+        test = string_test(matcher.string_match, field(path, kind))
+        text = f"{matcher.name} {describe_string(matcher.string_match)}"
+        return QueryMatcher(matcher.name, test, text=text)
     if kind == "present_match":
-        return QueryMatcher(matcher.name, None, matcher.present_match)
+        words = "present" if matcher.present_match else "absent (never matches)"
+        return QueryMatcher(matcher.name, None, matcher.present_match, f"{matcher.name} {words}")
     return QueryMatcher(matcher.name, None)
 
 
@@ -288,6 +327,19 @@ def compile_path(match: Any, path: str) -> tuple[StringTest, int | None]:
     )
 
 
+def describe_path(match: Any) -> str:
+    """A RouteMatch's path specifier in words, for explanations (`prefix '/api'`)."""
+    kind = match.WhichOneof("path_specifier")
+    if kind is None:
+        return "(no path)"
+    value = match.safe_regex.regex if kind == "safe_regex" else getattr(match, kind)
+    words = {"safe_regex": "regex", "path": "exact", "path_separated_prefix": "segment prefix"}
+    text = f"{words.get(kind, kind)} {value!r}"
+    if kind != "safe_regex" and match.HasField("case_sensitive") and not match.case_sensitive.value:
+        text += " ignoring case"
+    return text
+
+
 def _separated_prefix(prefix: str, sensitive: bool, path: str) -> tuple[StringTest, int]:
     if not prefix.startswith("/") or prefix.endswith("/") or "?" in prefix or "#" in prefix:
         raise RouteConfigError(
@@ -315,7 +367,7 @@ def is_grpc(headers: HeaderLookup) -> bool:
 class RouteMatcher:
     """A compiled RouteMatch: path, then headers, then query parameters, then gRPC."""
 
-    __slots__ = ("grpc", "headers", "path", "prefix_length", "query")
+    __slots__ = ("grpc", "headers", "path", "path_text", "prefix_length", "query")
 
     def __init__(
         self,
@@ -324,12 +376,14 @@ class RouteMatcher:
         headers: tuple[HeaderMatcher, ...] = (),
         query: tuple[QueryMatcher, ...] = (),
         grpc: bool = False,
+        path_text: str = "",
     ) -> None:
         self.path = path
         self.prefix_length = prefix_length  # what a prefix rewrite replaces; None: the path
         self.headers = headers
         self.query = query
         self.grpc = grpc
+        self.path_text = path_text  # the path specifier in words, for explanations
 
     def matches(
         self,
@@ -351,6 +405,35 @@ class RouteMatcher:
                 return False
         return not self.grpc or is_grpc(headers)
 
+    def mismatch(
+        self,
+        path: str,
+        method: str,
+        full_path: str,
+        authority: str,
+        headers: HeaderLookup,
+        query: Mapping[str, str],
+    ) -> str | None:
+        """Why `matches` refuses the request: the first condition that fails, in the order
+        `matches` tests them and with the same compiled tests, in words; None when it
+        matches. For explanations only (`matches` is the request path's)."""
+        if not self.path(path):
+            return f"path {path!r} is not {self.path_text or 'the route path'}"
+        for h in self.headers:
+            if not h.matches_request(method, full_path, authority, headers):
+                value = h.value(method, full_path, authority, headers)
+                seen = "absent" if value is None else repr(value)
+                return f"header {h.text}: {seen}"
+        for q in self.query:
+            if not q.matches(query):
+                value = query.get(q.name)
+                seen = "absent" if value is None else repr(value)
+                return f"query parameter {q.text}: {seen}"
+        if self.grpc and not is_grpc(headers):
+            ct = headers.get("content-type")
+            return f"not a gRPC request (content-type {'absent' if ct is None else repr(ct)})"
+        return None
+
 
 def compile_match(match: Any, path: str) -> RouteMatcher:
     """An envoy.config.route.v3.RouteMatch; fields we cannot apply are errors."""
@@ -363,7 +446,8 @@ def compile_match(match: Any, path: str) -> RouteMatcher:
     )
     if match.HasField("grpc"):
         check_fields(match.grpc, field(path, "grpc"), applied=())
-    return RouteMatcher(test, prefix_length, headers, query, match.HasField("grpc"))
+    grpc = match.HasField("grpc")
+    return RouteMatcher(test, prefix_length, headers, query, grpc, describe_path(match))
 
 
 def split_target(target: str) -> tuple[str, str]:

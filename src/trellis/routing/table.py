@@ -4,18 +4,23 @@ Owns the composition: virtual hosts (domains.py) → routes in order, first
 match wins (route.py, matchers.py), plus what routes inherit from their
 virtual host and the route configuration. `select` parses the query string
 only for virtual hosts that have query-parameter matchers and touches no
-protobuf. Must not know about sockets, clocks or the proxy's layers.
+protobuf. `explain` takes the same steps with the same compiled matchers and
+also says, for each route it tried, why it did not match (`trellis explain`);
+it is never on the request path, and `select` does not share its code (a
+shared loop would cost every request the bookkeeping). Must not know about
+sockets, clocks or the proxy's layers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from envoy.config.route.v3 import route_pb2
 
 from trellis.routing.actions import ForwardAction
-from trellis.routing.domains import DomainIndex
+from trellis.routing.domains import DomainIndex, strip_port
 from trellis.routing.errors import RouteConfigError, field
 from trellis.routing.fault import Disabled, FaultPolicy
 from trellis.routing.headers import compile_mutation
@@ -99,8 +104,57 @@ class VirtualHost:
                 return route
         return None
 
+    def explain(
+        self, authority: str, method: str, path: str, headers: HeaderSource
+    ) -> tuple[tuple[RouteCheck, ...], Route | None]:
+        """`select`, route by route: each route tried, up to the one chosen (the first whose
+        `match.matches` holds, as in `select`), with why the others did not match."""
+        just_path, query_text = split_target(path)
+        query = parse_query(query_text) if self.uses_query and query_text else _NO_QUERY
+        if callable(headers):
+            headers = headers() if self.uses_headers else _NO_HEADERS
+        checks: list[RouteCheck] = []
+        for i, route in enumerate(self.routes):
+            match = route.match
+            if match.matches(just_path, method, path, authority, headers, query):
+                checks.append(RouteCheck(i, route, True))
+                return tuple(checks), route
+            why = match.mismatch(just_path, method, path, authority, headers, query)
+            checks.append(RouteCheck(i, route, False, why or "no match"))
+        return tuple(checks), None
+
     def __repr__(self) -> str:
         return f"VirtualHost({self.name!r}, {len(self.routes)} routes)"
+
+
+@dataclass(frozen=True, slots=True)
+class RouteCheck:
+    """One route as `explain` tried it: `index` in its virtual host, whether it matched,
+    and why not (the first condition that failed, in words)."""
+
+    index: int
+    route: Route
+    matched: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """What `RouteTable.explain` found: the virtual host for the authority (None: no
+    domain matched, Envoy answers 404), the routes tried in order up to the chosen
+    one, and the chosen route (None: 404)."""
+
+    authority: str
+    host: str  # what the domains were matched against (the port stripped or not)
+    virtual_host: VirtualHost | None
+    checks: tuple[RouteCheck, ...]
+    route: Route | None
+
+    @property
+    def untried(self) -> int:
+        """Routes after the chosen one, which the first match never reaches."""
+        vhost = self.virtual_host
+        return 0 if vhost is None else len(vhost.routes) - len(self.checks)
 
 
 class RouteTable:
@@ -158,6 +212,19 @@ class RouteTable:
         if vhost is None:
             return None
         return vhost.select(authority, method, path, headers)
+
+    def explain(self, authority: str, method: str, path: str, headers: HeaderSource) -> Selection:
+        """`select` with its trail (see `Selection`): the same virtual host and the same
+        route, found with the same compiled matchers; for `trellis explain`."""
+        index = self._index
+        host = authority.lower()
+        if index.strips_port:
+            host = strip_port(host)
+        vhost = index.find(authority)
+        if vhost is None:
+            return Selection(authority, host, None, (), None)
+        checks, route = vhost.explain(authority, method, path, headers)
+        return Selection(authority, host, vhost, checks, route)
 
     def clusters(self) -> tuple[str, ...]:
         """Every cluster a route may send to or mirror to, sorted."""

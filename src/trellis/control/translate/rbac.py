@@ -146,26 +146,62 @@ def envoy_policies(
 ) -> dict[str, rbac_pb2.Policy]:
     """The Envoy Policies of one AuthorizationPolicy: one per distinct port set (usually one)."""
     build = _RuleBuilder(policy.spec.action, trust_domain, dialect)
-    clauses: dict[tuple[int, ...], list[rbac_pb2.Principal]] = {}
-    for rule in policy.spec.rules:
-        common = []
-        if rule.from_:
-            common.append(values.any_of([build.source(f.source) for f in rule.from_]))
-        common.extend(build.condition(c) for c in rule.when)
-        operations: list[Operation | None] = [t.operation for t in rule.to] or [None]
-        for operation in operations:
-            ports = tuple(sorted(set(operation.ports))) if operation is not None else ()
-            parts = common + (build.operation(operation) if operation is not None else [])
-            clauses.setdefault(ports, []).append(values.all_of(parts))
-    base = policy_name(policy)
     out = {}
-    for ports, principals in clauses.items():
-        name = base if len(clauses) == 1 else f"{base}#ports={_ports_label(ports)}"
+    for name, (ports, clauses) in _clauses(policy).items():
+        principals = []
+        for clause in clauses:
+            rule = policy.spec.rules[clause.rule]
+            parts = []
+            if rule.from_:
+                parts.append(values.any_of([build.source(f.source) for f in rule.from_]))
+            parts.extend(build.condition(c) for c in rule.when)
+            if clause.operation is not None:
+                parts.extend(build.operation(clause.operation))
+            principals.append(values.all_of(parts))
         permissions = [rbac_pb2.Permission(destination_port=p) for p in ports] or [
             rbac_pb2.Permission(any=True)
         ]
         out[name] = rbac_pb2.Policy(permissions=permissions, principals=principals)
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class Clause:
+    """One principal of an Envoy Policy: rule `rule` of the AuthorizationPolicy with its
+    `to` entry `to` (None: a rule without `to`), whose operation it carries."""
+
+    rule: int
+    to: int | None
+    operation: Operation | None
+
+
+def rule_origins(policy: AuthorizationPolicy) -> dict[str, tuple[Clause, ...]]:
+    """Per Envoy Policy name of `policy`: where each of its principals comes from, in order
+    (principal i is clause i), so an explanation can name the rule that matched."""
+    return {name: clauses for name, (_, clauses) in _clauses(policy).items()}
+
+
+def _clauses(
+    policy: AuthorizationPolicy,
+) -> dict[str, tuple[tuple[int, ...], tuple[Clause, ...]]]:
+    """Envoy Policy name -> (its ports, its clauses): every (rule, operation) pair grouped
+    by the operation's port set, in rule order."""
+    by_ports: dict[tuple[int, ...], list[Clause]] = {}
+    for r, rule in enumerate(policy.spec.rules):
+        operations: list[tuple[int | None, Operation | None]] = [
+            (i, t.operation) for i, t in enumerate(rule.to)
+        ] or [(None, None)]
+        for to, operation in operations:
+            ports = tuple(sorted(set(operation.ports))) if operation is not None else ()
+            by_ports.setdefault(ports, []).append(Clause(r, to, operation))
+    base = policy_name(policy)
+    return {
+        (base if len(by_ports) == 1 else f"{base}#ports={_ports_label(ports)}"): (
+            ports,
+            tuple(clauses),
+        )
+        for ports, clauses in by_ports.items()
+    }
 
 
 def _ports_label(ports: tuple[int, ...]) -> str:
