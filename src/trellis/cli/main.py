@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str, dict[str, object]]] = {
     "ca": ("trellis.cli.ca", "app", {}),
     "identity": ("trellis.cli.identity", "app", {}),
     "check": ("trellis.cli.check", "check", {}),
+    "explain": ("trellis.cli.explain", "explain", {}),
 }
 
 

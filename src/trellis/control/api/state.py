@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from trellis.control.ca.db import CertificateRecord
     from trellis.control.ca.issuer import MeshSettings, NewToken
     from trellis.control.ca.tokens import TokenRecord
+    from trellis.control.push.context import PushContext
+    from trellis.control.translate.node import NodeInfo
 
 
 class RegistryPort(Protocol):
@@ -38,6 +40,12 @@ class AdsPort(Protocol):
     def nodes(self) -> Sequence[NodeStatusView]: ...
 
     def subscribers(self, resource_name: str) -> list[str]: ...
+
+    @property
+    def current(self) -> PushContext:
+        """The PushContext being served."""
+
+    def node_infos(self) -> Sequence[NodeInfo]: ...
 
 
 class CaPort(Protocol):

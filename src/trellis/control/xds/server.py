@@ -143,6 +143,12 @@ class AdsServer:
         statuses = [s for c in self._connections if (s := c.stream.status()) is not None]
         return sorted(statuses, key=lambda s: (s.node_id, s.connected_at, s.peer))
 
+    def node_infos(self) -> list[NodeInfo]:
+        """The node facts of every stream that has identified its node, as its resources are
+        generated (`trellis explain` takes the request as those nodes would), sorted by id."""
+        infos = [c.stream.node for c in self._connections if c.stream.node is not None]
+        return sorted(infos, key=lambda n: n.id)
+
     def subscribers(self, resource_name: str) -> list[str]:
         """Ids of the nodes subscribed to `resource_name` under any type, sorted."""
         return sorted(
