@@ -314,6 +314,8 @@ def _authorization(authz: Json, say: Say) -> None:
                 continue
             ran = "" if f["ran"] else " (did not run: an earlier filter denied)"
             verdict = "allows" if rules["allowed"] else "denies"
+            if kind:
+                verdict = "would allow" if rules["allowed"] else "would deny"
             say(f"        {kind}{rules['action']} filter {verdict}{ran}")
             if not rules["policies"]:
                 say("          (no policy: nothing matches)")

@@ -39,7 +39,3 @@ class Answer:
             "policy": self.policy,
             "location": self.location,
         }
-
-
-def local(status: int, flags: str, by: str, reason: str, **extra: Any) -> Answer:
-    return Answer(status, flags, by, reason, **extra)

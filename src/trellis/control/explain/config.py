@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from google.protobuf import any_pb2
 
@@ -88,7 +88,7 @@ class NodeConfig:
         key = (type_url, name)
         if key not in self._cache:
             self._cache[key] = self._build(type_url, name, decode)
-        return self._cache[key]  # type: ignore[return-value]
+        return cast("T | Missing | Refused", self._cache[key])
 
     def _build(
         self, type_url: str, name: str, decode: Callable[[any_pb2.Any], tuple[str, T]]

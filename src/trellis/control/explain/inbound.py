@@ -220,6 +220,16 @@ def _rules_json(rules: RulesCheck | None, origins: Origins) -> Json | None:
     }
 
 
+def _pruned(value: Any) -> Any:
+    """`value` without empty lists, maps and nulls (a rule as written, not as defaulted)."""
+    if isinstance(value, dict):
+        kept = {k: _pruned(v) for k, v in value.items()}
+        return {k: v for k, v in kept.items() if v not in (None, [], {})}
+    if isinstance(value, list):
+        return [_pruned(v) for v in value]
+    return value
+
+
 def _policy_json(check: PolicyCheck, origins: Origins) -> Json:
     found = origins.get(check.name)
     rules: list[Json] = []
@@ -230,7 +240,7 @@ def _policy_json(check: PolicyCheck, origins: Origins) -> Json:
             if i < len(clauses):
                 clause = clauses[i]
                 rule = spec_rules[clause.rule] if clause.rule < len(spec_rules) else {}
-                rules.append({"rule": clause.rule, "to": clause.to, "spec": rule})
+                rules.append({"rule": clause.rule, "to": clause.to, "spec": _pruned(rule)})
     return {
         "name": check.name,
         "matched": check.matched,

@@ -123,7 +123,7 @@ def split_url(url: str) -> tuple[str, str]:
             raise ExplainError(f"url: {port!r} is not a port")
         if not host:
             raise ExplainError(f"url: {url!r} names no host")
-    if any(c in target for c in " \t\r\n") or any(ord(c) < 0x21 or ord(c) > 0x7E for c in target):
+    if any(ord(c) < 0x21 or ord(c) > 0x7E for c in target):
         raise ExplainError("url: the path holds spaces or characters to percent-encode")
     if target.startswith("?"):
         target = "/" + target
