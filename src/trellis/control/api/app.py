@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from trellis.control.api import identity, registry, resources, views
+from trellis.control.api import identity, registry, resources, traces, views
 from trellis.control.api.guard import RequestGuard
 from trellis.control.api.state import ApiState
 from trellis.control.api.writes import Rejected
@@ -69,5 +69,7 @@ def create_app(state: ApiState) -> FastAPI:
     app.include_router(identity.tokens_router)
     app.include_router(identity.ca_router)
     app.include_router(identity.identities_router)
+    app.include_router(traces.otlp_router)
+    app.include_router(traces.router)
     app.include_router(resources.router)
     return app
