@@ -35,6 +35,8 @@ COMMANDS: dict[str, tuple[str, str, dict[str, object]]] = {
     "ca": ("trellis.cli.ca", "app", {}),
     "identity": ("trellis.cli.identity", "app", {}),
     "check": ("trellis.cli.check", "check", {}),
+    "traces": ("trellis.cli.traces", "traces", {}),
+    "trace": ("trellis.cli.trace", "trace", {}),
 }
 
 
