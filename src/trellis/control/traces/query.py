@@ -35,6 +35,7 @@ _UNIT_NS: Final = {
 _DURATION = re.compile(r"^(?:[0-9]{1,9}(?:\.[0-9]{1,9})?(?:ns|us|µs|ms|s|m|h))+$")
 _PART = re.compile(r"([0-9]{1,9}(?:\.[0-9]{1,9})?)(ns|us|µs|ms|s|m|h)")
 _HEX = re.compile(r"^[0-9a-fA-F]+$")
+_BITS: Final = {name: class_bit(name) for name in STATUS_CLASSES}
 
 
 class BadQuery(ValueError):
@@ -92,10 +93,21 @@ class TraceQuery:
     until_ns: int | None = None
     limit: int = DEFAULT_LIMIT
 
+    @property
+    def filters(self) -> bool:
+        """Whether it filters at all (else every trace matches)."""
+        return (
+            self.service is not None
+            or self.status is not None
+            or self.min_duration_ns > 0
+            or self.since_ns is not None
+            or self.until_ns is not None
+        )
+
     def matches(self, trace: TraceRecord) -> bool:
         if self.service is not None and self.service not in trace.services:
             return False
-        if self.status is not None and not trace.bits & class_bit(self.status):
+        if self.status is not None and not trace.bits & _BITS[self.status]:
             return False
         if self.min_duration_ns and trace.duration_ns < self.min_duration_ns:
             return False

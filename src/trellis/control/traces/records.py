@@ -91,7 +91,18 @@ class SpanRecord:
 class TraceRecord:
     """One trace's spans (by span id, in arrival order) and what the indexes know of it."""
 
-    __slots__ = ("bits", "cost", "end", "live", "root", "services", "spans", "start", "trace_id")
+    __slots__ = (
+        "bits",
+        "cost",
+        "duration_ns",
+        "end",
+        "live",
+        "root",
+        "services",
+        "spans",
+        "start",
+        "trace_id",
+    )
 
     def __init__(self, trace_id: bytes) -> None:
         self.trace_id = trace_id
@@ -103,6 +114,9 @@ class TraceRecord:
         self.services: tuple[str, ...] = ()  # in the order they were seen
         self.cost = TRACE_OVERHEAD
         self.live = True  # False once evicted
+        # The root span's duration; the trace's extent while it has no root (kept up to date
+        # by `add`: searches read it for every trace).
+        self.duration_ns = 0
 
     def add(self, span: SpanRecord) -> None:
         if not self.spans:
@@ -114,13 +128,8 @@ class TraceRecord:
         self.cost += span.cost
         if not span.parent_id and (self.root is None or span.start < self.root.start):
             self.root = span
-
-    @property
-    def duration_ns(self) -> int:
-        """The root span's duration; the trace's extent while it has no root."""
-        if self.root is not None:
-            return self.root.end - self.root.start
-        return self.end - self.start
+        root = self.root
+        self.duration_ns = root.end - root.start if root is not None else self.end - self.start
 
     @property
     def error(self) -> bool:

@@ -25,6 +25,7 @@ caller gives `now` where a query needs it). Knows OTLP's messages, not their tra
 from __future__ import annotations
 
 import heapq
+import operator
 import sys
 from collections import deque
 from collections.abc import Iterable
@@ -59,6 +60,7 @@ HTTP_STATUS_KEYS: Final = frozenset({"http.response.status_code", "http.status_c
 _ZERO_TRACE: Final = bytes(16)
 _ZERO_SPAN: Final = bytes(8)
 _ERROR: Final = Status.STATUS_CODE_ERROR
+_NEWEST: Final = operator.attrgetter("start", "trace_id")
 
 
 @dataclass(slots=True)
@@ -225,8 +227,8 @@ class TraceStore:
         pool: Iterable[TraceRecord] = (
             pools[sizes.index(min(sizes))] if pools else self._traces.values()
         )
-        matched = [t for t in pool if query.matches(t)]
-        newest = heapq.nlargest(query.limit, matched, key=lambda t: (t.start, t.trace_id))
+        matched = [t for t in pool if query.matches(t)] if query.filters else list(pool)
+        newest = heapq.nlargest(query.limit, matched, key=_NEWEST)
         return Found(newest, len(matched))
 
     def services(self) -> list[str]:
