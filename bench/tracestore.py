@@ -236,6 +236,7 @@ def run(quick: bool) -> Section:
             queries = [(label, bench.query_p50(params)) for label, params in QUERIES]
             queries.append(("one trace (4 spans)", bench.trace_p50()))
             peak = _peak_rss(control.pid)
+            load_average = os.getloadavg()[0]
         finally:
             control.stop()
     table = [
@@ -246,6 +247,18 @@ def run(quick: bool) -> Section:
         *(r.row() for r in runs),
     ]
     held = stats["bytes"] / 2**20
+    contested = [r for r in runs if r.offered is None and r.cp_cpu / r.load.elapsed < 0.8]
+    note = (
+        [
+            "",
+            f"**In the closed-loop runs the control plane got at most"
+            f" {max(100 * r.cp_cpu / r.load.elapsed for r in contested):.0f}% of its core: other"
+            f" work shared it (load average {load_average:.1f} at the end). Its max on a core of"
+            " its own is what it ingests per CPU-second.**",
+        ]
+        if contested
+        else []
+    )
     return Section(
         "tracestore",
         "\n".join(
@@ -259,6 +272,7 @@ def run(quick: bool) -> Section:
                 f"CPUs: {os.cpu_count()}; {cores.describe()}.",
                 "",
                 *table,
+                *note,
                 "",
                 f"Store at the end: {stats['traces']:,} traces, {stats['spans']:,} spans,"
                 f" {held:.1f} MiB charged of {stats['maxBytes'] / 2**20:.0f} MiB;"

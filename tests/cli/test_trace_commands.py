@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import itertools
 import json
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from tests.cli.control_plane import TOKEN, ControlPlane
+from tests.cli.control_plane import TOKEN, TRELLIS, ControlPlane
 from tests.control.ca.secure_world import sign
 from tests.control.traces.otlp_spans import TestSpan, request, trace_id
 
@@ -510,3 +511,17 @@ async def test_the_secure_port_takes_exports_from_mesh_members_only(cp: ControlP
         answer = await trace_service_pb2_grpc.TraceServiceStub(member).Export(req, timeout=10)
         assert not answer.HasField("partial_success")
     assert listed(cp, "--service", "secure-member") == [trace_id(0xA5).hex()]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"), [("lots", "is not a size"), ("1KiB", "less than the smallest store")]
+)
+def test_a_bad_store_bound_is_refused_before_anything_starts(value: str, message: str) -> None:
+    got = subprocess.run(
+        [TRELLIS, "control", "--trace-store-bytes", value],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert got.returncode == 2
+    assert "--trace-store-bytes" in got.stderr and message in got.stderr
