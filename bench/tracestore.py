@@ -251,10 +251,10 @@ def run(quick: bool) -> Section:
     note = (
         [
             "",
-            f"**In the closed-loop runs the control plane got at most"
-            f" {max(100 * r.cp_cpu / r.load.elapsed for r in contested):.0f}% of its core: other"
-            f" work shared it (load average {load_average:.1f} at the end). Its max on a core of"
-            " its own is what it ingests per CPU-second.**",
+            "**The control plane got less than its core in "
+            + ", ".join(f"{r.name} ({100 * r.cp_cpu / r.load.elapsed:.0f}%)" for r in contested)
+            + f": other work shared it (load average {load_average:.1f} at the end). Its max on"
+            " a core of its own is what it ingests per CPU-second.**",
         ]
         if contested
         else []

@@ -8,12 +8,16 @@ import json
 
 import pytest
 from google.protobuf import json_format
+from hypothesis import given
+from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from tests.control.traces.otlp_spans import TestSpan, request, span_id, trace_id
 
 from trellis.control.limits import MAX_JSON_DEPTH, OTLP_MAX_SPANS_PER_EXPORT
 from trellis.control.traces.export import OtlpReceiver, Refusal, Refused, parse_otlp_json
+from trellis.control.traces.query import TraceQuery
 from trellis.control.traces.store import TraceStore
+from trellis.control.traces.views import trace_json
 
 
 def receiver(max_bytes: int = 4096) -> OtlpReceiver:
@@ -124,3 +128,69 @@ def test_json_that_is_not_an_export_is_invalid(data: bytes, reason: str) -> None
     answer = receiver().receive_json(data)
     assert isinstance(answer, Refused) and answer.reason is Refusal.INVALID
     assert reason in answer.message
+
+
+# -- fuzz: whatever the bytes, an answer or a refusal, never an exception ----------------------
+
+VALID = request(
+    [
+        TestSpan(1, 1, http_status=200, attributes=(("k", "v"),)),
+        TestSpan(1, 2, parent=1, error=True),
+        TestSpan(2, 3, parent=9, service="other"),
+    ]
+).SerializeToString()
+
+
+@given(st.binary(max_size=512))
+def test_any_bytes(data: bytes) -> None:
+    answer = receiver(max_bytes=1 << 20).receive(data)
+    assert isinstance(answer, ExportTraceServiceResponse | Refused)
+
+
+@given(st.lists(st.tuples(st.integers(0, len(VALID) - 1), st.integers(0, 255)), max_size=8))
+def test_a_valid_export_with_bytes_changed(changes: list[tuple[int, int]]) -> None:
+    data = bytearray(VALID)
+    for at, value in changes:
+        data[at] = value
+    r = receiver(max_bytes=1 << 20)
+    answer = r.receive(bytes(data))
+    assert isinstance(answer, ExportTraceServiceResponse | Refused)
+    for trace in r.store.search(TraceQuery(limit=1000)).traces:  # what was stored reads back
+        json.dumps(trace_json(trace), allow_nan=False)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "resourceSpans",
+                    "scopeSpans",
+                    "spans",
+                    "traceId",
+                    "spanId",
+                    "parentSpanId",
+                    "links",
+                    "name",
+                    "attributes",
+                    "key",
+                    "value",
+                    "stringValue",
+                    "startTimeUnixNano",
+                ]
+            ),
+            inner,
+            max_size=4,
+        )
+    ),
+    max_leaves=20,
+)
+
+
+@given(json_values)
+def test_any_json(value: object) -> None:
+    data = json.dumps(value).encode()
+    answer = receiver(max_bytes=1 << 20).receive_json(data)
+    assert isinstance(answer, ExportTraceServiceResponse | Refused)
