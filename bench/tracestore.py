@@ -253,8 +253,9 @@ def run(quick: bool) -> Section:
             "",
             "**The control plane got less than its core in "
             + ", ".join(f"{r.name} ({100 * r.cp_cpu / r.load.elapsed:.0f}%)" for r in contested)
-            + f": other work shared it (load average {load_average:.1f} at the end). Its max on"
-            " a core of its own is what it ingests per CPU-second.**",
+            + f": other work shared the core (load average {load_average:.1f} at the end) or"
+            " the load left it idle between Exports. Its max on a core of its own is what it"
+            " ingests per CPU-second.**",
         ]
         if contested
         else []
