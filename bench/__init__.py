@@ -15,4 +15,5 @@ BENCHMARKS: dict[str, str] = {
     "controlplane": "bench.controlplane",
     "dataplane": "bench.dataplane",
     "apply": "bench.apply",
+    "tracestore": "bench.tracestore",
 }

@@ -12,10 +12,13 @@ from trellis.control.config import (
     DEFAULT_API_LISTEN,
     DEFAULT_DATA_DIR,
     DEFAULT_SECURE_LISTEN,
+    DEFAULT_TRACE_STORE_BYTES,
     DEFAULT_XDS_LISTEN,
     LOG_LEVELS,
+    MIN_TRACE_STORE_BYTES,
     ControlConfig,
     HostPort,
+    parse_size,
 )
 
 
@@ -24,6 +27,19 @@ def _address(value: str) -> HostPort:
         return HostPort.parse(value)
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
+
+
+def _store_size(value: str) -> int:
+    try:
+        size = parse_size(value)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--trace-store-bytes") from None
+    if size < MIN_TRACE_STORE_BYTES:
+        raise typer.BadParameter(
+            f"{value} is less than the smallest store, {MIN_TRACE_STORE_BYTES // 1024}KiB",
+            param_hint="--trace-store-bytes",
+        )
+    return size
 
 
 def control(
@@ -69,12 +85,21 @@ def control(
     log_level: Annotated[
         str, typer.Option("--log-level", help=f"one of {', '.join(LOG_LEVELS)}")
     ] = "info",
+    trace_store_bytes: Annotated[
+        str,
+        typer.Option(
+            "--trace-store-bytes",
+            help="memory the built-in trace store may hold (64MiB, 512KiB, bytes); the oldest "
+            "traces are evicted past it",
+        ),
+    ] = f"{DEFAULT_TRACE_STORE_BYTES // 2**20}MiB",
 ) -> None:
     """Run the control plane: REST API, xDS server, workload registry and the mesh CA."""
     if log_level not in LOG_LEVELS:
         raise typer.BadParameter(
             f"must be one of {', '.join(LOG_LEVELS)}", param_hint="--log-level"
         )
+    store_bytes = _store_size(trace_store_bytes)
     if (ca_cert is None) != (ca_key is None):
         raise typer.BadParameter("--ca-cert and --ca-key go together", param_hint="--ca-cert")
     config = ControlConfig(
@@ -86,6 +111,7 @@ def control(
         ca_cert=ca_cert,
         ca_key=ca_key,
         log_level=log_level,
+        trace_store_bytes=store_bytes,
     )
     from trellis.control.ca.authority import CaSetupError
     from trellis.control.server import run

@@ -36,6 +36,8 @@ COMMANDS: dict[str, tuple[str, str, dict[str, object]]] = {
     "identity": ("trellis.cli.identity", "app", {}),
     "check": ("trellis.cli.check", "check", {}),
     "explain": ("trellis.cli.explain", "explain", {}),
+    "traces": ("trellis.cli.traces", "traces", {}),
+    "trace": ("trellis.cli.trace", "trace", {}),
 }
 
 

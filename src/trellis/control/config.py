@@ -1,8 +1,9 @@
 """`trellis control` settings: where state lives, where the API, xDS and the secure port listen,
-and which CA signs. Pure."""
+which CA signs, and how much memory the trace store may hold. Pure."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +17,22 @@ DEFAULT_XDS_LISTEN = "127.0.0.1:15010"
 # TLS from the first byte: the CA service (CSR -> SVID) and ADS bound to client certificates.
 DEFAULT_SECURE_LISTEN = "127.0.0.1:15012"
 LOG_LEVELS = ("debug", "info", "warning", "error")
+# The built-in trace store's bound: ~100,000 sidecar spans (~650 bytes each, kept as
+# protobuf, plus ~340 bytes of bookkeeping), about an hour of a small mesh at 1% sampling.
+DEFAULT_TRACE_STORE_BYTES = 64 * 1024 * 1024
+MIN_TRACE_STORE_BYTES = 64 * 1024  # below this not one sidecar batch would fit
+
+_SIZE = re.compile(r"^([0-9]+)\s*(|B|KiB|MiB|GiB|K|M|G|KB|MB|GB)$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def parse_size(text: str) -> int:
+    """Bytes in `67108864`, `64MiB`, `64M`, `512KiB`, `1GiB` (K, M and G are powers of 1024)."""
+    found = _SIZE.match(text.strip())
+    if found is None:
+        raise ValueError(f"{text!r} is not a size such as 64MiB, 512KiB or 67108864")
+    number, unit = found.groups()
+    return int(number) * _SIZE_UNITS[unit[:1].lower()]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +66,8 @@ class ControlConfig:
     ca_key: Path | None = None
     # What xDS and CA clients may ping (both gRPC ports); tests scale it down.
     keepalive: ServerPingPolicy = SERVER
+    # The trace store's memory bound: the oldest traces are evicted past it.
+    trace_store_bytes: int = DEFAULT_TRACE_STORE_BYTES
 
     @property
     def state_db(self) -> Path:

@@ -54,6 +54,16 @@ XDS_MAX_REQUEST_BYTES: Final = 4 * MiB
 # Bundle takes `{}`. The CA service refuses more before parsing.
 CA_MAX_REQUEST_BYTES: Final = 64 * 1024
 
+# -- OTLP trace export (the built-in trace store's receiver: both gRPC ports, POST /v1/traces) --
+
+# One ExportTraceServiceRequest. SDKs send batches of at most 512 spans (their default
+# `max_export_batch_size`), 0.2-0.4 MB with a sidecar's ~15 attributes a span; the
+# collector's gRPC receiver takes 4 MiB too. Checked before the request is parsed.
+OTLP_MAX_EXPORT_BYTES: Final = 4 * MiB
+# Spans in one Export: twice the collector's default batch (8,192). 4 MiB of minimal
+# spans (~40 bytes each) would be ~100,000 spans to index in one go on the event loop.
+OTLP_MAX_SPANS_PER_EXPORT: Final = 16_384
+
 
 class JsonTooDeep(ValueError):
     """The JSON nests brackets deeper than the bound allows."""

@@ -1,9 +1,11 @@
 """`trellis control`: the composition root that wires the control plane on one event loop.
 
-Start: data dir (0700) → the CA (files under ca/, ca.db) → SqliteStore → ADS on
-a plaintext grpc.aio server → the secure port (TLS front → CA service + the same
-ADS, bound to client certificates) → admin token → Registry → PushController
-(store → PushContext → ads.push) → the REST API on uvicorn. The banner's lines
+Start: data dir (0700) → the CA (files under ca/, ca.db) → SqliteStore → the trace
+store and its OTLP receiver → ADS and OTLP's TraceService on a plaintext grpc.aio
+server → the secure port (TLS front → CA service + the same ADS, bound to client
+certificates, + TraceService for mesh members) → admin token → Registry →
+PushController (store → PushContext → ads.push) → the REST API on uvicorn (with
+OTLP/HTTP and the trace queries). The banner's lines
 come in a fixed order (tests and tools parse them): API, xDS, [admin token, CLI
 config on first start], secure port. We own SIGINT/SIGTERM (uvicorn's handlers
 are turned off) and shut down in steps:
@@ -40,7 +42,11 @@ from trellis.control.config import ControlConfig, HostPort
 from trellis.control.limits import XDS_MAX_REQUEST_BYTES
 from trellis.control.push.controller import PushController
 from trellis.control.registry import Registry
-from trellis.control.xds.server import AdsServer
+from trellis.control.traces.export import OtlpReceiver
+from trellis.control.traces.receiver import Admit as TraceAdmit
+from trellis.control.traces.receiver import TraceService
+from trellis.control.traces.store import TraceStore
+from trellis.control.xds.server import AdsServer, StreamGuard, StreamRefused
 from trellis.keepalive import SERVER, ServerPingPolicy
 from trellis.model.duration import parse_duration
 from trellis.model.keys import ResourceKey
@@ -99,14 +105,21 @@ async def serve(config: ControlConfig, *, out: TextIO = sys.stdout) -> None:
     grpc_options = grpc_server_options(config.keepalive)
     grpc_server = grpc.aio.server(options=grpc_options)
     ads = AdsServer()
+    traces = OtlpReceiver(TraceStore(config.trace_store_bytes))
+
+    def register_secure(server: grpc.aio.Server, guard: StreamGuard) -> None:
+        ads.register(server, guard)
+        TraceService(traces, admit=mesh_members(guard)).register(server)
+
     secure = SecurePort(
         ca,
         ServingCertificate(ca_files, names_for(config.secure.host, config.secure_sans)),
-        register=ads.register,
+        register=register_secure,
         grpc_options=grpc_options,
     )
     try:
         ads.register(grpc_server)
+        TraceService(traces).register(grpc_server)
         try:
             xds_port = grpc_server.add_insecure_port(str(config.xds))
         except RuntimeError as e:
@@ -134,6 +147,7 @@ async def serve(config: ControlConfig, *, out: TextIO = sys.stdout) -> None:
                     xds_address=xds_local,
                     ca=ca,
                     secure_address=secure_local,
+                    traces=traces,
                 )
             )
             uv_config = api_config(
@@ -168,6 +182,23 @@ async def serve(config: ControlConfig, *, out: TextIO = sys.stdout) -> None:
         await store.aclose()
         ca_db.close()
     log.info("control plane stopped")
+
+
+def mesh_members(guard: StreamGuard) -> TraceAdmit:
+    """Trace export on the secure port: callers the xDS guard would admit (a mesh certificate)."""
+
+    def admit(context: grpc.aio.ServicerContext) -> tuple[grpc.StatusCode, str] | None:
+        try:
+            guard.admit(context)
+        except StreamRefused as e:
+            return (
+                e.code,
+                "trace export on the secure port needs a mesh client certificate (the plaintext "
+                f"xDS port takes it without one): {e.message}",
+            )
+        return None
+
+    return admit
 
 
 async def mesh_settings(store: Store) -> MeshSettings:

@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from trellis.control.api import explain, identity, registry, resources, views
+from trellis.control.api import explain, identity, registry, resources, traces, views
 from trellis.control.api.guard import RequestGuard
 from trellis.control.api.state import ApiState
 from trellis.control.api.writes import Rejected
@@ -49,8 +49,10 @@ def create_app(state: ApiState) -> FastAPI:
     app = FastAPI(
         title="Trellis control plane",
         version="v1",
-        description="Mesh resources, workload registry, proxy status, join tokens and the CA. "
-        "Reads are open (but for join tokens); writes need `Authorization: Bearer <admin token>`. "
+        description="Mesh resources, workload registry, proxy status, join tokens, the CA, "
+        "traces and request explanations. Reads of the mesh's configuration are open; join "
+        "tokens, traces and explanations (traffic and policy detail) and every write need "
+        "`Authorization: Bearer <admin token>`. "
         "Only the admin sends bodies: a request with a body and no token gets 401 before it is "
         f"read; a body over {size_text(API_MAX_BODY_BYTES)} gets 413, JSON nested over "
         f"{MAX_JSON_DEPTH} levels 400.",
@@ -70,5 +72,7 @@ def create_app(state: ApiState) -> FastAPI:
     app.include_router(identity.ca_router)
     app.include_router(identity.identities_router)
     app.include_router(explain.router)
+    app.include_router(traces.otlp_router)
+    app.include_router(traces.router)
     app.include_router(resources.router)
     return app

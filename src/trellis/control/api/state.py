@@ -16,11 +16,17 @@ from trellis.model.keys import ResourceKey
 from trellis.store.base import Store
 
 if TYPE_CHECKING:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceResponse,
+    )
+
     from trellis.control.ca.authority import Authority
     from trellis.control.ca.db import CertificateRecord
     from trellis.control.ca.issuer import MeshSettings, NewToken
     from trellis.control.ca.tokens import TokenRecord
     from trellis.control.push.context import PushContext
+    from trellis.control.traces.export import Refused
+    from trellis.control.traces.store import TraceStore
     from trellis.control.translate.node import NodeInfo
 
 
@@ -77,6 +83,22 @@ class CaPort(Protocol):
     def finish_rotation(self) -> Authority: ...
 
 
+class TracesPort(Protocol):
+    """The trace receiver and its store (trellis.control.traces.export.OtlpReceiver)."""
+
+    @property
+    def store(self) -> TraceStore: ...
+
+    @property
+    def max_bytes(self) -> int: ...
+
+    def receive(self, data: bytes) -> ExportTraceServiceResponse | Refused: ...
+
+    def receive_json(self, data: bytes) -> ExportTraceServiceResponse | Refused: ...
+
+    def statistics(self) -> dict[str, int]: ...
+
+
 @dataclass(slots=True)
 class ApiState:
     store: Store
@@ -87,3 +109,4 @@ class ApiState:
     xds_address: str = ""  # HOST:PORT where clients reach the ADS server
     ca: CaPort | None = None  # the mesh CA; None when this API runs without one
     secure_address: str = ""  # HOST:PORT of the secure port (TLS: CA service + ADS)
+    traces: TracesPort | None = None  # the OTLP receiver and trace store; None: without one
