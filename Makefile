@@ -22,8 +22,12 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
+# xds-protos ships an old copy of opentelemetry/proto/ (no InstrumentationScope) into the
+# same package directory as opentelemetry-proto; whichever pip writes last wins, and pip's
+# order is not fixed. opentelemetry-proto is written again, last (trellis/otlp_check.py).
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q --force-reinstall --no-deps "$$(grep -o '"opentelemetry-proto[^"]*"' pyproject.toml | tr -d '"')"
 	touch $@
 
 $(DEB_STAMP): Makefile | $(BIN)/python

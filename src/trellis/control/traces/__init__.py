@@ -9,3 +9,5 @@
 - `waterfall`: a trace as a tree with offsets, self times and the slowest span (pure).
 - `views`: the JSON shapes the API serves (summaries, a trace with its waterfall).
 """
+
+import trellis.otlp_check  # noqa: F401  (before any OTLP message module)
