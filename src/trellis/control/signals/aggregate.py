@@ -137,14 +137,14 @@ class Totals:
         self.buckets = [0] * (len(BOUNDS_MS) + 1)
         self.since = math.inf
 
-    def add(self, cell: Cell | Totals, *, counts: bool = True) -> None:
-        if counts:
-            self.requests += cell.requests
-            self.errors += cell.errors
-            self.mtls_requests += cell.mtls_requests
-            b = self.buckets
-            for i, n in enumerate(cell.buckets):
-                b[i] += n
+    def add(self, cell: Cell | Totals) -> None:
+        self.requests += cell.requests
+        self.errors += cell.errors
+        self.denied += cell.denied
+        self.mtls_requests += cell.mtls_requests
+        b = self.buckets
+        for i, n in enumerate(cell.buckets):
+            b[i] += n
         self.since = min(self.since, cell.since)
 
     def figures(self, seconds: float) -> dict[str, Any]:
