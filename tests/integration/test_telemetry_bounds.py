@@ -47,7 +47,7 @@ def report(n: int = 1, edges: int = 1) -> pb.ProxyMessage:
                     destination=f"d{i}.default",
                     requests=n,
                     buckets=buckets,
-                )  # fmt: skip
+                )
                 for i in range(edges)
             ],
         )
