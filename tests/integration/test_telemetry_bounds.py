@@ -30,7 +30,7 @@ def hello(name: str = "raw") -> pb.ProxyMessage:
             namespace="default",
             service=f"{name}.default",
             bucket_bounds_ms=list(BOUNDS_MS),
-        )  # fmt: skip
+        )
     )
 
 
