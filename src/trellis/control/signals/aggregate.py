@@ -31,7 +31,7 @@ from typing import Any, Final
 BOUNDS_MS: Final = (0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000)
 BUCKET_SECONDS: Final = 10
 KEEP_BUCKETS: Final = 90  # 15 minutes
-MAX_KEYS_PER_BUCKET: Final = 20_000
+MAX_KEYS_PER_BUCKET: Final = 5000  # x KEEP_BUCKETS x ~300 bytes: the store stays under ~130 MiB
 MIN_WINDOW: Final = 10
 MAX_WINDOW: Final = KEEP_BUCKETS * BUCKET_SECONDS
 UNKNOWN: Final = "unknown"

@@ -59,6 +59,7 @@ REPORT_BURST: Final = 3.0
 HELLO_TIMEOUT: Final = 10.0
 OUTBOX_SIZE: Final = 64
 MAX_NAME_CHARS: Final = 253
+SIGNALS_CACHE_SECONDS: Final = 1.0
 
 # Who may open a stream: None lets the caller in, else the status and message to end with.
 Admit = Callable[[grpc.aio.ServicerContext], tuple[grpc.StatusCode, str] | None]
@@ -137,6 +138,7 @@ class TelemetryHub:
         self.max_streams = max_streams
         self._connections: dict[int, ProxyConnection] = {}
         self._ids = itertools.count(1)
+        self._cache: dict[float, tuple[float, dict[str, Any]]] = {}
         self.counters = {
             "streamsTotal": 0,
             "streamsRefused": 0,
@@ -199,7 +201,20 @@ class TelemetryHub:
     # -- reading ---------------------------------------------------------------------------
 
     def signals(self, window: float) -> dict[str, Any]:
+        """The figures over `window`, computed at most once per SIGNALS_CACHE_SECONDS per window
+        (every SSE client and dashboard asks every 2 s; one query over a full store takes
+        ~0.1-0.5 s of the event loop, docs/benchmarks.md)."""
         now = time.time()
+        cached = self._cache.get(window)
+        if cached is not None and now - cached[0] < SIGNALS_CACHE_SECONDS:
+            return cached[1]
+        answer = self._signals(window, now)
+        if len(self._cache) > 64:
+            self._cache.clear()
+        self._cache[window] = (now, answer)
+        return answer
+
+    def _signals(self, window: float, now: float) -> dict[str, Any]:
         out = self.store.signals(window, now)
         reporting = sum(1 for c in self._connections.values() if c.last_report >= now - window)
         return {
