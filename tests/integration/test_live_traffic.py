@@ -140,6 +140,12 @@ def test_tap_rate_is_bounded(mesh: Mesh, api_and_web: Sidecar) -> None:
             for line in r.iter_lines():
                 lines.append(json.loads(line))
         total = sent[0]
+        # A limit ends the stream after so many events.
+        with httpx.stream(
+            "GET", mesh.cp.api + "/api/v1/tap", params={"service": "api", "limit": 3},
+            headers=headers, timeout=20,
+        ) as r:  # fmt: skip
+            limited = [json.loads(line) for line in r.iter_lines()]
     start, *events, end = lines
     assert start["type"] == "start" and end["type"] == "end" and end["reason"] == "duration"
     per_proxy = Counter(e["proxy"] for e in events)
@@ -147,6 +153,8 @@ def test_tap_rate_is_bounded(mesh: Mesh, api_and_web: Sidecar) -> None:
     assert per_proxy and all(n <= 20 for n in per_proxy.values()), per_proxy
     assert total > 60, total  # far more than the bound let through
     assert end["droppedByProxies"] > 0, end
+    assert [x["type"] for x in limited] == ["start", "event", "event", "event", "end"]
+    assert limited[-1]["reason"] == "limit"
 
 
 def test_top_shows_busiest_paths_and_edges(mesh: Mesh, api_and_web: Sidecar) -> None:
