@@ -23,6 +23,7 @@ TOKEN_NEEDED = (
     "the CLI config `trellis control` wrote on first start"
 )
 STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx")
+MAX_SESSION_SECONDS = 3600  # what the API allows one tap; the commands open the next one
 
 
 def require_token(client: Client, what: str) -> None:

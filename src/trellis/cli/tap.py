@@ -9,7 +9,13 @@ from typing import Annotated
 import typer
 
 from trellis.cli.client import connect, reporting
-from trellis.cli.live import TAP_HEADERS, require_token, tap_row, tap_stream
+from trellis.cli.live import (
+    MAX_SESSION_SECONDS,
+    TAP_HEADERS,
+    require_token,
+    tap_row,
+    tap_stream,
+)
 from trellis.cli.options import OutputFormat, Server
 
 
@@ -35,32 +41,38 @@ def tap(
         client = connect(server)
         require_token(client, "trellis tap")
         widths = (12, 3, 20, 20, 6, 20, 24, 6, 9, 5, 14, 32)
-        for item in tap_stream(
-            client, service, path=path, method=method, status=status, limit=limit,
-            duration=duration,
-        ):  # fmt: skip
-            kind = item.get("type")
-            if kind == "start":
-                typer.echo(
-                    f"tapping {item.get('service')} on {item.get('proxies')} proxies "
-                    "(Ctrl-C stops)",
-                    err=True,
-                )
-                if out is not OutputFormat.json:
-                    typer.echo(_line(TAP_HEADERS, widths))
-            elif kind == "event":
-                if out is OutputFormat.json:
-                    typer.echo(json.dumps(item, separators=(",", ":")))
-                else:
-                    typer.echo(_line(tap_row(item), widths))
-                sys.stdout.flush()
-            elif kind == "end":
-                dropped = int(item.get("droppedByProxies", 0)) + int(item.get("droppedHere", 0))
-                typer.echo(
-                    f"tap ended ({item.get('reason')}): {item.get('delivered')} requests shown, "
-                    f"{dropped} over the rate bound",
-                    err=True,
-                )
+        first = True
+        while True:  # without --duration/--limit: until Ctrl-C (a session lasts at most 1 h)
+            for item in tap_stream(
+                client, service, path=path, method=method, status=status, limit=limit,
+                duration=duration if duration is not None else MAX_SESSION_SECONDS,
+            ):  # fmt: skip
+                kind = item.get("type")
+                if kind == "start" and first:
+                    first = False
+                    typer.echo(
+                        f"tapping {item.get('service')} on {item.get('proxies')} proxies "
+                        "(Ctrl-C stops)",
+                        err=True,
+                    )
+                    if out is not OutputFormat.json:
+                        typer.echo(_line(TAP_HEADERS, widths))
+                elif kind == "event":
+                    if out is OutputFormat.json:
+                        typer.echo(json.dumps(item, separators=(",", ":")))
+                    else:
+                        typer.echo(_line(tap_row(item), widths))
+                    sys.stdout.flush()
+                elif kind == "end" and (duration is not None or limit):
+                    dropped = int(item.get("droppedByProxies", 0)) + int(item.get("droppedHere", 0))
+                    typer.echo(
+                        f"tap ended ({item.get('reason')}): {item.get('delivered')} requests "
+                        f"shown, {dropped} over the rate bound",
+                        err=True,
+                    )
+                    return
+            if duration is not None or limit:
+                return
 
 
 def _line(cells: tuple[str, ...] | list[str], widths: tuple[int, ...]) -> str:

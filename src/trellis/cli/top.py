@@ -21,7 +21,7 @@ from rich.table import Table
 
 from trellis.cli import output
 from trellis.cli.client import ApiError, Client, CliError, connect, reporting
-from trellis.cli.live import TopTable, require_token, tap_stream
+from trellis.cli.live import MAX_SESSION_SECONDS, TopTable, require_token, tap_stream
 from trellis.cli.options import OutputFormat, Server
 
 REFRESH_SECONDS = 1.0
@@ -97,11 +97,14 @@ def _path_frames(client: Client, service: str, duration: float | None) -> Any:
 
     def read() -> None:
         try:
-            for item in tap_stream(client, service, duration=duration):
-                if item.get("type") == "start":
-                    started.set()
-                with lock:
-                    table.add(item)
+            while True:  # without --duration: the next session when one ends (at most 1 h)
+                for item in tap_stream(client, service, duration=duration or MAX_SESSION_SECONDS):
+                    if item.get("type") == "start":
+                        started.set()
+                    with lock:
+                        table.add(item)
+                if duration is not None:
+                    return
         except BaseException as e:  # shown by the main thread
             failure.append(e)
         finally:
