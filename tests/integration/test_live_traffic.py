@@ -170,8 +170,8 @@ def test_top_shows_busiest_paths_and_edges(mesh: Mesh, api_and_web: Sidecar) -> 
                         return dict(r)
             return None
 
-        found = wait_for(row, 2.5, "the path in top")
-        assert time.monotonic() - started < 2.5
+        found = wait_for(row, 2.0, "the path in top within 2 s")
+        assert time.monotonic() - started < 2.0
         assert (found["source"], found["destination"], found["method"]) == (
             "web.default", "api.default", "GET",
         )  # fmt: skip
