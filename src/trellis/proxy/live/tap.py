@@ -164,6 +164,12 @@ class ProxyTaps:
                     continue
             if not tap.matches(ex, status) or now > tap.deadline:
                 continue
+            if len(tap.events) >= 2 * tap.max_per_second:
+                # The stream has not taken the last batches (a slow or stalled control
+                # plane): a batch never grows past two seconds' worth.
+                tap.dropped += 1
+                self.dropped_total += 1
+                continue
             if not tap.admit(now):
                 self.dropped_total += 1
                 continue
