@@ -71,6 +71,7 @@ class TelemetryClient:
         self.stats = {"streams": 0, "reports": 0, "tapBatches": 0, "notices": 0, "errors": 0}
         self.last_notice = ""
         self.connected = False
+        self._said_unimplemented = False
 
     async def __aenter__(self) -> TelemetryClient:
         self._task = asyncio.create_task(self._run(), name="telemetry-client")
@@ -131,7 +132,12 @@ class TelemetryClient:
                 request_serializer=pb.ProxyMessage.SerializeToString,
                 response_deserializer=pb.ControlMessage.FromString,
             )()
-            await call.write(pb.ProxyMessage(hello=self._hello))
+            try:
+                await call.write(pb.ProxyMessage(hello=self._hello))
+            except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                # The call ended before the Hello went out: its status says why.
+                self._log_end(server, await call.code(), await call.details())
+                return False
             self.connected = True
             self.stats["streams"] += 1
             reports_before = self.stats["reports"]
@@ -146,15 +152,22 @@ class TelemetryClient:
                 outcome = await asyncio.gather(reader, writer, return_exceptions=True)
             for result in outcome:
                 if isinstance(result, grpc.aio.AioRpcError):
-                    log.warning(
-                        "telemetry stream to %s ended: %s %s",
-                        server,
-                        result.code().name,
-                        result.details(),
-                    )
+                    self._log_end(server, result.code(), result.details())
             return self.stats["reports"] > reports_before
         finally:
             await channel.close()
+
+    def _log_end(self, server: str, code: grpc.StatusCode, details: str | None) -> None:
+        if code == grpc.StatusCode.UNIMPLEMENTED:
+            # A control plane from before the telemetry stream: say it once, keep trying
+            # (with backoff) in case it is upgraded.
+            if not self._said_unimplemented:
+                self._said_unimplemented = True
+                log.info(
+                    "control plane %s has no telemetry stream: no golden signals, no tap", server
+                )
+            return
+        log.warning("telemetry stream to %s ended: %s %s", server, code.name, details)
 
     async def _read(self, call: Any) -> None:
         while True:
