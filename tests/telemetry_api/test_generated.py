@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -20,13 +22,21 @@ def test_generated_modules_are_current() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_the_check_notices_a_stale_module(tmp_path: Path) -> None:
-    """The check can fail: a generated file that differs is named."""
+def test_the_check_notices_a_stale_module(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The check can fail: a checked-in module that differs is named."""
     sys.path.insert(0, str(ROOT / "tools"))
     try:
         import gen_telemetry_proto as gen
     finally:
         sys.path.remove(str(ROOT / "tools"))
-    files = gen.generate(tmp_path)
-    assert set(files) == set(gen.OUTPUTS)
-    assert b"trellis.telemetry.v1" in files["telemetry_pb2.py"]
+    copy = tmp_path / "telemetry_api"
+    copy.mkdir()
+    for name in gen.OUTPUTS:
+        (copy / name).write_bytes((gen.PACKAGE / name).read_bytes())
+    monkeypatch.setattr(gen, "PACKAGE", copy)
+    assert gen.main(["--check"]) == 0
+    (copy / "telemetry_pb2.py").write_bytes(b"# edited by hand\n")
+    assert gen.main(["--check"]) == 1
+    assert "stale: telemetry_pb2.py" in capsys.readouterr().out
