@@ -11,13 +11,19 @@ wall clock but not them much.
 
 from __future__ import annotations
 
+import asyncio
+import tempfile
 import time
 import tracemalloc
+from pathlib import Path
 
-from bench.procs import set_affinity
+import grpc
+
+from bench.procs import Child, Cores, cpu_seconds, pin_this_process, rss_bytes, set_affinity
 from bench.report import Section
+from bench.sidecars import _wait_banner, control_argv, trellis_binary
 from trellis.control.signals.aggregate import BOUNDS_MS, MAX_KEYS_PER_BUCKET, SignalStore
-from trellis.control.signals.stream import TelemetryHub
+from trellis.control.signals.stream import STREAM_METHOD, ProxyConnection, TelemetryHub
 from trellis.telemetry_api import telemetry_pb2 as pb
 
 REPORT_INTERVAL = 2.0
@@ -26,7 +32,7 @@ REPORT_INTERVAL = 2.0
 def _report(proxy: int, edges: int) -> bytes:
     buckets = [0] * (len(BOUNDS_MS) + 1)
     buckets[3], buckets[5], buckets[9] = 50, 40, 10
-    return pb.ProxyMessage(
+    message = pb.ProxyMessage(
         report=pb.Report(
             interval_ms=2000,
             edges=[
@@ -43,10 +49,12 @@ def _report(proxy: int, edges: int) -> bytes:
                 for i in range(edges)
             ],
         )
-    ).SerializeToString()
+    )
+    data: bytes = message.SerializeToString()
+    return data
 
 
-def _hub() -> tuple[TelemetryHub, object]:
+def _hub() -> tuple[TelemetryHub, ProxyConnection]:
     hub = TelemetryHub()
     hello = pb.Hello(node_id="sidecar~b.ns", workload="b", namespace="ns", service="b.ns",
                      bucket_bounds_ms=list(BOUNDS_MS))  # fmt: skip
@@ -69,7 +77,7 @@ def per_report(edges: int, proxies: int, rounds: int) -> tuple[float, int]:
         for d in data:
             message = pb.ProxyMessage()
             message.ParseFromString(d)
-            hub.ingest(conn, message.report, rebin, now + r * REPORT_INTERVAL)  # type: ignore[arg-type]
+            hub.ingest(conn, message.report, rebin, now + r * REPORT_INTERVAL)
             n += 1
     cpu = time.process_time() - start
     return cpu / n * 1e6, len(data[0])
@@ -87,7 +95,7 @@ def query_cost(proxies: int, edges: int) -> tuple[float, int]:
         for d in data:
             message = pb.ProxyMessage()
             message.ParseFromString(d)
-            hub.ingest(conn, message.report, rebin, now + step * REPORT_INTERVAL)  # type: ignore[arg-type]
+            hub.ingest(conn, message.report, rebin, now + step * REPORT_INTERVAL)
     start = time.process_time()
     body = hub.signals(60)
     return (time.process_time() - start) * 1000, len(body["edges"])
@@ -109,10 +117,75 @@ def bytes_per_cell(cells: int = 5000) -> float:
     return (after - before) / cells
 
 
+async def _streams(xds: str, proxies: int, edges: int, seconds: float) -> int:
+    """`proxies` telemetry streams over 8 channels, each reporting every REPORT_INTERVAL
+    for `seconds`; returns the reports sent."""
+    channels = [grpc.aio.insecure_channel(xds) for _ in range(8)]
+    sent = [0]
+    start = asyncio.Event()
+
+    async def proxy(i: int) -> None:
+        hello = pb.ProxyMessage(
+            hello=pb.Hello(
+                node_id=f"sidecar~p{i}.ns",
+                workload=f"p{i}",
+                namespace="ns",
+                service=f"p{i}.ns",
+                bucket_bounds_ms=list(BOUNDS_MS),
+            )
+        ).SerializeToString()
+        report = _report(i, edges)
+        call = channels[i % len(channels)].stream_stream(STREAM_METHOD)()
+        await call.write(hello)
+        await start.wait()
+        await asyncio.sleep(REPORT_INTERVAL * (i / proxies))  # spread, as real proxies are
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            await call.write(report)
+            sent[0] += 1
+            await asyncio.sleep(REPORT_INTERVAL)
+        call.cancel()
+
+    tasks = [asyncio.create_task(proxy(i)) for i in range(proxies)]
+    await asyncio.sleep(2)
+    start.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for ch in channels:
+        await ch.close()
+    return sent[0]
+
+
+def streams(proxies: int, edges: int, seconds: float) -> str:
+    """A real control plane (pinned) fed by `proxies` streams: its CPU and RSS."""
+    cores = Cores.choose()
+    pin_this_process(cores.load)
+    with tempfile.TemporaryDirectory(prefix="trellis-bench-signals-") as tmp:
+        logs = Path(tmp)
+        child = Child([*cores.prefix(), *control_argv(trellis_binary(), logs / "data")], logs, "cp")
+        try:
+            _, xds, _ = _wait_banner(child, 60)
+            idle = rss_bytes(child.pid)
+            cpu0 = cpu_seconds(child.pid)
+            t0 = time.monotonic()
+            sent = asyncio.run(_streams(xds, proxies, edges, seconds))
+            elapsed = time.monotonic() - t0
+            cpu = cpu_seconds(child.pid) - cpu0
+            rss = rss_bytes(child.pid)
+        finally:
+            child.stop()
+    rate = sent / elapsed
+    return (
+        f"| {proxies:,} | {edges} | {sent:,} | {rate:,.0f} | {100 * cpu / elapsed:.0f}% | "
+        f"{idle / 2**20:,.0f} → {rss / 2**20:,.0f} |"
+    )
+
+
 def run(quick: bool = False) -> Section:
     import os
 
     cpus = sorted(os.sched_getaffinity(0))
+    stream_rows = [streams(p, e, 10 if quick else 30) for p, e in ((100, 10), (1000, 10))]
+    set_affinity(set(cpus))
     set_affinity({cpus[-1]})
     rows = []
     for edges, proxies, rounds in ((10, 200, 10), (100, 100, 5), (1000, 20, 3)):
@@ -149,6 +222,15 @@ def run(quick: bool = False) -> Section:
             f"Memory: ~{cell:,.0f} bytes per cell (tracemalloc); the cap "
             f"({MAX_KEYS_PER_BUCKET:,} cells per 10 s bucket, 90 buckets) bounds the store near "
             f"{full:,.0f} MiB.",
+            "",
+            "A real `trellis control` (plaintext xDS port, pinned to its core) fed by telemetry "
+            f"streams over 8 channels, each stream a report every {REPORT_INTERVAL:g} s "
+            "(over the whole run: the streams' set-up, gRPC, parsing and ingest):",
+            "",
+            "| streams | edges per report | reports | reports/s (run) | CP CPU (run) "
+            "| CP RSS (MB) idle → end |",
+            "|---:|---:|---:|---:|---:|---|",
+            *stream_rows,
         ]
     )
     return Section("signals", markdown)

@@ -51,7 +51,7 @@ log = logging.getLogger("trellis.control.telemetry")
 
 SERVICE: Final = pb.DESCRIPTOR.services_by_name["Telemetry"].full_name
 STREAM_METHOD: Final = f"/{SERVICE}/Stream"
-MAX_STREAMS: Final = 10_000
+MAX_STREAMS: Final = 5000  # ~half a core of reports (docs/benchmarks.md, "Golden signals")
 MAX_MESSAGE_BYTES: Final = 1024 * 1024
 MAX_EDGES_PER_REPORT: Final = 5000
 MAX_BUCKETS_PER_EDGE: Final = 64
