@@ -47,3 +47,15 @@ def test_token_bucket() -> None:
     assert bucket.take(1.0) is True
     assert bucket.take(100.0) and bucket.take(100.0) and bucket.take(100.0)
     assert not bucket.take(100.0)
+
+
+def test_a_report_cannot_say_more_errors_than_requests() -> None:
+    hub = TelemetryHub()
+    a = hub.connect(hello("a"), "p", False)
+    assert a is not None
+    report = pb.Report(interval_ms=2000, edges=[pb.EdgeDelta(
+        reporter=pb.DESTINATION, source="x.ns", destination="a.ns", requests=2, errors=9,
+        denied=7)])  # fmt: skip
+    hub.ingest(a, report, Rebin(BOUNDS_MS), time.time())
+    (service,) = [s for s in hub.signals(60)["services"] if s["service"] == "a.ns"]
+    assert (service["errors"], service["denied"], service["success_rate"]) == (2, 2, 0.0)

@@ -233,7 +233,8 @@ class TelemetryHub:
                 edge.mtls,
             )
             buckets = rebin.apply(edge.buckets[:MAX_BUCKETS_PER_EDGE])
-            deltas.append(Delta(key, edge.requests, edge.errors, edge.denied, buckets))
+            n = edge.requests  # a report that says more errors than requests is cut to them
+            deltas.append(Delta(key, n, min(edge.errors, n), min(edge.denied, n), buckets))
         self.store.ingest(deltas, now, report.interval_ms / 1000.0)
         conn.reports += 1
         conn.last_report = time.time()
