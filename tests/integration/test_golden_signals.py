@@ -198,7 +198,9 @@ def test_denials_are_counted_at_the_destination(mesh: Mesh) -> None:
 
     def service() -> dict[str, Any] | None:
         found = find(signals(mesh)["services"], service="api.default")
-        return found if found is not None and found["denied"] >= denied else None
+        if found is None or found["denied"] < denied or found["requests"] < denied + 5:
+            return None  # the last requests may come in the next report
+        return found
 
     api = wait_for(service, 10, "the denials in the signals")
     assert api["denied"] == denied
