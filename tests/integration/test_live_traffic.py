@@ -119,11 +119,18 @@ def test_tap_filters_path_method_status(mesh: Mesh, api_and_web: Sidecar) -> Non
             c.post(URL + "/b?status=500")  # wrong path
             c.post(URL + "/a")  # 200: wrong status
             assert c.post(URL + "/a/z?status=500").status_code == 500  # the one
-    wait_for(lambda: len(json_lines(tap)) >= 6, 5, "the matching requests, both ends")
-    time.sleep(1.0)  # anything that should not match would have arrived by now
+        # A last match: each proxy sends its events in order, so once this one is in from
+        # both ends, anything wrongly matched before it would be in too.
+        assert c.post(URL + "/a/last?status=500").status_code == 500
+    wait_for(
+        lambda: sum(e["path"] == "/a/last?status=500" for e in json_lines(tap)) == 2,
+        5,
+        "the last match, both ends",
+    )
     events = json_lines(tap)
     assert Counter((e["method"], e["path"], e["status"]) for e in events) == {
-        ("POST", "/a/z?status=500", 500): 6
+        ("POST", "/a/z?status=500", 500): 6,
+        ("POST", "/a/last?status=500", 500): 2,
     }, events
 
 
