@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from trellis.control.api import explain, identity, registry, resources, traces, views
+from trellis.control.api import explain, identity, registry, resources, signals, traces, views
 from trellis.control.api.guard import RequestGuard
 from trellis.control.api.state import ApiState
 from trellis.control.api.writes import Rejected
@@ -74,5 +74,7 @@ def create_app(state: ApiState) -> FastAPI:
     app.include_router(explain.router)
     app.include_router(traces.otlp_router)
     app.include_router(traces.router)
+    app.include_router(signals.router)
+    app.include_router(signals.tap_router)
     app.include_router(resources.router)
     return app

@@ -1,0 +1,117 @@
+"""The one adapter between the proxy's metrics registry and the telemetry stream.
+
+`SignalsSource.deltas()` walks the registry's series (at most its series cap, a few
+thousand) once per report, subtracts what the previous call saw and folds the labels
+into edges: (reporter, source service, destination service, mTLS) -> requests, 5xx,
+403-by-RBAC and latency buckets. Nothing is added per request: the registry already
+counts everything needed. Services are canonical NAME.NAMESPACE: a proxy's own is its
+`app` label (or workload) and namespace; a destination's comes from the cluster
+(`destination_service_name`/`_namespace`); an inbound caller's from its peer header
+(`source_app`, `source_workload_namespace`), "unknown" for a caller outside the mesh.
+
+Reads the registry by Istio's label names (trellis.proxy.telemetry.metrics.LABELS) and
+its series' `count` and `buckets`: a change to the registry is fixed here, in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, cast
+
+from trellis.proxy.telemetry import metrics as registry
+from trellis.telemetry_api import telemetry_pb2 as pb
+
+UNKNOWN = "unknown"
+EdgeKey = tuple[int, str, str, bool]
+
+
+def _index(name: str, *fallbacks: str) -> int:
+    """Where label `name` (else the first fallback the registry has) sits in a series' labels."""
+    for candidate in (name, *fallbacks):
+        if candidate in registry.LABELS:
+            return registry.LABELS.index(candidate)
+    raise ValueError(f"the metrics registry has none of the labels {name}, {fallbacks}")
+
+
+# Label positions: the caller's canonical service (Istio's name; `source_app` in registries
+# that do not have it) and namespace, the destination Service's name and namespace (from the
+# cluster chosen), and the rest of what an edge needs. tap.py uses them too.
+SOURCE_SERVICE = _index("source_canonical_service", "source_app")
+SOURCE_NAMESPACE = _index("source_workload_namespace")
+DESTINATION_NAME = _index("destination_service_name")
+DESTINATION_NAMESPACE = _index("destination_service_namespace")
+REPORTER = _index("reporter")
+RESPONSE_CODE = _index("response_code")
+RESPONSE_FLAGS = _index("response_flags")
+SECURITY = _index("connection_security_policy")
+
+
+def series_of(metrics: registry.RequestMetrics) -> list[tuple[tuple[str, ...], Any]]:
+    """The registry's HTTP series as (labels, series): its read API when it has one."""
+    read = getattr(metrics, "http_series", None)
+    if callable(read):
+        return list(read())
+    return list(metrics._series.items())  # the registry's own map: read, not changed
+
+
+def service_name(name: str, namespace: str) -> str:
+    """NAME.NAMESPACE, or "unknown" when either is unknown (or the overflow series)."""
+    if name in ("", UNKNOWN, "overflow") or namespace in ("", UNKNOWN, "overflow"):
+        return UNKNOWN
+    return f"{name}.{namespace}"
+
+
+class SignalsSource:
+    def __init__(self, metrics: registry.RequestMetrics, service: str) -> None:
+        self._metrics = metrics
+        self.service = service  # this proxy's canonical service
+        self._seen: dict[tuple[str, ...], tuple[int, list[int]]] = {}
+        self.overflowed = 0
+
+    @property
+    def bounds_ms(self) -> Sequence[float]:
+        return [float(b) for b in registry.BUCKETS_MS]
+
+    def deltas(self) -> list[pb.EdgeDelta]:
+        """What changed since the last call, per edge (edges without new requests left out)."""
+        edges: dict[EdgeKey, pb.EdgeDelta] = {}
+        seen = self._seen
+        for labels, series in series_of(self._metrics):
+            count = series.count
+            before = seen.get(labels)
+            if before is not None and before[0] == count:
+                continue
+            buckets = list(series.buckets)
+            if before is None:
+                new, diff = count, buckets
+            else:
+                new = count - before[0]
+                diff = [a - b for a, b in zip(buckets, before[1], strict=False)]
+            seen[labels] = (count, buckets)
+            if new <= 0:
+                continue
+            key = self._edge(labels)
+            edge = edges.get(key)
+            if edge is None:
+                edge = edges[key] = pb.EdgeDelta(
+                    reporter=cast(Any, key[0]), source=key[1], destination=key[2], mtls=key[3]
+                )
+                edge.buckets.extend([0] * len(diff))
+            edge.requests += new
+            code = labels[RESPONSE_CODE]
+            if code.startswith("5"):
+                edge.errors += new
+            if key[0] == pb.DESTINATION and "RBAC" in labels[RESPONSE_FLAGS].split(","):
+                edge.denied += new
+            for i, n in enumerate(diff):
+                edge.buckets[i] += n
+        self.overflowed = self._metrics.overflowed
+        return list(edges.values())
+
+    def _edge(self, labels: tuple[str, ...]) -> EdgeKey:
+        mtls = labels[SECURITY] == "mutual_tls"
+        if labels[REPORTER] == "source":
+            destination = service_name(labels[DESTINATION_NAME], labels[DESTINATION_NAMESPACE])
+            return (pb.SOURCE, self.service, destination, mtls)
+        source = service_name(labels[SOURCE_SERVICE], labels[SOURCE_NAMESPACE])
+        return (pb.DESTINATION, source, self.service, mtls)
