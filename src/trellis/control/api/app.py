@@ -17,6 +17,7 @@ from trellis.control.api.guard import RequestGuard
 from trellis.control.api.state import ApiState
 from trellis.control.api.writes import Rejected
 from trellis.control.limits import API_MAX_BODY_BYTES, MAX_JSON_DEPTH, size_text
+from trellis.control.ui import routes as ui
 from trellis.store.base import Conflict
 
 
@@ -74,5 +75,7 @@ def create_app(state: ApiState) -> FastAPI:
     app.include_router(explain.router)
     app.include_router(traces.otlp_router)
     app.include_router(traces.router)
+    # The dashboard at /ui, and its read session (a cookie that stands in for the token on GET).
+    ui.install(app)
     app.include_router(resources.router)
     return app
