@@ -26,7 +26,7 @@ export function table(headings, rows, attrs = {}) {
 
 export const fmt = {
   rps: (v) => (v === null || v === undefined ? "–" : v >= 100 ? v.toFixed(0) : v.toFixed(1)),
-  pct: (v) => (v === null || v === undefined ? "–" : `${(100 * v).toFixed(v >= 0.999 || v === 0 ? 0 : 1)}%`),
+  pct: (v) => (v === null || v === undefined ? "–" : `${Number((100 * v).toFixed(1))}%`),
   ms: (v) => (v === null || v === undefined ? "–" : v >= 100 ? `${v.toFixed(0)} ms` : `${v.toFixed(1)} ms`),
   ns: (ns) => {
     if (ns >= 1e9) return `${(ns / 1e9).toFixed(2)} s`;
@@ -38,6 +38,7 @@ export const fmt = {
     if (!iso) return "–";
     const s = (new Date(iso).getTime() - Date.now()) / 1000;
     if (s < 0) return "expired";
+    if (s < 90) return `in ${Math.round(s)} s`;
     if (s < 3600) return `in ${Math.round(s / 60)} min`;
     if (s < 86400 * 2) return `in ${(s / 3600).toFixed(1)} h`;
     return `in ${Math.round(s / 86400)} days`;

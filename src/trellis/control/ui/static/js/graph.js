@@ -57,7 +57,7 @@ export function render(container) {
   container.append(h("h1", { text: "Service graph" }), status, canvas,
     h("h2", { text: "Edges (last 60 s)" }), edges);
 
-  const cy = cytoscape({ container: canvas, style: STYLE, elements: [], wheelSensitivity: 0.2 });
+  const cy = cytoscape({ container: canvas, style: STYLE, elements: [] });
   cy.on("tap", "node", (event) => { window.location.hash = `#/service/${encodeURIComponent(event.target.id())}`; });
   let shape = "";
 

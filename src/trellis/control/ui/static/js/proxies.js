@@ -17,8 +17,8 @@ function typeCell(t) {
 function certificateCell(c) {
   if (!c) return h("td", { class: "muted", text: "none" });
   const soon = new Date(c.notAfter).getTime() - Date.now() < 3600 * 1000;
-  return h("td", { class: soon ? "warn" : "", title: `${c.spiffeId} serial ${c.serial}` },
-    `${c.spiffeId} · expires ${fmt.until(c.notAfter)}`);
+  return h("td", { class: soon ? "warn" : "", title: `serial ${c.serial}, not after ${c.notAfter}` },
+    `expires ${fmt.until(c.notAfter)}`, h("div", { class: "fine", text: c.spiffeId }));
 }
 
 function rows(nodes) {

@@ -17,6 +17,24 @@ function short(value) {
   return value === undefined || value === null ? "" : JSON.stringify(value);
 }
 
+const OPS = { Exact: "=", PathPrefix: " starts ", RegularExpression: " ~ " };
+
+// One match as people write it: `path starts /api, GET, header x-canary = yes`.
+function matchText(m) {
+  const parts = [];
+  if (m.path) parts.push(`path${OPS[m.path.type] || " "}${m.path.value}`);
+  if (typeof m.method === "string") parts.push(m.method);
+  else if (m.method) parts.push(`gRPC ${m.method.service || "*"}/${m.method.method || "*"}`);
+  for (const x of m.headers || []) parts.push(`header ${x.name}${OPS[x.type] || " "}${x.value}`);
+  for (const x of m.queryParams || []) parts.push(`query ${x.name}${OPS[x.type] || " "}${x.value}`);
+  return parts.join(", ");
+}
+
+function matchesText(matches) {
+  const texts = (matches || []).map(matchText).filter((t) => t);
+  return texts.length ? `when ${texts.join(" or ")}` : "every request";
+}
+
 function backendsOf(rule) {
   const refs = rule.backendRefs || [];
   const total = refs.reduce((sum, b) => sum + (b.weight ?? 1), 0) || 1;
@@ -34,7 +52,7 @@ function routesView(routes) {
   return routes.map((r) => h("div", { class: "route" },
     h("h3", { text: `${r.kind} ${r.metadata.namespace || "default"}/${r.metadata.name}` }),
     (r.spec.rules || []).map((rule, i) => h("div", { class: "rule" },
-      h("div", { class: "muted", text: `rule ${i + 1}: ${rule.matches ? `match ${short(rule.matches)}` : "every request"}` +
+      h("div", { class: "muted", text: `rule ${i + 1}: ${matchesText(rule.matches)}` +
         `${rule.timeout ? ` · timeout ${short(rule.timeout)}` : ""}${rule.retry ? ` · retry ${short(rule.retry)}` : ""}` }),
       backendsOf(rule)))));
 }

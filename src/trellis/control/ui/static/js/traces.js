@@ -77,7 +77,7 @@ export function renderTrace(container, traceId) {
         `${fmt.ns(extent)} · started ${new Date(trace.start).toLocaleString()}` }),
       h("div", { class: "span-row head" }, h("div", { class: "span-label", text: "service: span" }),
         h("div", { class: "span-track", text: `0 … ${fmt.ns(extent)}` }), h("div", { class: "span-time", text: "duration @ offset" })),
-      trace.spans.map((s) => spanRow(s, extent, details)));
+      ...trace.spans.map((s) => spanRow(s, extent, details)));
     body.dataset.spans = String(trace.spans.length);
   }).catch((e) => body.replaceChildren(h("p", { class: "error", text: String(e.message || e) })));
   return () => {};
