@@ -42,6 +42,7 @@ from trellis.control.config import ControlConfig, HostPort
 from trellis.control.limits import XDS_MAX_REQUEST_BYTES
 from trellis.control.push.controller import PushController
 from trellis.control.registry import Registry
+from trellis.control.signals.stream import TelemetryHub, TelemetryService
 from trellis.control.traces.export import OtlpReceiver
 from trellis.control.traces.receiver import Admit as TraceAdmit
 from trellis.control.traces.receiver import TraceService
@@ -106,10 +107,14 @@ async def serve(config: ControlConfig, *, out: TextIO = sys.stdout) -> None:
     grpc_server = grpc.aio.server(options=grpc_options)
     ads = AdsServer()
     traces = OtlpReceiver(TraceStore(config.trace_store_bytes))
+    telemetry = TelemetryHub()
 
     def register_secure(server: grpc.aio.Server, guard: StreamGuard) -> None:
         ads.register(server, guard)
         TraceService(traces, admit=mesh_members(guard)).register(server)
+        TelemetryService(telemetry, admit=mesh_members(guard, "telemetry"), secure=True).register(
+            server
+        )
 
     secure = SecurePort(
         ca,
@@ -120,6 +125,7 @@ async def serve(config: ControlConfig, *, out: TextIO = sys.stdout) -> None:
     try:
         ads.register(grpc_server)
         TraceService(traces).register(grpc_server)
+        TelemetryService(telemetry).register(grpc_server)
         try:
             xds_port = grpc_server.add_insecure_port(str(config.xds))
         except RuntimeError as e:
@@ -148,6 +154,7 @@ async def serve(config: ControlConfig, *, out: TextIO = sys.stdout) -> None:
                     ca=ca,
                     secure_address=secure_local,
                     traces=traces,
+                    telemetry=telemetry,
                 )
             )
             uv_config = api_config(
@@ -184,8 +191,9 @@ async def serve(config: ControlConfig, *, out: TextIO = sys.stdout) -> None:
     log.info("control plane stopped")
 
 
-def mesh_members(guard: StreamGuard) -> TraceAdmit:
-    """Trace export on the secure port: callers the xDS guard would admit (a mesh certificate)."""
+def mesh_members(guard: StreamGuard, what: str = "trace export") -> TraceAdmit:
+    """Trace export (or the telemetry stream) on the secure port: callers the xDS guard would
+    admit (a mesh certificate)."""
 
     def admit(context: grpc.aio.ServicerContext) -> tuple[grpc.StatusCode, str] | None:
         try:
@@ -193,7 +201,7 @@ def mesh_members(guard: StreamGuard) -> TraceAdmit:
         except StreamRefused as e:
             return (
                 e.code,
-                "trace export on the secure port needs a mesh client certificate (the plaintext "
+                f"{what} on the secure port needs a mesh client certificate (the plaintext "
                 f"xDS port takes it without one): {e.message}",
             )
         return None

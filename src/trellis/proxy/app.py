@@ -34,6 +34,9 @@ from trellis.proxy.listeners.admin import AdminListener, json_page
 from trellis.proxy.listeners.inbound import InboundListener
 from trellis.proxy.listeners.outbound import OutboundListener
 from trellis.proxy.listeners.server import RequestHandler, ServerConnection, connection_factory
+from trellis.proxy.live.signals_source import SignalsSource
+from trellis.proxy.live.stream import TelemetryClient
+from trellis.proxy.live.tap import ProxyTaps
 from trellis.proxy.options import Address, ProxyOptions, inbound_listener_name
 from trellis.proxy.stack.cluster import ClusterManager
 from trellis.proxy.stack.context import ListenerContext
@@ -73,6 +76,10 @@ class ProxyApp:
         self._access_log = open_access_log(options.access_log)
         me = Identity(options.workload, options.namespace, options.app)
         self.recorder = Recorder(me, self.metrics, self._access_log)
+        # Golden signals and taps, on a stream beside ADS (trellis.proxy.live).
+        self.service = f"{me.app}.{me.namespace}"
+        self.taps = ProxyTaps(self.service, options.workload, self._install_tap)
+        self.live: TelemetryClient | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -117,7 +124,37 @@ class ProxyApp:
         state.bind(self._xds.subscribe)
         self._xds.subscribe(LISTENER_TYPE, [self.inbound_name, OUTBOUND_DEFAULT_LISTENER])
         await self._xds.__aenter__()
+        await self._start_live()
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+
+    async def _start_live(self) -> None:
+        from trellis.telemetry_api import telemetry_pb2
+
+        opts = self.options
+        hello = telemetry_pb2.Hello(
+            node_id=opts.node_id,
+            workload=opts.workload,
+            namespace=opts.namespace,
+            service=self.service,
+        )
+        source = SignalsSource(self.metrics, self.service)
+        if self.identity is not None:
+            from trellis.proxy.identity.agent import channel_options
+
+            self.live = TelemetryClient(
+                opts.control,
+                hello,
+                source,
+                self.taps,
+                credentials=self.identity.credentials,
+                channel_options=channel_options(),
+            )
+        else:
+            self.live = TelemetryClient(opts.control, hello, source, self.taps)
+        await self.live.__aenter__()
+
+    def _install_tap(self, tap: Any) -> None:
+        self.recorder.tap = tap
 
     async def _sweep(self) -> None:
         """Once a second: late request heads (408), idle client connections and idle
@@ -246,6 +283,8 @@ class ProxyApp:
         for conns in self.connections.values():
             for conn in list(conns):
                 conn.abort()
+        if self.live is not None:
+            await self.live.aclose()
         if self._xds is not None:
             await self._xds.aclose()
         self.clusters.close()
@@ -299,6 +338,7 @@ class ProxyApp:
             "in_flight": self.in_flight(),
             "faults": dict(FAULTS.counts),
             "xds": self._xds.statistics() if self._xds is not None else None,
+            "telemetry": self.live.statistics() if self.live is not None else None,
             "identity": self.identity.statistics() if self.identity is not None else None,
             "inbound_acceptor": self.acceptor.statistics() if self.acceptor is not None else None,
         }

@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from trellis.control.api import explain, identity, registry, resources, traces, views
+from trellis.control.api import explain, identity, registry, resources, signals, traces, views
 from trellis.control.api.guard import RequestGuard
 from trellis.control.api.state import ApiState
 from trellis.control.api.writes import Rejected
@@ -75,6 +75,8 @@ def create_app(state: ApiState) -> FastAPI:
     app.include_router(explain.router)
     app.include_router(traces.otlp_router)
     app.include_router(traces.router)
+    app.include_router(signals.router)
+    app.include_router(signals.tap_router)
     # The dashboard at /ui, and its read session (a cookie that stands in for the token on GET).
     ui.install(app)
     app.include_router(resources.router)

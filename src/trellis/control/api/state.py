@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from trellis.control.ca.issuer import MeshSettings, NewToken
     from trellis.control.ca.tokens import TokenRecord
     from trellis.control.push.context import PushContext
+    from trellis.control.signals.tap import TapHub
     from trellis.control.traces.export import Refused
     from trellis.control.traces.store import TraceStore
     from trellis.control.translate.node import NodeInfo
@@ -99,6 +100,19 @@ class TracesPort(Protocol):
     def statistics(self) -> dict[str, int]: ...
 
 
+class TelemetryPort(Protocol):
+    """The proxies' telemetry streams (trellis.control.signals.stream.TelemetryHub)."""
+
+    @property
+    def taps(self) -> TapHub: ...
+
+    def signals(self, window: float) -> dict[str, Any]: ...
+
+    def history(self, minutes: float, **which: str | None) -> dict[str, Any]: ...
+
+    def statistics(self) -> dict[str, Any]: ...
+
+
 @dataclass(slots=True)
 class ApiState:
     store: Store
@@ -110,3 +124,4 @@ class ApiState:
     ca: CaPort | None = None  # the mesh CA; None when this API runs without one
     secure_address: str = ""  # HOST:PORT of the secure port (TLS: CA service + ADS)
     traces: TracesPort | None = None  # the OTLP receiver and trace store; None: without one
+    telemetry: TelemetryPort | None = None  # golden signals and tap; None: without them

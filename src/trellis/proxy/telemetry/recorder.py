@@ -17,6 +17,7 @@ import json
 import re
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
@@ -81,6 +82,9 @@ class Recorder:
         # caller's peer header as sent, mTLS, status, flags...).
         self._outbound_labels: dict[tuple[object, ...], tuple[Labels, Series]] = {}
         self._inbound_labels: dict[tuple[object, ...], tuple[Labels, Series]] = {}
+        # Live traffic (`trellis tap`): None while no tap is active, else called per
+        # finished exchange with (exchange, direction, labels, seconds); trellis.proxy.live.
+        self.tap: Callable[[Exchange, str, Labels, float], None] | None = None
 
     def _series(
         self,
@@ -175,6 +179,9 @@ class Recorder:
     ) -> None:
         duration = ex.ctx.loop.time() - ex.start_time
         series.add(duration * 1000.0, ex.req_bytes, ex.resp_bytes)
+        tap = self.tap
+        if tap is not None:
+            tap(ex, direction, labels, duration)
         log = self.access_log
         if log is None:
             return
