@@ -1,6 +1,6 @@
 // The service graph: services as nodes, calls as edges, from the golden signals
 // (GET /api/v1/signals, then the event stream). Edge labels: rps · success · p99,
-// and a lock when the edge is mTLS (solid line; plaintext is dashed). Node colour
+// and whether the edge is mTLS (solid line; plaintext is dashed). Node colour
 // is its success rate. The layout runs again only when the set of nodes or edges changes.
 import { getJson, onSignals } from "./api.js";
 import { fmt, h, health, table } from "./dom.js";
@@ -13,6 +13,7 @@ const STYLE = [
       "font-size": 11, "background-color": "data(colour)", width: 34, height: 34 } },
   { selector: "edge", style: {
       label: "data(label)", "font-size": 9, "curve-style": "bezier", "target-arrow-shape": "triangle",
+      "text-rotation": "autorotate", "text-margin-y": -9,
       width: "data(width)", "line-color": "data(colour)", "target-arrow-color": "data(colour)",
       "text-background-color": "#fff", "text-background-opacity": 0.85, "text-background-padding": 2 } },
   { selector: "edge[!mtls]", style: { "line-style": "dashed" } },
@@ -31,7 +32,7 @@ function elementsOf(signals) {
     group: "edges",
     data: {
       id: `${e.source}->${e.destination}`, source: e.source, target: e.destination, mtls: e.mtls,
-      label: `${fmt.rps(e.rps)} rps · ${fmt.pct(e.success_rate)} · p99 ${fmt.ms(e.p99_ms)}${e.mtls ? " 🔒" : ""}`,
+      label: `${fmt.rps(e.rps)} rps · ${fmt.pct(e.success_rate)} · p99 ${fmt.ms(e.p99_ms)}${e.mtls ? " · mTLS" : " · plaintext"}`,
       colour: COLOURS[health(e.success_rate)],
       width: Math.min(8, 1.5 + Math.log2(1 + e.rps)),
     },
@@ -47,7 +48,7 @@ function edgeRows(signals) {
     h("td", { class: `num ${health(e.success_rate)}`, text: fmt.pct(e.success_rate) }),
     h("td", { class: "num", text: fmt.ms(e.p50_ms) }),
     h("td", { class: "num", text: fmt.ms(e.p99_ms) }),
-    h("td", { text: e.mtls ? "🔒 mTLS" : "plaintext" })));
+    h("td", { class: e.mtls ? "good" : "warn", text: e.mtls ? "mTLS" : "plaintext" })));
 }
 
 export function render(container) {
@@ -74,7 +75,8 @@ export function render(container) {
     });
     if (newShape !== shape) {
       shape = newShape;
-      cy.layout({ name: "breadthfirst", directed: true, spacingFactor: 1.3, padding: 30 }).run();
+      cy.layout({ name: "breadthfirst", directed: true, spacingFactor: 1.6, padding: 40,
+        roots: cy.nodes().filter((n) => n.indegree(false) === 0) }).run();
     }
     canvas.dataset.nodes = String(nodes.length);
     canvas.dataset.edges = String(links.length);

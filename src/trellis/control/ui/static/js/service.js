@@ -109,7 +109,7 @@ function edgeTable(edges, side) {
       h("td", { class: "num", text: fmt.rps(e.rps) }),
       h("td", { class: `num ${health(e.success_rate)}`, text: fmt.pct(e.success_rate) }),
       h("td", { class: "num", text: fmt.ms(e.p99_ms) }),
-      h("td", { text: e.mtls ? "🔒 mTLS" : "plaintext" }));
+      h("td", { class: e.mtls ? "good" : "warn", text: e.mtls ? "mTLS" : "plaintext" }));
   }));
 }
 
