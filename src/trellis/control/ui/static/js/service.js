@@ -35,6 +35,11 @@ function matchesText(matches) {
   return texts.length ? `when ${texts.join(" or ")}` : "every request";
 }
 
+function retryText(retry) {
+  const on = retry.codes && retry.codes.length ? ` on ${retry.codes.join(", ")}` : "";
+  return `retry ${retry.attempts ?? "?"}×${on}${retry.perTryTimeout ? `, ${short(retry.perTryTimeout)} per try` : ""}`;
+}
+
 function backendsOf(rule) {
   const refs = rule.backendRefs || [];
   const total = refs.reduce((sum, b) => sum + (b.weight ?? 1), 0) || 1;
@@ -53,7 +58,7 @@ function routesView(routes) {
     h("h3", { text: `${r.kind} ${r.metadata.namespace || "default"}/${r.metadata.name}` }),
     (r.spec.rules || []).map((rule, i) => h("div", { class: "rule" },
       h("div", { class: "muted", text: `rule ${i + 1}: ${matchesText(rule.matches)}` +
-        `${rule.timeout ? ` · timeout ${short(rule.timeout)}` : ""}${rule.retry ? ` · retry ${short(rule.retry)}` : ""}` }),
+        `${rule.timeout ? ` · timeout ${short(rule.timeout)}` : ""}${rule.retry ? ` · ${retryText(rule.retry)}` : ""}` }),
       backendsOf(rule)))));
 }
 
