@@ -98,6 +98,9 @@ async def test_the_session_cookie_never_writes(api: Api) -> None:
         assert (await browser.put("/api/v1/services/web", json=doc)).status_code == 401
         assert (await browser.delete("/api/v1/services/web")).status_code == 401
         assert (await browser.post("/api/v1/tokens", json={})).status_code == 401
+        # only the admin sends bodies: a GET with one and only the cookie is refused unread
+        with_body = await browser.request("GET", "/api/v1/traces", content=b"{}")
+        assert with_body.status_code == 401
     assert (await api.client.get("/api/v1/services")).json()["items"] == []
 
 

@@ -1,8 +1,8 @@
 """The session cookie, for reads only: an ASGI middleware in front of the API.
 
-A GET or HEAD that carries no `Authorization` header but a live `trellis_session`
-cookie goes on as if it carried `Authorization: Bearer <the token the session was
-opened with>`; every route then applies its usual check, so the cookie can read
+A GET or HEAD that carries no `Authorization` header and no body but a live
+`trellis_session` cookie goes on as if it carried `Authorization: Bearer <the token
+the session was opened with>`; every route then applies its usual check, so the cookie can read
 exactly what the admin token can read, and nothing else. Any other method passes
 untouched: the cookie never authorises a write, so a cross-site form cannot use it
 (and the cookie is SameSite=Strict besides). Owns the cookie's name and attributes.
@@ -63,6 +63,8 @@ class SessionCookie:
         for name, value in scope["headers"]:
             if name == b"authorization":
                 return None  # an explicit credential wins, right or wrong
+            if name == b"transfer-encoding" or (name == b"content-length" and value != b"0"):
+                return None  # only the admin sends bodies (guard.py), even with a GET
             if name == b"cookie":
                 cookies.append(value.decode("latin-1"))
         for header in cookies:
