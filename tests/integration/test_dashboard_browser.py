@@ -119,7 +119,14 @@ def test_the_dashboard_shows_the_demo_live(demo: Demo, browser: object) -> None:
             assert rps > 0, (source, destination)
         nodes = int(page.get_attribute("#graph", "data-nodes") or 0)
         assert nodes >= 4
-        page.wait_for_selector("#live.on", timeout=10000)  # a stream event has arrived
+        # Live: the figures come again from the event stream, without a reload.
+        page.wait_for_selector("#live.on", timeout=10000)
+        first = page.inner_text("#graph-status")
+        page.wait_for_function(
+            "text => document.querySelector('#graph-status').textContent !== text",
+            arg=first,
+            timeout=10000,
+        )
         _shot(page, "graph.png")
 
         # A service page: charts from the history, routes with the split, endpoints.

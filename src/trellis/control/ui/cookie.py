@@ -2,8 +2,8 @@
 
 A GET or HEAD that carries no `Authorization` header and no body but a live
 `trellis_session` cookie goes on as if it carried `Authorization: Bearer <the token
-the session was opened with>`; every route then applies its usual check, so the cookie can read
-exactly what the admin token can read, and nothing else. Any other method passes
+the session was opened with>`; every route then applies its usual check, so the
+cookie can read exactly what the admin token can read, and nothing else. Any other method passes
 untouched: the cookie never authorises a write, so a cross-site form cannot use it
 (and the cookie is SameSite=Strict besides). Owns the cookie's name and attributes.
 """

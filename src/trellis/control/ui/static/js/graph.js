@@ -52,7 +52,7 @@ function edgeRows(signals) {
 }
 
 export function render(container) {
-  const status = h("p", { class: "muted", text: "waiting for the first signals…" });
+  const status = h("p", { id: "graph-status", class: "muted", text: "waiting for the first signals…" });
   const canvas = h("div", { id: "graph", class: "graph" });
   const edges = h("div", { id: "edges" });
   container.append(h("h1", { text: "Service graph" }), status, canvas,
