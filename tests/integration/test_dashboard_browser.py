@@ -1,9 +1,10 @@
 """The dashboard in headless Chromium (Debian's, driven by Playwright), on the demo mesh
 with its load running: without the token the pages and data refuse; logged in, the graph
 shows the demo's services and edges with live figures, a service page draws its charts,
-routes and endpoints, the proxies page lists every sidecar, and a trace's waterfall
-renders. Every request the browser makes stays on 127.0.0.1. Screenshots are saved under
-`artifacts/screenshots/` (gitignored) for a person to look at."""
+routes, endpoints, policy and denials (live, by tap), the proxies page lists every
+sidecar, and a trace's waterfall renders. Every request the browser makes stays on
+127.0.0.1. Screenshots are saved under `artifacts/screenshots/` (gitignored) for a person
+to look at."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import httpx
 import pytest
 
 from tests.cli.test_trace_commands import sdk_trace
-from tests.integration.harness import Proc
+from tests.integration.harness import Proc, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -33,11 +34,31 @@ DEMO_EDGES = [
 MS = 1_000_000
 
 
+DENY_ADMIN = {
+    "apiVersion": "trellis.dev/v1alpha1",
+    "kind": "AuthorizationPolicy",
+    "metadata": {"name": "reviews-deny-admin"},
+    "spec": {
+        "selector": {"matchLabels": {"app": "reviews"}},
+        "action": "DENY",
+        "rules": [{"to": [{"operation": {"paths": ["/admin*"]}}]}],
+    },
+}
+
+
 @dataclass
 class Demo:
     api: str
     xds_address: str
     token: str
+    data: Path
+
+    def outbound_of(self, workload: str) -> str:
+        """HOST:PORT of a demo workload's sidecar outbound listener (from its log)."""
+        log = (self.data / f"{workload}.log").read_text()
+        found = re.search(r"sidecar ready: outbound (\S+)", log)
+        assert found, log
+        return found.group(1)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +73,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
         found = re.match(r"dashboard: (http://127\.0\.0\.1:\d+)/ui/ .*admin token: (\S+) ;", line)
         assert found and xds, line
         proc.wait_line(lambda line: "calls/s to productpage" in line, 60)
-        yield Demo(found.group(1), xds.group(1), found.group(2))
+        yield Demo(found.group(1), xds.group(1), found.group(2), data)
     finally:
         proc.stop(timeout=40)
 
@@ -129,7 +150,14 @@ def test_the_dashboard_shows_the_demo_live(demo: Demo, browser: object) -> None:
         )
         _shot(page, "graph.png")
 
-        # A service page: charts from the history, routes with the split, endpoints.
+        # A service page: charts from the history, routes with the split, endpoints, the
+        # policy that selects it, and its denials live (tap) and counted (signals).
+        applied = httpx.post(
+            f"{demo.api}/api/v1/apply",
+            json={"documents": [DENY_ADMIN], "source": "test"},
+            headers={"Authorization": f"Bearer {demo.token}"},
+        )
+        assert applied.status_code == 200, applied.text
         page.goto(f"{demo.api}/ui/#/service/reviews.default")
         page.wait_for_selector("#charts[data-points]", timeout=15000)
         assert len(page.query_selector_all("#charts .uplot")) == 3
@@ -140,6 +168,16 @@ def test_the_dashboard_shows_the_demo_live(demo: Demo, browser: object) -> None:
         assert "reviews-v1" in endpoints and "reviews-v2" in endpoints
         assert "healthy" in endpoints
         page.wait_for_selector("#callers a:has-text('productpage.default')", timeout=10000)
+        page.wait_for_selector("#policies :text('default/reviews-deny-admin')", timeout=10000)
+        assert "DENY" in page.inner_text("#policies")
+        outbound = demo.outbound_of("productpage-1")
+
+        def denial_shown() -> bool:
+            denied = httpx.get(f"http://{outbound}/admin/x", headers={"Host": "reviews:9080"})
+            assert denied.status_code == 403, denied.text
+            return page.query_selector("#live-4xx tr[data-tap-status='403']") is not None
+
+        wait_for(denial_shown, 20, "a denial in the service page's live tap", interval=0.5)
         _shot(page, "service-reviews.png")
 
         # Proxies: every sidecar connected, its xDS types ACKed, its certificate.

@@ -3,10 +3,13 @@
 // the authorization policies that select its workloads, and its recent denials.
 import { getJson, onSignals, query } from "./api.js";
 import { signalCharts } from "./charts.js";
+import { openTap } from "./tap.js";
 import { fmt, h, health, splitService, table } from "./dom.js";
 
 const HISTORY_MINUTES = 15;
 const HISTORY_REFRESH_MS = 10000;
+const LIVE_4XX_KEPT = 20;
+const TAP_SECONDS = 900;
 
 function section(title, id) {
   const body = h("div", { id });
@@ -89,6 +92,22 @@ function policiesView(policies) {
     h("pre", { text: JSON.stringify(p.spec.rules || [], null, 1) })));
 }
 
+// 4xx answers to this service as they happen (tap), newest first; 403s are denials.
+function liveView(events, note) {
+  const parts = [h("p", { class: "muted", text: `Live 4xx answers since this page opened (tap): ${note}` })];
+  if (events.length) {
+    parts.push(table(["time", "source → destination", "request", "status", "flags", "seen by"], events.map((e) =>
+      h("tr", { "data-tap-status": String(e.status) },
+        h("td", { text: fmt.time(e.time) }),
+        h("td", { text: `${e.source} → ${e.destination}` }),
+        h("td", { text: `${e.method} ${e.authority}${e.path}` }),
+        h("td", { class: e.status === 403 ? "bad" : "warn", text: e.status === 403 ? "403 denied" : String(e.status) }),
+        h("td", { text: e.flags }),
+        h("td", { text: `${e.direction} ${e.proxy}` })))));
+  }
+  return parts;
+}
+
 function denialsView(signal, traces) {
   const parts = [h("p", {}, `Denied by authorization in the last 60 s: `,
     h("strong", { "data-denied": "", text: signal ? String(signal.denied ?? 0) : "–" }))];
@@ -128,6 +147,8 @@ export function render(container, canonical) {
   const [endpointsSection, endpoints] = section("Endpoints", "endpoints");
   const [policiesSection, policies] = section("Authorization policies", "policies");
   const [denialsSection, denials] = section("Recent denials", "denials");
+  const live4xx = h("div", { id: "live-4xx" });
+  denialsSection.append(live4xx);
   container.append(h("h1", { text: canonical }), now, charts,
     h("div", { class: "columns" }, callersSection, calleesSection),
     routesSection, endpointsSection, policiesSection, denialsSection);
@@ -173,8 +194,17 @@ export function render(container, canonical) {
     callees.replaceChildren(edgeTable(s.edges.filter((e) => e.source === canonical), "callee"));
     denials.replaceChildren(...denialsView(signal, recent4xx));
   });
+  const seen = [];
+  let tapNote = "watching…";
+  const showLive = () => live4xx.replaceChildren(...liveView(seen, tapNote));
+  const closeTap = openTap({ service: canonical, status: "4xx", duration: TAP_SECONDS }, (event) => {
+    seen.unshift(event);
+    seen.length = Math.min(seen.length, LIVE_4XX_KEPT);
+    showLive();
+  }, (reason) => { tapNote = reason; showLive(); });
+  showLive();
   loadHistory();
   loadConfig();
   const timer = setInterval(() => { loadHistory(); }, HISTORY_REFRESH_MS);
-  return () => { stopped = true; clearInterval(timer); unsubscribe(); };
+  return () => { stopped = true; clearInterval(timer); unsubscribe(); closeTap(); };
 }
