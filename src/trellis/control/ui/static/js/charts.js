@@ -16,7 +16,7 @@ function columns(points, keys) {
 // Charts in `container`; returns `update(history)` to feed them new points.
 export function signalCharts(container) {
   const plots = [];
-  const width = Math.max(320, Math.min(560, container.clientWidth / 2 - 24 || 480));
+  const width = Math.max(300, Math.floor((container.clientWidth || 1200) / SERIES.length) - 24);
   for (const chart of SERIES) {
     const box = h("div", { class: "chart", "data-chart": chart.title });
     container.append(box);

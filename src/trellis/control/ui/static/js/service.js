@@ -84,12 +84,30 @@ function applies(policy, serviceSelector) {
   return Object.entries(wanted).every(([k, v]) => serviceSelector[k] === v);
 }
 
+// A rule without its empty lists: what it says, not the schema's every field.
+function prune(value) {
+  if (Array.isArray(value)) return value.map(prune);
+  if (value && typeof value === "object") {
+    const out = {};
+    for (const [k, v] of Object.entries(value)) {
+      const kept = prune(v);
+      const empty = kept === null || kept === false || (Array.isArray(kept) && !kept.length) ||
+        (typeof kept === "object" && kept !== null && !Array.isArray(kept) && !Object.keys(kept).length);
+      if (!empty) out[k] = kept;
+    }
+    return out;
+  }
+  return value;
+}
+
 function policiesView(policies) {
   if (!policies.length) return h("p", { class: "muted", text: "No authorization policy selects this service's workloads: every caller is allowed." });
   return policies.map((p) => h("div", { class: "policy" },
     h("h3", {}, h("span", { class: `tag ${p.spec.action === "DENY" ? "bad" : "good"}`, text: p.spec.action || "ALLOW" }),
       ` ${p.metadata.namespace || "default"}/${p.metadata.name}${p.spec.dryRun ? " (dry run)" : ""}`),
-    h("pre", { text: JSON.stringify(p.spec.rules || [], null, 1) })));
+    (p.spec.rules || []).length
+      ? (p.spec.rules || []).map((rule, i) => h("pre", { text: `rule ${i + 1}: ${JSON.stringify(prune(rule))}` }))
+      : h("p", { class: "muted", text: "no rules" })));
 }
 
 // 4xx answers to this service as they happen (tap), newest first; 403s are denials.
