@@ -114,6 +114,7 @@ def _shot(page: object, name: str) -> None:
     page.screenshot(path=str(SCREENSHOTS / name), full_page=True)  # type: ignore[attr-defined]
 
 
+@pytest.mark.timeout(240)
 def test_the_dashboard_shows_the_demo_live(demo: Demo, browser: object) -> None:
     trace_id = sdk_trace(demo, time.time_ns() - 2000 * MS)  # 5 spans over three services
     context = browser.new_context(viewport={"width": 1300, "height": 900})  # type: ignore[attr-defined]
@@ -192,6 +193,7 @@ def test_the_dashboard_shows_the_demo_live(demo: Demo, browser: object) -> None:
         # Traces: the search finds the trace, the waterfall shows its tree.
         page.goto(f"{demo.api}/ui/#/traces")
         page.fill("input[name=service]", "reviews")
+        page.fill("input[name=minDuration]", "250ms")  # the SDK trace's 300 ms, not the demo's
         page.click("#trace-search button[type=submit]")
         page.click(f"tr[data-trace='{trace_id}'] a", timeout=10000)
         page.wait_for_selector("#waterfall[data-spans='5']", timeout=10000)
