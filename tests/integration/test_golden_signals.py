@@ -169,3 +169,59 @@ def test_sse_stream_delivers_signals(mesh: Mesh) -> None:
         loader.join(5)
     assert find(events[-1]["edges"], source="web.default", destination="api.default"), events[-1]
     assert {"window_seconds", "generated_at", "proxies_reporting", "services"} <= set(events[0])
+
+
+DENY_ADMIN = """
+apiVersion: trellis.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: deny-admin}
+spec:
+  selector: {matchLabels: {app: api}}
+  action: DENY
+  rules:
+    - to: [{operation: {paths: ["/admin*"]}}]
+"""
+
+
+def test_denials_are_counted_at_the_destination(mesh: Mesh) -> None:
+    mesh.cp.apply(service_yaml("api", {"app": "api"}) + DENY_ADMIN)
+    run_service(mesh, "api")
+    web = client_sidecar(mesh, "web")
+    with web.client() as c:
+        wait_for(lambda: c.get(URL + "/admin").status_code == 403, 10, "the policy in force")
+        denied = 1
+        for _ in range(9):
+            assert c.get(URL + "/admin").status_code == 403
+            denied += 1
+        for _ in range(5):
+            assert c.get(URL + "/ok").status_code == 200
+
+    def service() -> dict[str, Any] | None:
+        found = find(signals(mesh)["services"], service="api.default")
+        return found if found is not None and found["denied"] >= denied else None
+
+    api = wait_for(service, 10, "the denials in the signals")
+    assert api["denied"] == denied
+    assert api["errors"] == 0  # a 403 is no 5xx
+    assert api["requests"] >= denied + 5
+
+
+def test_proxies_report_again_after_the_control_plane_restarts(mesh: Mesh) -> None:
+    mesh.cp.apply(service_yaml("api", {"app": "api"}))
+    run_service(mesh, "api", ttl=60)
+    web = client_sidecar(mesh, "web")
+    wait_for(lambda: signals(mesh)["proxies_reporting"] >= 2, 10, "both proxies reporting")
+    mesh.cp.stop()
+    mesh.cp.start()  # same ports and data dir; the signals start empty (memory only)
+    assert signals(mesh)["edges"] == []
+
+    def reported() -> bool:
+        with web.client() as c:
+            c.get(URL + "/again")
+        body = signals(mesh)
+        return body["proxies_reporting"] >= 2 and bool(
+            find(body["edges"], source="web.default", destination="api.default")
+        )
+
+    wait_for(reported, 60, "the proxies' telemetry streams back (backoff) with new traffic",
+             interval=0.5)  # fmt: skip

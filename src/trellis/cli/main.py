@@ -38,6 +38,8 @@ COMMANDS: dict[str, tuple[str, str, dict[str, object]]] = {
     "explain": ("trellis.cli.explain", "explain", {}),
     "traces": ("trellis.cli.traces", "traces", {}),
     "trace": ("trellis.cli.trace", "trace", {}),
+    "tap": ("trellis.cli.tap", "tap", {}),
+    "top": ("trellis.cli.top", "top", {}),
 }
 
 

@@ -42,7 +42,7 @@ from trellis.control.config import ControlConfig, HostPort
 from trellis.control.limits import XDS_MAX_REQUEST_BYTES
 from trellis.control.push.controller import PushController
 from trellis.control.registry import Registry
-from trellis.control.signals.stream import TelemetryHub, TelemetryService
+from trellis.control.signals.stream import TelemetryHub, TelemetryService, certificate_binding
 from trellis.control.traces.export import OtlpReceiver
 from trellis.control.traces.receiver import Admit as TraceAdmit
 from trellis.control.traces.receiver import TraceService
@@ -112,9 +112,12 @@ async def serve(config: ControlConfig, *, out: TextIO = sys.stdout) -> None:
     def register_secure(server: grpc.aio.Server, guard: StreamGuard) -> None:
         ads.register(server, guard)
         TraceService(traces, admit=mesh_members(guard)).register(server)
-        TelemetryService(telemetry, admit=mesh_members(guard, "telemetry"), secure=True).register(
-            server
-        )
+        TelemetryService(
+            telemetry,
+            admit=mesh_members(guard, "telemetry"),
+            bind=certificate_binding(guard),
+            secure=True,
+        ).register(server)
 
     secure = SecurePort(
         ca,

@@ -6,7 +6,8 @@
 - `GET /api/v1/signals/stream?window=60`: server-sent events, `event: signals` every
   STREAM_INTERVAL seconds with the /signals JSON on one line.
 - `GET /api/v1/signals/statistics`: the telemetry streams' counters (refusals, taps, proxies).
-- `GET /api/v1/tap?service=S&path=PREFIX&method=M&status=5xx&limit=N&duration=SECONDS`:
+- `GET /api/v1/tap?service=S&path=PREFIX&method=M&status=5xx&limit=N&duration=SECONDS&rate=R`
+  (R: events/s per proxy, at most 100, the default):
   NDJSON, one object a line: `{"type": "start", ...}`, then `{"type": "event", ...}` per
   request as the proxies see it, and `{"type": "end", "reason": ...}` when the duration
   or the limit is reached. The taps stop when the client goes away.
@@ -33,6 +34,7 @@ from trellis.control.api.state import TelemetryPort
 from trellis.control.signals.aggregate import MAX_WINDOW, MIN_WINDOW
 from trellis.control.signals.tap import (
     MAX_DURATION_SECONDS,
+    PER_PROXY_PER_SECOND,
     STATUS_CLASSES,
     TapFilter,
     TapSession,
@@ -145,6 +147,7 @@ async def tap(
     status: str | None = None,
     limit: Annotated[int, Query(ge=0, le=MAX_TAP_LIMIT)] = 0,
     duration: Annotated[float, Query(gt=0, le=MAX_DURATION_SECONDS)] = DEFAULT_TAP_SECONDS,
+    rate: Annotated[int, Query(ge=1, le=PER_PROXY_PER_SECOND)] = PER_PROXY_PER_SECOND,
 ) -> StreamingResponse:
     telemetry = _telemetry(state)
     name = canonical_service(service)
@@ -161,7 +164,9 @@ async def tap(
         status_class=STATUS_CLASSES[status.lower()] if status else 0,
     )
     try:
-        session = telemetry.taps.start(tap_filter, duration=duration, limit=limit)
+        session = telemetry.taps.start(
+            tap_filter, duration=duration, limit=limit, max_per_proxy=rate
+        )
     except TooManyTaps as e:
         raise HTTPException(429, str(e)) from None
     return StreamingResponse(

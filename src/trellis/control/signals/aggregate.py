@@ -31,7 +31,7 @@ from typing import Any, Final
 BOUNDS_MS: Final = (0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000)
 BUCKET_SECONDS: Final = 10
 KEEP_BUCKETS: Final = 90  # 15 minutes
-MAX_KEYS_PER_BUCKET: Final = 20_000
+MAX_KEYS_PER_BUCKET: Final = 5000  # x KEEP_BUCKETS x ~300 bytes: the store stays under ~130 MiB
 MIN_WINDOW: Final = 10
 MAX_WINDOW: Final = KEEP_BUCKETS * BUCKET_SECONDS
 UNKNOWN: Final = "unknown"
@@ -137,14 +137,14 @@ class Totals:
         self.buckets = [0] * (len(BOUNDS_MS) + 1)
         self.since = math.inf
 
-    def add(self, cell: Cell | Totals, *, counts: bool = True) -> None:
-        if counts:
-            self.requests += cell.requests
-            self.errors += cell.errors
-            self.mtls_requests += cell.mtls_requests
-            b = self.buckets
-            for i, n in enumerate(cell.buckets):
-                b[i] += n
+    def add(self, cell: Cell | Totals) -> None:
+        self.requests += cell.requests
+        self.errors += cell.errors
+        self.denied += cell.denied
+        self.mtls_requests += cell.mtls_requests
+        b = self.buckets
+        for i, n in enumerate(cell.buckets):
+            b[i] += n
         self.since = min(self.since, cell.since)
 
     def figures(self, seconds: float) -> dict[str, Any]:

@@ -44,6 +44,7 @@ from trellis.control.signals.aggregate import (
     SignalStore,
 )
 from trellis.control.signals.tap import TapHub
+from trellis.control.xds.server import StreamGuard, StreamRefused
 from trellis.telemetry_api import telemetry_pb2 as pb
 
 log = logging.getLogger("trellis.control.telemetry")
@@ -59,9 +60,50 @@ REPORT_BURST: Final = 3.0
 HELLO_TIMEOUT: Final = 10.0
 OUTBOX_SIZE: Final = 64
 MAX_NAME_CHARS: Final = 253
+SIGNALS_CACHE_SECONDS: Final = 1.0
 
 # Who may open a stream: None lets the caller in, else the status and message to end with.
 Admit = Callable[[grpc.aio.ServicerContext], tuple[grpc.StatusCode, str] | None]
+# Whether the caller may say this Hello (the secure port: the names against its certificate).
+Bind = Callable[[grpc.aio.ServicerContext, pb.Hello], tuple[grpc.StatusCode, str] | None]
+
+
+def certificate_binding(guard: StreamGuard) -> Bind:
+    """The secure port's check of a Hello: the caller's certificate (a mesh SVID) must be of
+    the namespace the Hello names (node id, namespace, service). A workload is not in the
+    certificate (it names a service account), so a member may still report as another
+    service of its own namespace."""
+
+    def bind(
+        context: grpc.aio.ServicerContext, hello: pb.Hello
+    ) -> tuple[grpc.StatusCode, str] | None:
+        try:
+            admission = guard.admit(context)
+        except StreamRefused as e:
+            return (
+                e.code,
+                f"telemetry on the secure port needs a mesh client certificate: {e.message}",
+            )
+        spiffe_id = getattr(admission.principal, "spiffe_id", None)
+        namespace = getattr(spiffe_id, "namespace", None)
+        if namespace is None:
+            return None
+        suffix = f".{namespace}"
+        if (
+            hello.namespace != namespace
+            or not hello.node_id.endswith(suffix)
+            or not hello.service.endswith(suffix)
+        ):
+            return (
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"telemetry Hello for {hello.node_id} (service {hello.service}, namespace "
+                f"{hello.namespace}) does not match its certificate {spiffe_id} (namespace "
+                f"{namespace})",
+            )
+        return None
+
+    return bind
+
 
 _REPORTERS = {pb.SOURCE: SOURCE, pb.DESTINATION: DESTINATION}
 
@@ -137,6 +179,7 @@ class TelemetryHub:
         self.max_streams = max_streams
         self._connections: dict[int, ProxyConnection] = {}
         self._ids = itertools.count(1)
+        self._cache: dict[float, tuple[float, dict[str, Any]]] = {}
         self.counters = {
             "streamsTotal": 0,
             "streamsRefused": 0,
@@ -199,7 +242,20 @@ class TelemetryHub:
     # -- reading ---------------------------------------------------------------------------
 
     def signals(self, window: float) -> dict[str, Any]:
+        """The figures over `window`, computed at most once per SIGNALS_CACHE_SECONDS per window
+        (every SSE client and dashboard asks every 2 s; one query over a full store takes
+        ~0.1-0.5 s of the event loop, docs/benchmarks.md)."""
         now = time.time()
+        cached = self._cache.get(window)
+        if cached is not None and now - cached[0] < SIGNALS_CACHE_SECONDS:
+            return cached[1]
+        answer = self._signals(window, now)
+        if len(self._cache) > 64:
+            self._cache.clear()
+        self._cache[window] = (now, answer)
+        return answer
+
+    def _signals(self, window: float, now: float) -> dict[str, Any]:
         out = self.store.signals(window, now)
         reporting = sum(1 for c in self._connections.values() if c.last_report >= now - window)
         return {
@@ -226,9 +282,16 @@ class TelemetryHub:
 class TelemetryService:
     """The gRPC face of the hub, on one server (`admit` for the secure port's)."""
 
-    def __init__(self, hub: TelemetryHub, admit: Admit | None = None, secure: bool = False):
+    def __init__(
+        self,
+        hub: TelemetryHub,
+        admit: Admit | None = None,
+        secure: bool = False,
+        bind: Bind | None = None,
+    ):
         self._hub = hub
         self._admit = admit
+        self._bind = bind
         self._secure = secure
 
     def register(self, server: grpc.aio.Server) -> None:
@@ -273,6 +336,11 @@ class TelemetryService:
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"bucket_bounds_ms must ascend, at most {MAX_BUCKETS_PER_EDGE}",
             )
+        if self._bind is not None:
+            refusal = self._bind(context, hello)
+            if refusal is not None:
+                hub.counters["streamsRefused"] += 1
+                await context.abort(*refusal)
         conn = hub.connect(hello, context.peer() or "", self._secure)
         if conn is None:
             await context.abort(

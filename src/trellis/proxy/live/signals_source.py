@@ -25,8 +25,40 @@ UNKNOWN = "unknown"
 EdgeKey = tuple[int, str, str, bool]
 
 
-def _index(name: str) -> int:
-    return registry.LABELS.index(name)
+def _index(name: str, *fallbacks: str) -> int:
+    """Where label `name` (else the first fallback the registry has) sits in a series' labels."""
+    for candidate in (name, *fallbacks):
+        if candidate in registry.LABELS:
+            return registry.LABELS.index(candidate)
+    raise ValueError(f"the metrics registry has none of the labels {name}, {fallbacks}")
+
+
+# Label positions: the caller's canonical service (Istio's name; `source_app` in registries
+# that do not have it) and namespace, the destination Service's name and namespace (from the
+# cluster chosen), and the rest of what an edge needs. tap.py uses them too.
+SOURCE_SERVICE = _index("source_canonical_service", "source_app")
+SOURCE_NAMESPACE = _index("source_workload_namespace")
+DESTINATION_NAME = _index("destination_service_name")
+DESTINATION_NAMESPACE = _index("destination_service_namespace")
+REPORTER = _index("reporter")
+RESPONSE_CODE = _index("response_code")
+RESPONSE_FLAGS = _index("response_flags")
+SECURITY = _index("connection_security_policy")
+
+
+def series_of(metrics: registry.RequestMetrics) -> list[tuple[tuple[str, ...], Any]]:
+    """The registry's HTTP series as (labels, series): its read API when it has one."""
+    read = getattr(metrics, "http_series", None)
+    if callable(read):
+        return list(read())
+    return list(metrics._series.items())  # the registry's own map: read, not changed
+
+
+def service_name(name: str, namespace: str) -> str:
+    """NAME.NAMESPACE, or "unknown" when either is unknown (or the overflow series)."""
+    if name in ("", UNKNOWN, "overflow") or namespace in ("", UNKNOWN, "overflow"):
+        return UNKNOWN
+    return f"{name}.{namespace}"
 
 
 class SignalsSource:
@@ -34,28 +66,17 @@ class SignalsSource:
         self._metrics = metrics
         self.service = service  # this proxy's canonical service
         self._seen: dict[tuple[str, ...], tuple[int, list[int]]] = {}
-        self._reporter = _index("reporter")
-        self._source_app = _index("source_app")
-        self._source_ns = _index("source_workload_namespace")
-        self._dest_name = _index("destination_service_name")
-        self._dest_ns = _index("destination_service_namespace")
-        self._code = _index("response_code")
-        self._flags = _index("response_flags")
-        self._security = _index("connection_security_policy")
         self.overflowed = 0
 
     @property
     def bounds_ms(self) -> Sequence[float]:
         return [float(b) for b in registry.BUCKETS_MS]
 
-    def _series(self) -> list[tuple[tuple[str, ...], registry.Series]]:
-        return list(self._metrics._series.items())  # the registry's own map: read, not changed
-
     def deltas(self) -> list[pb.EdgeDelta]:
         """What changed since the last call, per edge (edges without new requests left out)."""
         edges: dict[EdgeKey, pb.EdgeDelta] = {}
         seen = self._seen
-        for labels, series in self._series():
+        for labels, series in series_of(self._metrics):
             count = series.count
             before = seen.get(labels)
             if before is not None and before[0] == count:
@@ -77,10 +98,10 @@ class SignalsSource:
                 )
                 edge.buckets.extend([0] * len(diff))
             edge.requests += new
-            code = labels[self._code]
+            code = labels[RESPONSE_CODE]
             if code.startswith("5"):
                 edge.errors += new
-            if key[0] == pb.DESTINATION and "RBAC" in labels[self._flags].split(","):
+            if key[0] == pb.DESTINATION and "RBAC" in labels[RESPONSE_FLAGS].split(","):
                 edge.denied += new
             for i, n in enumerate(diff):
                 edge.buckets[i] += n
@@ -88,25 +109,9 @@ class SignalsSource:
         return list(edges.values())
 
     def _edge(self, labels: tuple[str, ...]) -> EdgeKey:
-        mtls = labels[self._security] == "mutual_tls"
-        if labels[self._reporter] == "source":
-            return (
-                pb.SOURCE,
-                self.service,
-                _service(labels[self._dest_name], labels[self._dest_ns]),
-                mtls,
-            )
-        return (
-            pb.DESTINATION,
-            _service(labels[self._source_app], labels[self._source_ns]),
-            self.service,
-            mtls,
-        )
-
-
-def _service(name: str, namespace: str) -> str:
-    if not name or name == UNKNOWN or name == "overflow":
-        return UNKNOWN
-    if not namespace or namespace == UNKNOWN or namespace == "overflow":
-        return UNKNOWN
-    return f"{name}.{namespace}"
+        mtls = labels[SECURITY] == "mutual_tls"
+        if labels[REPORTER] == "source":
+            destination = service_name(labels[DESTINATION_NAME], labels[DESTINATION_NAMESPACE])
+            return (pb.SOURCE, self.service, destination, mtls)
+        source = service_name(labels[SOURCE_SERVICE], labels[SOURCE_NAMESPACE])
+        return (pb.DESTINATION, source, self.service, mtls)

@@ -18,7 +18,14 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
-from trellis.proxy.telemetry import metrics as registry
+from trellis.proxy.live.signals_source import (
+    DESTINATION_NAME,
+    DESTINATION_NAMESPACE,
+    SECURITY,
+    SOURCE_NAMESPACE,
+    SOURCE_SERVICE,
+    service_name,
+)
 from trellis.telemetry_api import telemetry_pb2 as pb
 
 if TYPE_CHECKING:
@@ -32,18 +39,6 @@ MAX_HEADERS: Final = 32
 MAX_VALUE_CHARS: Final = 256
 MAX_PER_SECOND: Final = 1000  # what a TapStart may ask for, at most
 UNKNOWN: Final = "unknown"
-
-_NAME = registry.LABELS.index("destination_service_name")
-_NAMESPACE = registry.LABELS.index("destination_service_namespace")
-_SOURCE_APP = registry.LABELS.index("source_app")
-_SOURCE_NS = registry.LABELS.index("source_workload_namespace")
-_SECURITY = registry.LABELS.index("connection_security_policy")
-
-
-def _service(name: str, namespace: str) -> str:
-    if name in ("", UNKNOWN, "overflow") or namespace in ("", UNKNOWN, "overflow"):
-        return UNKNOWN
-    return f"{name}.{namespace}"
 
 
 def trace_id(head: Any) -> str:
@@ -155,13 +150,16 @@ class ProxyTaps:
                 if not tap.inbound:
                     continue
                 source, destination = (
-                    _service(labels[_SOURCE_APP], labels[_SOURCE_NS]),
+                    service_name(labels[SOURCE_SERVICE], labels[SOURCE_NAMESPACE]),
                     self.service,
                 )
             else:
                 if not tap.outbound:
                     continue
-                source, destination = self.service, _service(labels[_NAME], labels[_NAMESPACE])
+                source, destination = (
+                    self.service,
+                    service_name(labels[DESTINATION_NAME], labels[DESTINATION_NAMESPACE]),
+                )
                 if destination != tap.service:
                     continue
             if not tap.matches(ex, status) or now > tap.deadline:
@@ -206,7 +204,7 @@ class ProxyTaps:
             trace_id=trace_id(head),
             request_id=(head.get("x-request-id") or "")[:MAX_VALUE_CHARS],
             headers=headers,
-            mtls=labels[_SECURITY] == "mutual_tls",
+            mtls=labels[SECURITY] == "mutual_tls",
             workload=self.workload,
         )
 
