@@ -35,18 +35,31 @@ function badge(text, cls) {
   if (el) { el.textContent = text; el.className = `live ${cls}`; }
 }
 
+const RETRY_MS = 5000;
+
+// The browser retries a dropped stream by itself, but gives up on an answer that is
+// not 200 (a 401 once the session is gone, a 503): then a plain GET says which (a 401
+// sends the page to the login) and the stream is opened again a little later.
+function connect() {
+  source = new EventSource("/api/v1/signals/stream?window=60");
+  source.addEventListener("signals", (event) => {
+    latest = JSON.parse(event.data);
+    badge(`live · ${latest.proxies_reporting} proxies · ${new Date().toLocaleTimeString()}`, "on");
+    for (const l of listeners) l(latest);
+  });
+  source.addEventListener("error", () => {
+    badge("reconnecting…", "off");
+    if (source.readyState !== EventSource.CLOSED) return;
+    source = null;
+    getJson("/api/v1/signals?window=10").catch(() => {});
+    setTimeout(() => { if (!source) connect(); }, RETRY_MS);
+  });
+}
+
 export function onSignals(callback) {
   listeners.add(callback);
   if (latest) callback(latest);
-  if (!source) {
-    source = new EventSource("/api/v1/signals/stream?window=60");
-    source.addEventListener("signals", (event) => {
-      latest = JSON.parse(event.data);
-      badge(`live · ${latest.proxies_reporting} proxies · ${new Date().toLocaleTimeString()}`, "on");
-      for (const l of listeners) l(latest);
-    });
-    source.addEventListener("error", () => badge("reconnecting…", "off"));
-  }
+  if (!source) connect();
   return () => listeners.delete(callback);
 }
 

@@ -59,7 +59,9 @@ export function render(container) {
     h("h2", { text: "Edges (last 60 s)" }), edges);
 
   const cy = cytoscape({ container: canvas, style: STYLE, elements: [] });
-  cy.on("tap", "node", (event) => { window.location.hash = `#/service/${encodeURIComponent(event.target.id())}`; });
+  const open = (name) => { window.location.hash = `#/service/${encodeURIComponent(name)}`; };
+  cy.on("tap", "node", (event) => open(event.target.id()));
+  cy.on("tap", "edge", (event) => open(event.target.data("target")));
   let shape = "";
 
   function update(signals) {
