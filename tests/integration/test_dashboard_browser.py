@@ -93,6 +93,8 @@ def browser() -> Iterator[object]:
 
 
 def test_without_the_token_the_data_and_pages_refuse(demo: Demo) -> None:
+    # `trellis control` says where the dashboard is.
+    assert f"dashboard on {demo.api}/ui/" in (demo.data / "control.log").read_text()
     with httpx.Client(base_url=demo.api, timeout=10) as anonymous:
         for path in (
             "/api/v1/signals",
