@@ -143,6 +143,8 @@ def test_the_dashboard_shows_the_demo_live(demo: Demo, browser: object) -> None:
             assert rps > 0, (source, destination)
         nodes = int(page.get_attribute("#graph", "data-nodes") or 0)
         assert nodes >= 4
+        for service in ("productpage", "reviews", "details", "ratings"):
+            assert page.query_selector(f"tr[data-service='{service}.default']"), service
         # Live: the figures come again from the event stream, without a reload.
         page.wait_for_selector("#live.on", timeout=10000)
         first = page.inner_text("#graph-status")

@@ -40,6 +40,18 @@ function elementsOf(signals) {
   return { nodes, edges };
 }
 
+function serviceRows(signals) {
+  return signals.services.map((s) => h("tr", { "data-service": s.service },
+    h("td", {}, h("a", { href: `#/service/${encodeURIComponent(s.service)}`, text: s.service })),
+    h("td", { class: "num", text: fmt.rps(s.rps) }),
+    h("td", { class: `num ${health(s.success_rate)}`, text: fmt.pct(s.success_rate) }),
+    h("td", { class: "num", text: fmt.ms(s.p50_ms) }),
+    h("td", { class: "num", text: fmt.ms(s.p99_ms) }),
+    h("td", { class: "num", text: s.requests }),
+    h("td", { class: s.errors ? "num bad" : "num", text: s.errors }),
+    h("td", { class: s.denied ? "num bad" : "num", text: s.denied })));
+}
+
 function edgeRows(signals) {
   return signals.edges.map((e) => h("tr", { "data-edge": `${e.source}->${e.destination}` },
     h("td", {}, h("a", { href: `#/service/${encodeURIComponent(e.source)}`, text: e.source })),
@@ -55,8 +67,9 @@ export function render(container) {
   const status = h("p", { id: "graph-status", class: "muted", text: "waiting for the first signals…" });
   const canvas = h("div", { id: "graph", class: "graph" });
   const edges = h("div", { id: "edges" });
+  const services = h("div", { id: "services" });
   container.append(h("h1", { text: "Service graph" }), status, canvas,
-    h("h2", { text: "Edges (last 60 s)" }), edges);
+    h("h2", { text: "Edges (last 60 s)" }), edges, h("h2", { text: "Services (last 60 s)" }), services);
 
   const cy = cytoscape({ container: canvas, style: STYLE, elements: [] });
   const open = (name) => { window.location.hash = `#/service/${encodeURIComponent(name)}`; };
@@ -86,6 +99,8 @@ export function render(container) {
       `${signals.proxies_reporting} proxies reporting · generated ${fmt.time(signals.generated_at)}`;
     edges.replaceChildren(table(["source", "destination", "rps", "success", "p50", "p99", "security"],
       edgeRows(signals), { class: "edges" }));
+    services.replaceChildren(table(["service", "rps", "success", "p50", "p99", "requests", "5xx", "denied"],
+      serviceRows(signals), { class: "services" }));
   }
 
   let stopped = false;
