@@ -183,6 +183,10 @@ def test_the_dashboard_shows_the_demo_live(demo: Demo, browser: object) -> None:
             return page.query_selector("#live-4xx tr[data-tap-status='403']") is not None
 
         wait_for(denial_shown, 20, "a denial in the service page's live tap", interval=0.5)
+        page.wait_for_function(  # and counted in the golden signals, from the stream
+            "() => Number(document.querySelector('[data-denied]').textContent) > 0",
+            timeout=15000,
+        )
         _shot(page, "service-reviews.png")
 
         # Proxies: every sidecar connected, its xDS types ACKed, its certificate.
