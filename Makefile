@@ -6,7 +6,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEB_STAMP := $(VENV)/.debs
 # gcc: mypyc compiles the data plane's hot path (tools/compile_hot_path.py).
-DEB_PACKAGES := curl gcc
+# chromium: the dashboard's browser test (Playwright drives it; no browser download).
+DEB_PACKAGES := curl gcc chromium
 COMPILED := src/trellis/compiled-manifest.json
 HOT_SOURCES := $(wildcard src/trellis/compiled.py src/trellis/authz/*.py src/trellis/proxy/config/*.py \
 	src/trellis/proxy/http1/*.py \

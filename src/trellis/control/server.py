@@ -7,7 +7,7 @@ certificates, + TraceService for mesh members) → admin token → Registry →
 PushController (store → PushContext → ads.push) → the REST API on uvicorn (with
 OTLP/HTTP and the trace queries). The banner's lines
 come in a fixed order (tests and tools parse them): API, xDS, [admin token, CLI
-config on first start], secure port. We own SIGINT/SIGTERM (uvicorn's handlers
+config on first start], secure port, dashboard. We own SIGINT/SIGTERM (uvicorn's handlers
 are turned off) and shut down in steps:
   1. stop the API: stop accepting, let in-flight requests finish (bounded);
   2. stop gRPC (both ports) with a grace period, so streams end cleanly and
@@ -175,6 +175,7 @@ async def serve(config: ControlConfig, *, out: TextIO = sys.stdout) -> None:
                 written = write_config(CliConfig(client_url(api_address), tokens.new_token))
                 _say(out, f"CLI config written to {written} (mode 0600)")
             _say(out, f"secure listening on {secure_address}")
+            _say(out, f"dashboard on {client_url(api_address)}/ui/ (log in with the admin token)")
             await _wait_for_stop(api_task)
             # 1. stop accepting API connections, finish in-flight requests (bounded)
             api.should_exit = True

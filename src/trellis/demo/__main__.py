@@ -4,8 +4,10 @@ Steps: start `trellis control` (state in .trellis/demo, fresh each run), apply
 mesh.yaml, start the services — each app under `trellis run`, which gives it a
 sidecar, registers it and lets it call the others by name — then drive load
 through `productpage` (itself a meshed client), print the reviews split every
-second, and tell where to look. Ctrl-C (or --seconds) stops every process it
-started, by PID: each `trellis run` deregisters, drains and stops its app.
+second, and tell where to look: the dashboard (`/ui/` on the API port; log in with
+the admin token), `trellis top`, `trellis tap` and `trellis traces`. Ctrl-C (or
+--seconds) stops every process it started, by PID: each `trellis run` deregisters,
+drains and stops its app.
 """
 
 from __future__ import annotations
@@ -213,6 +215,13 @@ def main() -> None:
         admin = demo.admin_of("productpage-1")
         print(f"  curl -s http://{admin}/metrics | grep trellis_requests_total  # its sidecar")
         print(f"  curl -s http://{admin}/clusters   # endpoints, health, active requests")
+        print(f"  {cli} top                       # live table of the busiest edges")
+        print(f"  {cli} tap reviews               # live stream of requests to reviews")
+        print(f"  {cli} traces --service productpage   # recent traces; then: {cli} trace ID")
+        print("(TRELLIS_CONFIG holds the control plane's address and the admin token: traffic")
+        print(" data needs the token, and the CLI sends it from there.)")
+        print(f"dashboard: {demo.api}/ui/  (log in with this demo's admin token: {demo.token} ;")
+        print("  it opens a read-only session cookie; the token is fresh each run)")
         print(f"logs: {_short(demo.data)}/*.log.  Ctrl-C stops everything.", flush=True)
         if args.seconds:
             failed = demo.load(args.seconds)

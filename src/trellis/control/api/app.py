@@ -17,6 +17,7 @@ from trellis.control.api.guard import RequestGuard
 from trellis.control.api.state import ApiState
 from trellis.control.api.writes import Rejected
 from trellis.control.limits import API_MAX_BODY_BYTES, MAX_JSON_DEPTH, size_text
+from trellis.control.ui import routes as ui
 from trellis.store.base import Conflict
 
 
@@ -76,5 +77,7 @@ def create_app(state: ApiState) -> FastAPI:
     app.include_router(traces.router)
     app.include_router(signals.router)
     app.include_router(signals.tap_router)
+    # The dashboard at /ui, and its read session (a cookie that stands in for the token on GET).
+    ui.install(app)
     app.include_router(resources.router)
     return app
