@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import logging
 import socket
@@ -71,7 +72,7 @@ class ProxyApp:
         self._sweeper: asyncio.Task[None] | None = None
         self._xds: AdsClient | None = None
         self._access_log = open_access_log(options.access_log)
-        me = Identity(options.workload, options.namespace, options.app)
+        me = Identity.of(options.workload, options.namespace, options.labels)
         self.recorder = Recorder(me, self.metrics, self._access_log)
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -85,6 +86,7 @@ class ProxyApp:
         )
         inbound_ctx = ListenerContext("inbound", state, clusters, self.recorder.inbound)
         inbound_ctx.authz_counts = self.metrics.count_authz
+        outbound_ctx.opened = inbound_ctx.opened = self.recorder.tunnel_opened
         if opts.join_token:
             # Identity first: without an SVID there is no mTLS, and no xDS on the secure port.
             # (The X.509 work runs in a child: this process never loads `cryptography`.)
@@ -92,7 +94,9 @@ class ProxyApp:
 
             self.identity = IdentityAgent(opts.control, opts.ca_bundle, opts.join_token)
             self.identity.on_rotate(self.tls.update)
-            self.tls.update(await self.identity.start())
+            svid = await self.identity.start()
+            self.tls.update(svid)
+            self.recorder.set_identity(dataclasses.replace(me, principal=svid.spiffe_id))
         inbound = InboundListener(inbound_ctx, state, "")
         self._listen_inbound(opts.inbound, inbound)
         bound = self.addresses["inbound"]

@@ -438,6 +438,7 @@ class Exchange:
         self.status = 200
         self.resp_started = True
         self._record(200)
+        self.ctx.opened(self)
 
     def tunnel_failed(self, status: int, flag: str, reason: str) -> None:
         self.tunnel = None
