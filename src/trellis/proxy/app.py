@@ -34,6 +34,7 @@ from trellis.proxy.listeners.acceptor import Acceptor
 from trellis.proxy.listeners.admin import AdminListener, json_page
 from trellis.proxy.listeners.inbound import InboundListener
 from trellis.proxy.listeners.outbound import OutboundListener
+from trellis.proxy.listeners.scrape import ScrapeListener
 from trellis.proxy.listeners.server import RequestHandler, ServerConnection, connection_factory
 from trellis.proxy.options import Address, ProxyOptions, inbound_listener_name
 from trellis.proxy.stack.cluster import ClusterManager
@@ -54,13 +55,14 @@ class ProxyApp:
         self.options = options
         self.state = ConfigState()
         self.clusters = ClusterManager(self.state)
-        self.metrics = RequestMetrics()
+        self.metrics = RequestMetrics(options.metrics_max_series)
         self.metrics.gauges.append(self._connection_gauges)
         self.metrics.gauges.append(FAULTS.render)
         self.connections: dict[str, set[ServerConnection]] = {
             "outbound": set(),
             "inbound": set(),
             "admin": set(),
+            "metrics": set(),
         }
         self.addresses: dict[str, Address] = {}
         self.inbound_name = ""
@@ -103,6 +105,10 @@ class ProxyApp:
         self.inbound_name = inbound.name = inbound_listener_name(bound.host, bound.port)
         await self._listen("outbound", opts.outbound, OutboundListener(outbound_ctx, state))
         await self._listen("admin", opts.admin, AdminListener(self._pages(), opts.admin.host))
+        if opts.metrics is not None:
+            page = self._pages()["/metrics"]
+            scrape = ScrapeListener(page, opts.metrics_token_sha256)
+            await self._listen("metrics", opts.metrics, scrape)
         own = {(a.host, a.port) for a in self.addresses.values()}
         outbound_ctx.own_addresses = inbound_ctx.own_addresses = own
         self.clusters.client_context = self.tls.client_context
@@ -227,7 +233,7 @@ class ProxyApp:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            for name in ("outbound", "inbound", "admin"):
+            for name in ("outbound", "inbound", "admin", "metrics"):
                 for conn in list(self.connections[name]):
                     if conn.exchange is None:
                         conn.close()

@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from trellis.control.api import explain, identity, registry, resources, traces, views
+from trellis.control.api import explain, identity, metrics, registry, resources, traces, views
 from trellis.control.api.guard import RequestGuard
 from trellis.control.api.state import ApiState
 from trellis.control.api.writes import Rejected
@@ -50,7 +50,8 @@ def create_app(state: ApiState) -> FastAPI:
         title="Trellis control plane",
         version="v1",
         description="Mesh resources, workload registry, proxy status, join tokens, the CA, "
-        "traces and request explanations. Reads of the mesh's configuration are open; join "
+        "traces, request explanations and Prometheus service discovery (`/api/v1/metrics/targets`: "
+        "the scrape token or the admin token). Reads of the mesh's configuration are open; join "
         "tokens, traces and explanations (traffic and policy detail) and every write need "
         "`Authorization: Bearer <admin token>`. "
         "Only the admin sends bodies: a request with a body and no token gets 401 before it is "
@@ -74,5 +75,6 @@ def create_app(state: ApiState) -> FastAPI:
     app.include_router(explain.router)
     app.include_router(traces.otlp_router)
     app.include_router(traces.router)
+    app.include_router(metrics.router)
     app.include_router(resources.router)
     return app

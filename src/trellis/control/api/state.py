@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from trellis.control.api.auth import AdminToken
+from trellis.control.metrics.scrape_token import ScrapeToken
 from trellis.model import Workload
 from trellis.model.keys import ResourceKey
 from trellis.store.base import Store
@@ -110,3 +111,4 @@ class ApiState:
     ca: CaPort | None = None  # the mesh CA; None when this API runs without one
     secure_address: str = ""  # HOST:PORT of the secure port (TLS: CA service + ADS)
     traces: TracesPort | None = None  # the OTLP receiver and trace store; None: without one
+    scrape_token: ScrapeToken | None = None  # Prometheus's credential (control/metrics)
