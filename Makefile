@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEB_STAMP := $(VENV)/.debs
 # gcc: mypyc compiles the data plane's hot path (tools/compile_hot_path.py).
-DEB_PACKAGES := curl gcc
+DEB_PACKAGES := curl gcc prometheus
 COMPILED := src/trellis/compiled-manifest.json
 HOT_SOURCES := $(wildcard src/trellis/compiled.py src/trellis/authz/*.py src/trellis/proxy/config/*.py \
 	src/trellis/proxy/http1/*.py \

@@ -1,0 +1,207 @@
+"""A real Prometheus finds every proxy through the control plane's HTTP service discovery,
+scrapes each one's metrics listener with the scrape token, and answers an Istio-style
+success-rate query per destination service that matches the traffic sent.
+
+The mesh: `shop` and `cart` under `trellis run` (metrics listener on by default, registered
+in their Workloads), and a standalone `trellis proxy` client whose Workload the test
+applies with `spec.metrics.port` (how an operator lists a proxy it runs by hand). The
+client sends 90 answers of 200 and 10 of 503 to shop (the demo app answers `?status=N`),
+20 of 200 to cart. Prometheus (Debian's, on a free port, its own config and data dir,
+stopped by PID) reads the token from a file, as an operator would configure it.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from tests.integration.dataplane import client_sidecar, run_service
+from tests.integration.harness import TOKEN, Mesh, Proc, free_port, wait_for
+
+pytestmark = pytest.mark.integration
+
+PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
+CLIENT_ID = "spiffe://trellis.local/ns/default/sa/client"
+SUCCESS_RATE = (
+    'sum by (destination_service_name) (trellis_requests_total{reporter="destination",'
+    'response_code!~"5.."}) / sum by (destination_service_name) '
+    '(trellis_requests_total{reporter="destination"})'
+)
+
+
+def scrape_token(mesh: Mesh) -> dict[str, str]:
+    with mesh.cp.client() as c:
+        r = c.get("/api/v1/metrics/scrape-token")
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def sd(mesh: Mesh, token: str | None) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    return httpx.get(f"{mesh.cp.api}/api/v1/metrics/targets", headers=headers, timeout=5)
+
+
+def start_prometheus(mesh: Mesh, token: str) -> str:
+    """Prometheus on a free port, discovering through the control plane; its URL."""
+    home = mesh.tmp / "prometheus"
+    home.mkdir()
+    credentials = home / "scrape-token"
+    credentials.write_text(token + "\n")
+    credentials.chmod(0o600)
+    auth = {"type": "Bearer", "credentials_file": str(credentials)}
+    config = {
+        "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
+        "scrape_configs": [
+            {
+                "job_name": "trellis-proxies",
+                "authorization": auth,
+                "http_sd_configs": [
+                    {
+                        "url": f"{mesh.cp.api}/api/v1/metrics/targets",
+                        "refresh_interval": "1s",
+                        "authorization": auth,
+                    }
+                ],
+            }
+        ],
+    }
+    (home / "prometheus.yml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    argv = [
+        PROMETHEUS,
+        f"--config.file={home / 'prometheus.yml'}",
+        f"--storage.tsdb.path={home / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--web.enable-lifecycle",
+    ]
+    proc = Proc(argv, name="prometheus")
+    mesh.procs.append(proc)
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        if proc.popen.poll() is not None:
+            raise AssertionError("prometheus exited:\n" + "\n".join(proc.stderr_lines[-30:]))
+        return httpx.get(f"{url}/-/ready", timeout=1).status_code == 200
+
+    wait_for(ready, 30, "prometheus /-/ready")
+    return url
+
+
+def query(url: str, promql: str) -> list[dict[str, Any]]:
+    r = httpx.get(f"{url}/api/v1/query", params={"query": promql}, timeout=5)
+    r.raise_for_status()
+    body = r.json()
+    assert body["status"] == "success", body
+    return list(body["data"]["result"])
+
+
+def test_prometheus_discovers_scrapes_and_answers_the_success_rate(mesh: Mesh) -> None:
+    if not Path(PROMETHEUS).exists():
+        pytest.fail("Debian's prometheus is not installed: `make test` installs it")
+    secret = scrape_token(mesh)
+    token, digest = secret["token"], secret["sha256"]
+    shop = run_service(mesh, "shop", labels={"version": "v1"})
+    cart = run_service(mesh, "cart")
+    metrics_port, inbound_port = free_port(), free_port()
+    client = client_sidecar(
+        mesh,
+        extra=(
+            "--metrics",
+            f"127.0.0.1:{metrics_port}",
+            "--metrics-token-sha256",
+            digest,
+            "--inbound",
+            f"127.0.0.1:{inbound_port}",
+        ),
+    )
+    mesh.cp.apply(
+        "apiVersion: trellis.dev/v1alpha1\nkind: Workload\n"
+        "metadata: {name: client, labels: {app: client}}\n"
+        f"spec: {{address: 127.0.0.1, inbound: {{port: {inbound_port}}},"
+        f" metrics: {{port: {metrics_port}}}}}\n"
+    )
+
+    # Service discovery: refused without the scrape token or with a wrong one.
+    assert sd(mesh, None).status_code == 401
+    assert sd(mesh, "not-the-token").status_code == 401
+    assert sd(mesh, TOKEN).status_code == 200  # the admin token reads it too
+    groups = {g["labels"]["workload"]: g for g in sd(mesh, token).json()}
+    assert set(groups) == {"client", shop.workload, cart.workload}, groups
+    assert groups["client"]["targets"] == [f"127.0.0.1:{metrics_port}"]
+    shop_labels = groups[shop.workload]["labels"]
+    assert shop_labels["app"] == "shop" and shop_labels["version"] == "v1"
+    assert shop_labels["service"] == "shop" and shop_labels["namespace"] == "default"
+    assert shop_labels["mtls"] == "true" and shop_labels["__metrics_path__"] == "/metrics"
+
+    # A proxy's metrics listener: the token or nothing.
+    (shop_target,) = groups[shop.workload]["targets"]
+    for headers in ({}, {"Authorization": "Bearer not-the-token"}, {"Authorization": token}):
+        refused = httpx.get(f"http://{shop_target}/metrics", headers=headers, timeout=5)
+        assert refused.status_code == 401 and "trellis_" not in refused.text
+        assert refused.headers["www-authenticate"].startswith("Bearer")
+    scraped = httpx.get(
+        f"http://{shop_target}/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=5
+    )
+    assert scraped.status_code == 200 and "# TYPE trellis_requests_total counter" in scraped.text
+
+    with client.client() as c:
+        for i in range(100):
+            status = 503 if i % 10 == 0 else 200
+            r = c.get(f"http://shop:{shop.port}/item?status={status}")
+            assert r.status_code == status
+        for _ in range(20):
+            assert c.get(f"http://cart:{cart.port}/").status_code == 200
+
+    url = start_prometheus(mesh, token)
+
+    def all_up() -> list[dict[str, Any]] | None:
+        r = httpx.get(f"{url}/api/v1/targets", timeout=5).json()
+        active = r["data"]["activeTargets"]
+        if len(active) == 3 and all(t["health"] == "up" for t in active):
+            return list(active)
+        return None
+
+    active = wait_for(all_up, 60, "prometheus to scrape the three proxies", interval=0.5)
+    assert {t["labels"]["workload"] for t in active} == {"client", shop.workload, cart.workload}
+
+    def rates() -> dict[str, float] | None:
+        result = query(url, SUCCESS_RATE)
+        got = {r["metric"]["destination_service_name"]: float(r["value"][1]) for r in result}
+        totals = query(url, 'sum(trellis_requests_total{reporter="destination"})')
+        if totals and float(totals[0]["value"][1]) == 120 and {"shop", "cart"} <= set(got):
+            return got
+        return None
+
+    got = wait_for(rates, 60, "the success rates in prometheus", interval=0.5)
+    assert got["shop"] == pytest.approx(0.9) and got["cart"] == pytest.approx(1.0), got
+
+    # The same from the callers' side, and Istio's labels and the target's labels on a series.
+    source = query(
+        url,
+        'sum by (destination_service_name) (trellis_requests_total{reporter="source",'
+        'response_code="503"})',
+    )
+    assert {r["metric"]["destination_service_name"]: float(r["value"][1]) for r in source} == {
+        "shop": 10.0
+    }
+    (series, *_) = query(
+        url,
+        'trellis_requests_total{reporter="destination",destination_service_name="shop",'
+        'response_code="200"}',
+    )
+    labels = series["metric"]
+    assert labels["source_workload"] == "client" and labels["source_principal"] == CLIENT_ID
+    assert labels["connection_security_policy"] == "mutual_tls"
+    assert labels["destination_version"] == "v1" and labels["destination_app"] == "shop"
+    assert labels["workload"] == shop.workload and labels["app"] == "shop"
+    p99 = query(
+        url,
+        "histogram_quantile(0.99, sum by (le) (trellis_request_duration_milliseconds_bucket"
+        '{reporter="destination",destination_service_name="shop"}))',
+    )
+    assert 0 < float(p99[0]["value"][1]) < 10_000
