@@ -12,7 +12,10 @@ stopped by PID) reads the token from a file, as an operator would configure it.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.integration.dataplane import client_sidecar, run_service
+from tests.integration.dataplane import TRELLIS, client_sidecar, run_service
 from tests.integration.harness import TOKEN, Mesh, Proc, free_port, wait_for
 
 pytestmark = pytest.mark.integration
@@ -34,11 +37,14 @@ SUCCESS_RATE = (
 )
 
 
-def scrape_token(mesh: Mesh) -> dict[str, str]:
-    with mesh.cp.client() as c:
-        r = c.get("/api/v1/metrics/scrape-token")
-    assert r.status_code == 200, r.text
-    return dict(r.json())
+def trellis_metrics_token(mesh: Mesh, *args: str) -> str:
+    """`trellis metrics token ARGS` with the admin token; what it prints."""
+    argv = [TRELLIS, "metrics", "token", "--server", mesh.cp.api, *args]
+    result = subprocess.run(
+        argv, capture_output=True, text=True, timeout=60, env={**os.environ, "TRELLIS_TOKEN": TOKEN}
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
 
 
 def sd(mesh: Mesh, token: str | None) -> httpx.Response:
@@ -46,13 +52,9 @@ def sd(mesh: Mesh, token: str | None) -> httpx.Response:
     return httpx.get(f"{mesh.cp.api}/api/v1/metrics/targets", headers=headers, timeout=5)
 
 
-def start_prometheus(mesh: Mesh, token: str) -> str:
+def start_prometheus(mesh: Mesh, credentials: Path) -> str:
     """Prometheus on a free port, discovering through the control plane; its URL."""
     home = mesh.tmp / "prometheus"
-    home.mkdir()
-    credentials = home / "scrape-token"
-    credentials.write_text(token + "\n")
-    credentials.chmod(0o600)
     auth = {"type": "Bearer", "credentials_file": str(credentials)}
     config = {
         "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
@@ -103,8 +105,15 @@ def query(url: str, promql: str) -> list[dict[str, Any]]:
 def test_prometheus_discovers_scrapes_and_answers_the_success_rate(mesh: Mesh) -> None:
     if not Path(PROMETHEUS).exists():
         pytest.fail("Debian's prometheus is not installed: `make test` installs it")
-    secret = scrape_token(mesh)
-    token, digest = secret["token"], secret["sha256"]
+    # The operator's steps: the token into a file for Prometheus, its digest for a proxy.
+    (mesh.tmp / "prometheus").mkdir()
+    credentials = mesh.tmp / "prometheus" / "scrape-token"
+    trellis_metrics_token(mesh, "--file", str(credentials))
+    assert credentials.stat().st_mode & 0o777 == 0o600
+    token = credentials.read_text().strip()
+    digest = trellis_metrics_token(mesh, "--sha256")
+    assert digest == hashlib.sha256(token.encode()).hexdigest()
+    assert httpx.get(f"{mesh.cp.api}/api/v1/metrics/scrape-token", timeout=5).status_code == 401
     shop = run_service(mesh, "shop", labels={"version": "v1"})
     cart = run_service(mesh, "cart")
     metrics_port, inbound_port = free_port(), free_port()
@@ -157,7 +166,7 @@ def test_prometheus_discovers_scrapes_and_answers_the_success_rate(mesh: Mesh) -
         for _ in range(20):
             assert c.get(f"http://cart:{cart.port}/").status_code == 200
 
-    url = start_prometheus(mesh, token)
+    url = start_prometheus(mesh, credentials)
 
     def all_up() -> list[dict[str, Any]] | None:
         r = httpx.get(f"{url}/api/v1/targets", timeout=5).json()

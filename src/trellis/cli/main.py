@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str, dict[str, object]]] = {
     "explain": ("trellis.cli.explain", "explain", {}),
     "traces": ("trellis.cli.traces", "traces", {}),
     "trace": ("trellis.cli.trace", "trace", {}),
+    "metrics": ("trellis.cli.metrics", "app", {}),
 }
 
 
