@@ -192,3 +192,9 @@ def test_the_read_api_lists_series_with_their_labels() -> None:
     assert rows["b"].count == 1 and rows["b"].duration[ENVOY_BUCKETS.index(50)] == 1
     m.tcp_series(tcp_labels("t")).opened += 1
     assert [lbl[TCP_LABELS.index("source_workload")] for lbl, _ in m.tcp_series_items()] == ["t"]
+
+
+def test_the_duration_buckets_answer_to_their_first_name_too() -> None:
+    series = RequestMetrics().series(labels("200"))
+    series.add(3.0, 0, 0)
+    assert series.buckets is series.duration and len(metrics.BUCKETS_MS) == len(ENVOY_BUCKETS)

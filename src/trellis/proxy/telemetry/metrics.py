@@ -137,6 +137,11 @@ class Series:
         self.resp_bytes = 0
         self.resp_sizes = [0] * (_BUCKET_COUNT + 1)
 
+    @property
+    def buckets(self) -> list[int]:
+        """The duration histogram's per-bucket counts (the name its first readers know)."""
+        return self.duration
+
     def add(self, duration_ms: float, req_bytes: int, resp_bytes: int) -> None:
         self.count += 1
         self.duration_sum += duration_ms

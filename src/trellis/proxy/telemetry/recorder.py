@@ -39,7 +39,6 @@ _LABEL_CACHE_MAX = 4096
 _PEER_CACHE_MAX_CHARS = 1100
 _SAFE = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
 UNKNOWN = "unknown"
-_SOURCE_WORKLOAD = LABELS.index("source_workload")
 _DESTINATION_SERVICE = LABELS.index("destination_service")
 # The peer header's fields: workload, namespace, app, version, canonical service and
 # revision (cs, cr), and the service called (added per cluster by the listener context).
@@ -149,6 +148,7 @@ class Recorder:
         self._outbound_labels: dict[tuple[object, ...], tuple[Labels, Series]] = {}
         self._inbound_labels: dict[tuple[object, ...], tuple[Labels, Series]] = {}
         self._tcp_labels: dict[tuple[object, ...], TcpSeries] = {}
+        self._tunnels = Series()  # tunnels' durations: not a metric (_tcp_closed)
 
     def set_identity(self, me: Identity) -> None:
         """A new identity (our SVID arrived): label sets are built again from now on."""
@@ -345,22 +345,26 @@ class Recorder:
         series.closed += 1
         series.sent += ex.resp_bytes
         series.received += ex.req_bytes
-        if self.access_log is not None:
-            self._log(ex, "outbound" if outbound else "inbound", UNKNOWN, UNKNOWN)
+        # What follows every exchange (the access log line) still sees the tunnel, with
+        # labels in the HTTP shape (request_protocol "tcp"); its duration goes to a series
+        # that is never rendered: a tunnel's life is no request latency.
+        if outbound:
+            peers, security = self._outbound_peers(ex), self._outbound_security(ex)
+        else:
+            peers, security = self._inbound_peers(ex), "mutual_tls" if ex.conn.secure else "none"
+        flags = ",".join(ex.flags) or "-"
+        labels = (*peers, "tcp", str(ex.status), "", flags, security)
+        direction = "outbound" if outbound else "inbound"
+        self._record(ex, labels, self._tunnels, direction, labels[_DESTINATION_SERVICE])
 
     def _record(
         self, ex: Exchange, labels: Labels, series: Series, direction: str, service: str
     ) -> None:
         duration = ex.ctx.loop.time() - ex.start_time
         series.add(duration * 1000.0, ex.req_bytes, ex.resp_bytes)
-        if self.access_log is not None:
-            self._log(ex, direction, labels[_SOURCE_WORKLOAD], service)
-
-    def _log(self, ex: Exchange, direction: str, source: str, service: str) -> None:
         log = self.access_log
         if log is None:
             return
-        duration = ex.ctx.loop.time() - ex.start_time
         head = ex.head
         host = ex.host
         entry = {
@@ -377,7 +381,7 @@ class Recorder:
             "bytes_sent": ex.resp_bytes,
             "upstream_cluster": ex.cluster_name or None,
             "upstream_host": f"{host.key[0]}:{host.key[1]}" if host is not None else None,
-            "source": source,
+            "source": labels[1],
             "destination_service": service,
             "route": ex.route.name if ex.route is not None else None,
             "authz_policy": ex.authz_policy,
