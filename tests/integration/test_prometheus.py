@@ -214,3 +214,35 @@ def test_prometheus_discovers_scrapes_and_answers_the_success_rate(mesh: Mesh) -
         '{reporter="destination",destination_service_name="shop"}))',
     )
     assert 0 < float(p99[0]["value"][1]) < 10_000
+
+
+def test_the_metrics_listener_serves_only_metrics_and_only_with_the_token(mesh: Mesh) -> None:
+    token = "a-scrape-token-for-this-test"
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    port = free_port()
+    client = client_sidecar(
+        mesh,
+        identity=False,
+        extra=("--metrics", f"127.0.0.1:{port}", "--metrics-token-sha256", digest),
+    )
+    assert client.ready()
+    base = f"http://127.0.0.1:{port}"
+    auth = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=base, timeout=5, trust_env=False) as c:
+        # Without the token nothing is said, not even which paths exist.
+        assert c.get("/config_dump").status_code == 401
+        assert c.post("/metrics", content=b"x").status_code == 401
+        assert c.get("/metrics", headers={"Authorization": f"Basic {token}"}).status_code == 401
+        wrong = {"Authorization": "Bearer " + token[:-1]}
+        assert c.get("/metrics", headers=wrong).status_code == 401
+        # With it: /metrics and Envoy's /stats/prometheus, GET and HEAD, nothing else.
+        assert c.get("/config_dump", headers=auth).status_code == 404
+        assert c.post("/metrics", headers=auth, content=b"x").status_code == 405
+        head = c.head("/metrics", headers=auth)
+        assert head.status_code == 200 and head.content == b""
+        for path in ("/metrics", "/stats/prometheus"):
+            r = c.get(path, headers=auth)
+            assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+            assert "trellis_metrics_series_limit 1000" in r.text
+        # Any Host: Prometheus scrapes by address, and no browser can add the token.
+        assert c.get("/metrics", headers={**auth, "Host": "evil.example"}).status_code == 200
