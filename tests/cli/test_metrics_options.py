@@ -25,7 +25,7 @@ def test_metrics_options_become_proxy_options() -> None:
     assert options.metrics is not None and str(options.metrics) == "10.0.0.5:15090"
     assert options.metrics_token_sha256 == DIGEST and options.metrics_max_series == 50
     off = proxy.options_from(proxy.parser().parse_args(["--control", "a:1", "--workload", "w"]))
-    assert off.metrics is None and off.metrics_max_series == 1000
+    assert off.metrics is None and off.metrics_max_series == 300
 
 
 @pytest.mark.parametrize(

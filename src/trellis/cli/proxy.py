@@ -62,8 +62,8 @@ def add_metrics_options(p: argparse.ArgumentParser) -> None:
     add("--metrics-token-sha256", default=os.environ.get("TRELLIS_METRICS_TOKEN_SHA256", ""),
         metavar="HEX", help="SHA-256 of the scrape token the metrics listener requires"
         " (`trellis metrics token`; env TRELLIS_METRICS_TOKEN_SHA256)")  # fmt: skip
-    add("--metrics-max-series", type=int, default=1000, metavar="N",
-        help="label sets of metrics kept; later ones count as overflow (default 1000)")  # fmt: skip
+    add("--metrics-max-series", type=int, default=300, metavar="N",
+        help="label sets of metrics kept; later ones count as overflow (default 300)")  # fmt: skip
 
 
 def metrics_from(args: argparse.Namespace, listen: str) -> tuple[Address | None, str, int]:

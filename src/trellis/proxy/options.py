@@ -51,7 +51,7 @@ class ProxyOptions:
     # it needs the SHA-256 of the scrape token.
     metrics: Address | None = None
     metrics_token_sha256: str = ""
-    metrics_max_series: int = 1000  # label sets kept (telemetry/metrics.py)
+    metrics_max_series: int = 300  # label sets kept (telemetry/metrics.py)
 
     @property
     def node_id(self) -> str:

@@ -94,7 +94,7 @@ class RunOptions:
     # (empty: asked of the control plane) and the series cap.
     metrics_port: int | None = None
     metrics_token_sha256: str = ""
-    metrics_max_series: int = 1000
+    metrics_max_series: int = 300
 
     @property
     def workload_name(self) -> str:
