@@ -13,6 +13,7 @@ stopped by PID) reads the token from a file, as an operator would configure it.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -37,9 +38,9 @@ SUCCESS_RATE = (
 )
 
 
-def trellis_metrics_token(mesh: Mesh, *args: str) -> str:
-    """`trellis metrics token ARGS` with the admin token; what it prints."""
-    argv = [TRELLIS, "metrics", "token", "--server", mesh.cp.api, *args]
+def trellis_metrics(mesh: Mesh, *args: str) -> str:
+    """`trellis metrics ARGS` with the admin token; what it prints."""
+    argv = [TRELLIS, "metrics", *args, "--server", mesh.cp.api]
     result = subprocess.run(
         argv, capture_output=True, text=True, timeout=60, env={**os.environ, "TRELLIS_TOKEN": TOKEN}
     )
@@ -108,10 +109,10 @@ def test_prometheus_discovers_scrapes_and_answers_the_success_rate(mesh: Mesh) -
     # The operator's steps: the token into a file for Prometheus, its digest for a proxy.
     (mesh.tmp / "prometheus").mkdir()
     credentials = mesh.tmp / "prometheus" / "scrape-token"
-    trellis_metrics_token(mesh, "--file", str(credentials))
+    trellis_metrics(mesh, "token", "--file", str(credentials))
     assert credentials.stat().st_mode & 0o777 == 0o600
     token = credentials.read_text().strip()
-    digest = trellis_metrics_token(mesh, "--sha256")
+    digest = trellis_metrics(mesh, "token", "--sha256")
     assert digest == hashlib.sha256(token.encode()).hexdigest()
     assert httpx.get(f"{mesh.cp.api}/api/v1/metrics/scrape-token", timeout=5).status_code == 401
     shop = run_service(mesh, "shop", labels={"version": "v1"})
@@ -140,6 +141,7 @@ def test_prometheus_discovers_scrapes_and_answers_the_success_rate(mesh: Mesh) -
     assert sd(mesh, "not-the-token").status_code == 401
     assert sd(mesh, TOKEN).status_code == 200  # the admin token reads it too
     groups = {g["labels"]["workload"]: g for g in sd(mesh, token).json()}
+    assert json.loads(trellis_metrics(mesh, "targets")) == sd(mesh, token).json()
     assert set(groups) == {"client", shop.workload, cart.workload}, groups
     assert groups["client"]["targets"] == [f"127.0.0.1:{metrics_port}"]
     shop_labels = groups[shop.workload]["labels"]
