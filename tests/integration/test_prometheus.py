@@ -246,5 +246,6 @@ def test_the_metrics_listener_serves_only_metrics_and_only_with_the_token(mesh: 
             r = c.get(path, headers=auth)
             assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
             assert "trellis_metrics_series_limit 300" in r.text
+            assert "trellis_metrics_scrapes_refused_total 4" in r.text
         # Any Host: Prometheus scrapes by address, and no browser can add the token.
         assert c.get("/metrics", headers={**auth, "Host": "evil.example"}).status_code == 200

@@ -109,6 +109,7 @@ class ProxyApp:
             page = self._pages()["/metrics"]
             scrape = ScrapeListener(page, opts.metrics_token_sha256)
             await self._listen("metrics", opts.metrics, scrape)
+            self.metrics.gauges.append(scrape.render_refused)
         own = {(a.host, a.port) for a in self.addresses.values()}
         outbound_ctx.own_addresses = inbound_ctx.own_addresses = own
         self.clusters.client_context = self.tls.client_context

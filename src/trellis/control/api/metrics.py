@@ -3,8 +3,8 @@
 - `GET /api/v1/metrics/targets`: every proxy's metrics endpoint with its workload labels,
   in Prometheus's `http_sd_configs` format (control/metrics/targets.py). Needs
   `Authorization: Bearer <scrape token>` (what Prometheus sends with `authorization:
-  {credentials_file: ...}` in its http_sd_config) or the admin token: the list names
-  every workload's address, which is for the operator's tools only.
+  {credentials_file: ...}` in its http_sd_config) or the admin token: made for a
+  Prometheus on another host, which holds the scrape token anyway.
 - `GET /api/v1/metrics/scrape-token`: admin token only. `{"token", "sha256", "file"}`:
   the token for Prometheus, its digest for proxies, where the control plane keeps it.
 

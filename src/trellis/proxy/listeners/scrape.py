@@ -54,6 +54,14 @@ class ScrapeListener:
         self.token_sha256 = check_digest(token_sha256)
         self.refused = 0  # requests without the right token
 
+    def render_refused(self) -> list[str]:
+        return [
+            "# HELP trellis_metrics_scrapes_refused_total Requests to the metrics listener"
+            " without the scrape token.",
+            "# TYPE trellis_metrics_scrapes_refused_total counter",
+            f"trellis_metrics_scrapes_refused_total {self.refused}",
+        ]
+
     def authorized(self, authorization: str | None) -> bool:
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
