@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import errno
 import logging
 import socket
@@ -88,17 +87,15 @@ class ProxyApp:
         )
         inbound_ctx = ListenerContext("inbound", state, clusters, self.recorder.inbound)
         inbound_ctx.authz_counts = self.metrics.count_authz
-        outbound_ctx.opened = inbound_ctx.opened = self.recorder.tunnel_opened
         if opts.join_token:
             # Identity first: without an SVID there is no mTLS, and no xDS on the secure port.
             # (The X.509 work runs in a child: this process never loads `cryptography`.)
             from trellis.proxy.identity.agent import IdentityAgent
 
             self.identity = IdentityAgent(opts.control, opts.ca_bundle, opts.join_token)
+            self.identity.on_rotate(self.recorder.use_svid)  # our principal, in the metrics
             self.identity.on_rotate(self.tls.update)
-            svid = await self.identity.start()
-            self.tls.update(svid)
-            self.recorder.set_identity(dataclasses.replace(me, principal=svid.spiffe_id))
+            self.tls.update(await self.identity.start())
         inbound = InboundListener(inbound_ctx, state, "")
         self._listen_inbound(opts.inbound, inbound)
         bound = self.addresses["inbound"]

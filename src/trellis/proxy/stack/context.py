@@ -27,10 +27,6 @@ def _ignore(outcome: str, policy: str) -> None:
     pass
 
 
-def _opened(exchange: Exchange) -> None:
-    pass
-
-
 class ListenerContext:
     __slots__ = (
         "_peer_headers",
@@ -39,7 +35,6 @@ class ListenerContext:
         "config_wait",
         "direction",
         "loop",
-        "opened",
         "own_addresses",
         "peer_header",
         "record",
@@ -68,8 +63,6 @@ class ListenerContext:
         self.config_wait = config_wait
         # Counts an authorization outcome ("denied" | "shadow_denied", policy name).
         self.authz_counts: Callable[[str, str], None] = _ignore
-        # Told when a CONNECT tunnel is established (the TCP metrics' connections opened).
-        self.opened: Callable[[Exchange], None] = _opened
         self._peer_headers: dict[str, list[tuple[bytes, bytes]]] = {}  # by cluster
         # The proxy's own listeners: a request sent back to one of them is a loop.
         self.own_addresses: set[tuple[str, int]] = set()

@@ -14,12 +14,14 @@ certificate's SPIFFE ID, and a header naming another namespace than the
 certificate is ignored. The header's values are length- and charset-checked, and
 the series count is capped, so a hostile caller cannot blow up cardinality.
 
-CONNECT tunnels count in the TCP metrics instead (`request_protocol="tcp"`):
-opened when established (`tunnel_opened`), closed with their bytes at the end.
+CONNECT tunnels count in the TCP metrics instead (`request_protocol="tcp"`): the
+exchange is recorded when its tunnel is established (opened) and when it ends
+(closed, with its bytes).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import sys
@@ -31,6 +33,7 @@ from typing import TYPE_CHECKING, TextIO
 from trellis.proxy.telemetry.metrics import LABELS, Labels, RequestMetrics, Series, TcpSeries
 
 if TYPE_CHECKING:
+    from trellis.proxy.identity.svid import Svid
     from trellis.proxy.stack.exchange import Exchange
 
 _LABEL_CACHE_MAX = 4096
@@ -150,6 +153,11 @@ class Recorder:
         self._tcp_labels: dict[tuple[object, ...], TcpSeries] = {}
         self._tunnels = Series()  # tunnels' durations: not a metric (_tcp_closed)
 
+    def use_svid(self, svid: Svid) -> None:
+        """Our SVID arrived or rotated: its SPIFFE ID is our principal from now on."""
+        if svid.spiffe_id != self.me.principal:
+            self.set_identity(dataclasses.replace(self.me, principal=svid.spiffe_id))
+
     def set_identity(self, me: Identity) -> None:
         """A new identity (our SVID arrived): label sets are built again from now on."""
         self.me = me
@@ -172,7 +180,7 @@ class Recorder:
 
     def outbound(self, ex: Exchange) -> None:
         if ex.head.method == "CONNECT":
-            self._tcp_closed(ex, True)
+            self._tunnel(ex, True)
             return
         host = ex.host
         key = (
@@ -239,7 +247,7 @@ class Recorder:
 
     def inbound(self, ex: Exchange) -> None:
         if ex.head.method == "CONNECT":
-            self._tcp_closed(ex, False)
+            self._tunnel(ex, False)
             return
         raw = ex.head.peer
         conn = ex.conn
@@ -305,9 +313,13 @@ class Recorder:
 
     # -- TCP (CONNECT tunnels) ------------------------------------------------------------
 
-    def tunnel_opened(self, ex: Exchange) -> None:
-        """A CONNECT tunnel is established (either side): one more connection opened."""
-        self._tcp(ex, ex.ctx.direction == "outbound").opened += 1
+    def _tunnel(self, ex: Exchange, outbound: bool) -> None:
+        """A CONNECT exchange is recorded when its tunnel is established (not finished
+        yet: one more connection opened) and when it ends (closed, with its bytes)."""
+        if ex.finished:
+            self._tcp_closed(ex, outbound)
+        else:
+            self._tcp(ex, outbound).opened += 1
 
     def _tcp(self, ex: Exchange, outbound: bool) -> TcpSeries:
         host = ex.host
