@@ -149,10 +149,10 @@ async def serve(config: ControlConfig, *, out: TextIO = sys.stdout) -> None:
                     tokens.verifier,
                     push,
                     xds_address=xds_local,
+                    scrape_token=scrape,
                     ca=ca,
                     secure_address=secure_local,
                     traces=traces,
-                    scrape_token=scrape,
                 )
             )
             uv_config = api_config(

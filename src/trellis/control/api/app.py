@@ -12,8 +12,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from trellis.control.api import explain, identity, metrics, registry, resources, traces, views
+from trellis.control.api import explain, identity, registry, resources, traces, views
 from trellis.control.api.guard import RequestGuard
+from trellis.control.api.metrics import router as metrics_router
 from trellis.control.api.state import ApiState
 from trellis.control.api.writes import Rejected
 from trellis.control.limits import API_MAX_BODY_BYTES, MAX_JSON_DEPTH, size_text
@@ -73,8 +74,8 @@ def create_app(state: ApiState) -> FastAPI:
     app.include_router(identity.ca_router)
     app.include_router(identity.identities_router)
     app.include_router(explain.router)
+    app.include_router(metrics_router)
     app.include_router(traces.otlp_router)
     app.include_router(traces.router)
-    app.include_router(metrics.router)
     app.include_router(resources.router)
     return app

@@ -109,6 +109,6 @@ class ApiState:
     push: Any = None  # the PushController, when the API wants the pushed view
     xds_address: str = ""  # HOST:PORT where clients reach the ADS server
     ca: CaPort | None = None  # the mesh CA; None when this API runs without one
+    scrape_token: ScrapeToken | None = None  # Prometheus's credential (control/metrics)
     secure_address: str = ""  # HOST:PORT of the secure port (TLS: CA service + ADS)
     traces: TracesPort | None = None  # the OTLP receiver and trace store; None: without one
-    scrape_token: ScrapeToken | None = None  # Prometheus's credential (control/metrics)

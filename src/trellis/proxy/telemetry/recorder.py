@@ -26,13 +26,14 @@ import json
 import re
 import sys
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
 from trellis.proxy.telemetry.metrics import LABELS, Labels, RequestMetrics, Series, TcpSeries
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from trellis.proxy.identity.svid import Svid
     from trellis.proxy.stack.exchange import Exchange
 
@@ -145,13 +146,24 @@ class Recorder:
         self.me = me
         self.metrics = metrics
         self.access_log = access_log
+        self._tcp_labels: dict[tuple[object, ...], TcpSeries] = {}  # as below, for TCP
+        self._tunnels = Series()  # tunnels' durations: not a metric (_tcp_closed)
         # Label tuples and their series, by what decides them: built once each.
         # Outbound: (cluster, endpoint workload, mTLS, status, flags...); inbound: (the
         # caller's peer header as sent, its principal, mTLS, status, flags...).
         self._outbound_labels: dict[tuple[object, ...], tuple[Labels, Series]] = {}
         self._inbound_labels: dict[tuple[object, ...], tuple[Labels, Series]] = {}
-        self._tcp_labels: dict[tuple[object, ...], TcpSeries] = {}
-        self._tunnels = Series()  # tunnels' durations: not a metric (_tcp_closed)
+
+    def _series(
+        self,
+        cache: dict[tuple[object, ...], tuple[Labels, Series]],
+        key: tuple[object, ...],
+        labels: Labels,
+    ) -> tuple[Labels, Series]:
+        if len(cache) >= _LABEL_CACHE_MAX:
+            cache.clear()
+        entry = cache[key] = (labels, self.metrics.series(labels))
+        return entry
 
     def use_svid(self, svid: Svid) -> None:
         """Our SVID arrived or rotated: its SPIFFE ID is our principal from now on."""
@@ -164,17 +176,6 @@ class Recorder:
         self._outbound_labels.clear()
         self._inbound_labels.clear()
         self._tcp_labels.clear()
-
-    def _series(
-        self,
-        cache: dict[tuple[object, ...], tuple[Labels, Series]],
-        key: tuple[object, ...],
-        labels: Labels,
-    ) -> tuple[Labels, Series]:
-        if len(cache) >= _LABEL_CACHE_MAX:
-            cache.clear()
-        entry = cache[key] = (labels, self.metrics.series(labels))
-        return entry
 
     # -- HTTP -----------------------------------------------------------------------------
 
