@@ -6,12 +6,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEB_STAMP := $(VENV)/.debs
 # gcc: mypyc compiles the data plane's hot path (tools/compile_hot_path.py).
-DEB_PACKAGES := curl gcc prometheus
+DEB_PACKAGES := curl gcc
 COMPILED := src/trellis/compiled-manifest.json
 HOT_SOURCES := $(wildcard src/trellis/compiled.py src/trellis/authz/*.py src/trellis/proxy/config/*.py \
 	src/trellis/proxy/http1/*.py \
 	src/trellis/proxy/listeners/*.py src/trellis/proxy/stack/*.py \
 	src/trellis/proxy/telemetry/*.py src/trellis/routing/*.py)
+# prometheus: a real Prometheus scrapes the sidecars in tests/integration/test_prometheus.py.
+DEB_PACKAGES += prometheus
 # `make bench` only: HAProxy (backend and reference pair), wrk (max throughput).
 BENCH_STAMP := $(VENV)/.bench-deps
 BENCH_DEB_PACKAGES := haproxy wrk
