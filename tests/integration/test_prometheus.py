@@ -210,6 +210,21 @@ def test_prometheus_discovers_scrapes_and_answers_the_success_rate(mesh: Mesh) -
     assert labels["connection_security_policy"] == "mutual_tls"
     assert labels["destination_version"] == "v1" and labels["destination_app"] == "shop"
     assert labels["workload"] == shop.workload and labels["app"] == "shop"
+    # The caller knows its destination's app, version and canonical name from the
+    # endpoint's metadata, as Istio's source reporter does from metadata exchange.
+    (caller, *_) = query(
+        url, 'trellis_requests_total{reporter="source",destination_service_name="shop"}'
+    )
+    for name, value in (
+        ("destination_app", "shop"),
+        ("destination_version", "v1"),
+        ("destination_canonical_service", "shop"),
+        ("destination_canonical_revision", "v1"),
+        ("destination_workload", shop.workload),
+        ("source_app", "client"),
+        ("destination_principal", "spiffe://trellis.local/ns/default/sa/shop"),
+    ):
+        assert caller["metric"][name] == value, (name, caller["metric"])  # fmt: skip
     p99 = query(
         url,
         "histogram_quantile(0.99, sum by (le) (trellis_request_duration_milliseconds_bucket"

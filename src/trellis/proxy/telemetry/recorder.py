@@ -4,9 +4,9 @@ access-log line.
 Who is who (Istio's label set, metrics.LABELS): the outbound side reports as
 `source` (itself: workload, namespace, app/version labels, canonical name and
 revision, its SPIFFE ID under mTLS) and learns the destination from the cluster
-it chose (`outbound|PORT||NAME.NS.svc.mesh`), the endpoint's workload and the
-cluster's mTLS settings (the peer's SPIFFE ID when they name exactly one); the
-destination's app, version and canonical name are "unknown" on this side. It
+it chose (`outbound|PORT||NAME.NS.svc.mesh`), the endpoint's metadata (workload; app,
+version, canonical name and revision as the control plane read them from its labels)
+and the cluster's mTLS settings (the peer's SPIFFE ID when they name exactly one). It
 tells the inbound side who is calling in the `x-trellis-peer` header
 (`workload=..;namespace=..;app=..;version=..;cs=..;cr=..;service=..`). The inbound
 side reports as `destination`; under mTLS the caller's principal is its
@@ -187,6 +187,7 @@ class Recorder:
         key = (
             ex.cluster_name,
             host.config.workload if host is not None else "",
+            host.config.peer if host is not None else "",
             host is not None and host.pool.tls is not None,
             ex.status,
             *ex.flags,
@@ -223,6 +224,9 @@ class Recorder:
         tls = host.pool.tls if host is not None else None
         # The peer's principal: the one SPIFFE ID the cluster's mTLS settings accept.
         peer_principal = tls.sans[0] if tls is not None and len(tls.sans) == 1 else UNKNOWN
+        # Its app, version and canonical name/revision: the endpoint's metadata (the
+        # control plane writes its labels there), absent for endpoints outside the mesh.
+        peer = parse_peer(host.config.peer if host is not None else None)
         return (
             "source",
             me.workload,
@@ -236,11 +240,11 @@ class Recorder:
             workload or UNKNOWN,
             workload_ns if workload else UNKNOWN,
             peer_principal,
-            UNKNOWN,
-            UNKNOWN,
+            peer.get("app", UNKNOWN),
+            peer.get("version", UNKNOWN),
             fqdn,
-            UNKNOWN,  # destination canonical service and revision: the peer's own business
-            UNKNOWN,
+            peer.get("cs", UNKNOWN),
+            peer.get("cr", UNKNOWN),
             name,
             namespace,
             UNKNOWN,
@@ -330,6 +334,7 @@ class Recorder:
                 True,
                 ex.cluster_name,
                 host.config.workload if host is not None else "",
+                host.config.peer if host is not None else "",
                 host is not None and host.pool.tls is not None,
                 *ex.flags,
             )
