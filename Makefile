@@ -13,6 +13,8 @@ HOT_SOURCES := $(wildcard src/trellis/compiled.py src/trellis/authz/*.py src/tre
 	src/trellis/proxy/http1/*.py \
 	src/trellis/proxy/listeners/*.py src/trellis/proxy/stack/*.py \
 	src/trellis/proxy/telemetry/*.py src/trellis/routing/*.py)
+# prometheus: a real Prometheus scrapes the sidecars in tests/integration/test_prometheus.py.
+DEB_PACKAGES += prometheus
 # `make bench` only: HAProxy (backend and reference pair), wrk (max throughput).
 BENCH_STAMP := $(VENV)/.bench-deps
 BENCH_DEB_PACKAGES := haproxy wrk

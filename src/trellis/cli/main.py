@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str, dict[str, object]]] = {
     "token": ("trellis.cli.token", "app", {}),
     "ca": ("trellis.cli.ca", "app", {}),
     "identity": ("trellis.cli.identity", "app", {}),
+    "metrics": ("trellis.cli.metrics", "app", {}),
     "check": ("trellis.cli.check", "check", {}),
     "explain": ("trellis.cli.explain", "explain", {}),
     "traces": ("trellis.cli.traces", "traces", {}),

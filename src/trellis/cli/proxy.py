@@ -43,6 +43,10 @@ def parser() -> argparse.ArgumentParser:
     add("--inbound", default="127.0.0.1:15006", metavar="HOST:PORT")
     add("--admin", default="127.0.0.1:15000", metavar="HOST:PORT")
     add("--access-log", default="", help="JSON access log: '-' for stdout, or a file")
+    add_metrics_options(p)
+    add("--metrics", default="", metavar="HOST:PORT",
+        help="metrics listener for a Prometheus elsewhere (Istio's 15090: e.g."
+        " 10.0.0.5:15090); needs --metrics-token-sha256. Off by default")  # fmt: skip
     add("--join-token", default=os.environ.get("TRELLIS_JOIN_TOKEN", ""),
         help="mesh identity: a join token (`trellis token create`; env TRELLIS_JOIN_TOKEN);"
         " --control is then the control plane's secure port")  # fmt: skip
@@ -50,6 +54,38 @@ def parser() -> argparse.ArgumentParser:
     add_timeout_options(p)
     add("--log-level", default="warning")
     return p
+
+
+def add_metrics_options(p: argparse.ArgumentParser) -> None:
+    """The metrics options `trellis proxy` and `trellis run` share."""
+    add = p.add_argument
+    add("--metrics-token-sha256", default=os.environ.get("TRELLIS_METRICS_TOKEN_SHA256", ""),
+        metavar="HEX", help="SHA-256 of the scrape token the metrics listener requires"
+        " (`trellis metrics token`; env TRELLIS_METRICS_TOKEN_SHA256)")  # fmt: skip
+    add("--metrics-max-series", type=int, default=300, metavar="N",
+        help="label sets of metrics kept; later ones count as overflow (default 300)")  # fmt: skip
+
+
+def metrics_from(args: argparse.Namespace, listen: str) -> tuple[Address | None, str, int]:
+    """(metrics address or None, token digest, series cap); ValueError names the option."""
+    from trellis.proxy.listeners.scrape import check_digest
+
+    if args.metrics_max_series < 1:
+        raise ValueError(f"--metrics-max-series: must be at least 1, not {args.metrics_max_series}")
+    if not listen:
+        return None, "", args.metrics_max_series
+    if not args.metrics_token_sha256:
+        raise ValueError("--metrics-token-sha256: the metrics listener needs the scrape token's"
+                         " SHA-256 (it serves nothing without the token)")  # fmt: skip
+    try:
+        digest = check_digest(args.metrics_token_sha256)
+    except ValueError as e:
+        raise ValueError(f"--metrics-token-sha256: {e}") from None
+    try:
+        address = Address.parse(listen)
+    except ValueError as e:
+        raise ValueError(f"--metrics: {e}") from None
+    return address, digest, args.metrics_max_series
 
 
 def add_timeout_options(p: argparse.ArgumentParser) -> None:
@@ -122,6 +158,7 @@ def options_from(args: argparse.Namespace) -> ProxyOptions:
         except ValueError as e:
             raise ValueError(f"{option}: {e}") from None
 
+    metrics, digest, max_series = metrics_from(args, args.metrics)
     return ProxyOptions(
         control=tuple(args.control),
         workload=args.workload,
@@ -136,6 +173,9 @@ def options_from(args: argparse.Namespace) -> ProxyOptions:
         join_token=args.join_token,
         ca_bundle=bundle,
         timeouts=timeouts_from(args),
+        metrics=metrics,
+        metrics_token_sha256=digest,
+        metrics_max_series=max_series,
     )
 
 

@@ -13,7 +13,14 @@ import sys
 from collections.abc import Sequence
 
 from trellis.cli.config_file import DEFAULT_SERVER, read_config
-from trellis.cli.proxy import UsageParser, add_timeout_options, parse_labels, timeouts_from
+from trellis.cli.proxy import (
+    UsageParser,
+    add_metrics_options,
+    add_timeout_options,
+    metrics_from,
+    parse_labels,
+    timeouts_from,
+)
 
 HELP = "Run CMD beside a sidecar: it joins the mesh and calls other services by name."
 
@@ -51,6 +58,12 @@ def parser() -> argparse.ArgumentParser:
     add("--outbound-port", type=int, default=15001, help="0: a free port; taken: a free one")
     add("--inbound-port", type=int, default=15006)
     add("--admin-port", type=int, default=15000)
+    add("--metrics-port", type=int, default=15090,
+        help="the sidecar's metrics listener on --address, for Prometheus (scrape token"
+        " required; taken: a free one), listed by the control plane's HTTP SD")  # fmt: skip
+    add("--no-metrics", action="store_true", help="no metrics listener (the admin port keeps"
+        " /metrics on loopback)")  # fmt: skip
+    add_metrics_options(p)
     add("--insecure", action="store_true",
         help="no mesh identity: plaintext xDS, no mTLS (development)")  # fmt: skip
     add("--join-token", default=os.environ.get("TRELLIS_JOIN_TOKEN", ""),
@@ -74,6 +87,10 @@ def parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str], dict[str,
     try:
         labels = parse_labels(args.label)
         args.timeouts = timeouts_from(args)
+        if args.metrics_token_sha256:
+            metrics_from(args, "127.0.0.1:0")  # checks the digest and the cap
+        elif args.metrics_max_series < 1:
+            metrics_from(args, "")
     except ValueError as e:
         p.error(str(e))
     return args, command, labels
@@ -123,6 +140,9 @@ def main(argv: Sequence[str]) -> None:
         inbound_port=args.inbound_port,
         admin_port=args.admin_port,
         timeouts=args.timeouts,
+        metrics_port=None if args.no_metrics else args.metrics_port,
+        metrics_token_sha256=args.metrics_token_sha256.strip().lower(),
+        metrics_max_series=args.metrics_max_series,
     )
     try:
         code = run_app(options, log_level=args.log_level)

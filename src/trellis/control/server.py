@@ -40,6 +40,7 @@ from trellis.control.ca.secure_port import SecurePort
 from trellis.control.ca.serving import ServingCertificate, names_for
 from trellis.control.config import ControlConfig, HostPort
 from trellis.control.limits import XDS_MAX_REQUEST_BYTES
+from trellis.control.metrics import scrape_token
 from trellis.control.push.controller import PushController
 from trellis.control.registry import Registry
 from trellis.control.signals.stream import TelemetryHub, TelemetryService, certificate_binding
@@ -140,6 +141,9 @@ async def serve(config: ControlConfig, *, out: TextIO = sys.stdout) -> None:
         secure_address = HostPort(config.secure.host, secure_port)
         # Only once both ports are ours: a first start that fails must not swallow the token.
         tokens = _admin_token(config)
+        scrape = scrape_token.load_or_create(
+            config.data_dir, os.environ.get("TRELLIS_SCRAPE_TOKEN") or None
+        )
         async with (
             Registry(store, sweep_interval=config.sweep_interval) as registry,
             PushController(store, on_push=ads.push) as push,
@@ -154,6 +158,7 @@ async def serve(config: ControlConfig, *, out: TextIO = sys.stdout) -> None:
                     tokens.verifier,
                     push,
                     xds_address=xds_local,
+                    scrape_token=scrape,
                     ca=ca,
                     secure_address=secure_local,
                     traces=traces,

@@ -23,6 +23,13 @@ class Inbound(Spec):
     port: int = Field(ge=1, le=65535)
 
 
+class WorkloadMetrics(Spec):
+    """Where a Prometheus scrapes its sidecar: `address:port` (`/metrics`, scrape token
+    required). The control plane lists it for Prometheus's HTTP service discovery."""
+
+    port: int = Field(ge=1, le=65535)
+
+
 class Locality(Spec):
     region: str = ""
     zone: str = ""
@@ -40,6 +47,8 @@ class WorkloadSpec(Spec):
     # Its sidecar (or proxyless server) speaks mesh mTLS with an SVID of its service
     # account: callers with an identity use mTLS to it. Set by `trellis run`.
     mtls: bool = False
+    # Its sidecar's metrics listener, for Prometheus (set by `trellis run`); None: none.
+    metrics: WorkloadMetrics | None = None
 
     @field_validator("address")
     @classmethod

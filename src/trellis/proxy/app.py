@@ -33,6 +33,7 @@ from trellis.proxy.listeners.acceptor import Acceptor
 from trellis.proxy.listeners.admin import AdminListener, json_page
 from trellis.proxy.listeners.inbound import InboundListener
 from trellis.proxy.listeners.outbound import OutboundListener
+from trellis.proxy.listeners.scrape import ScrapeListener
 from trellis.proxy.listeners.server import RequestHandler, ServerConnection, connection_factory
 from trellis.proxy.live.signals_source import SignalsSource
 from trellis.proxy.live.stream import TelemetryClient
@@ -56,13 +57,14 @@ class ProxyApp:
         self.options = options
         self.state = ConfigState()
         self.clusters = ClusterManager(self.state)
-        self.metrics = RequestMetrics()
+        self.metrics = RequestMetrics(options.metrics_max_series)
         self.metrics.gauges.append(self._connection_gauges)
         self.metrics.gauges.append(FAULTS.render)
         self.connections: dict[str, set[ServerConnection]] = {
             "outbound": set(),
             "inbound": set(),
             "admin": set(),
+            "metrics": set(),
         }
         self.addresses: dict[str, Address] = {}
         self.inbound_name = ""
@@ -74,7 +76,7 @@ class ProxyApp:
         self._sweeper: asyncio.Task[None] | None = None
         self._xds: AdsClient | None = None
         self._access_log = open_access_log(options.access_log)
-        me = Identity(options.workload, options.namespace, options.app)
+        me = Identity.of(options.workload, options.namespace, options.labels)
         self.recorder = Recorder(me, self.metrics, self._access_log)
         # Golden signals and taps, on a stream beside ADS (trellis.proxy.live).
         self.service = f"{me.app}.{me.namespace}"
@@ -98,6 +100,7 @@ class ProxyApp:
             from trellis.proxy.identity.agent import IdentityAgent
 
             self.identity = IdentityAgent(opts.control, opts.ca_bundle, opts.join_token)
+            self.identity.on_rotate(self.recorder.use_svid)  # our principal, in the metrics
             self.identity.on_rotate(self.tls.update)
             self.tls.update(await self.identity.start())
         inbound = InboundListener(inbound_ctx, state, "")
@@ -106,6 +109,11 @@ class ProxyApp:
         self.inbound_name = inbound.name = inbound_listener_name(bound.host, bound.port)
         await self._listen("outbound", opts.outbound, OutboundListener(outbound_ctx, state))
         await self._listen("admin", opts.admin, AdminListener(self._pages(), opts.admin.host))
+        if opts.metrics is not None:
+            page = self._pages()["/metrics"]
+            scrape = ScrapeListener(page, opts.metrics_token_sha256)
+            await self._listen("metrics", opts.metrics, scrape)
+            self.metrics.gauges.append(scrape.render_refused)
         own = {(a.host, a.port) for a in self.addresses.values()}
         outbound_ctx.own_addresses = inbound_ctx.own_addresses = own
         self.clusters.client_context = self.tls.client_context
@@ -260,7 +268,7 @@ class ProxyApp:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            for name in ("outbound", "inbound", "admin"):
+            for name in ("outbound", "inbound", "admin", "metrics"):
                 for conn in list(self.connections[name]):
                     if conn.exchange is None:
                         conn.close()

@@ -28,8 +28,9 @@ async def serve(options: ProxyOptions, *, out: TextIO = sys.stdout) -> None:
             await app.start()
         except IdentityError as e:
             raise OSError(str(e)) from None
-        for name in ("outbound", "inbound", "admin"):
-            out.write(f"{name} listening on {app.addresses[name]}\n")
+        for name in ("outbound", "inbound", "admin", "metrics"):
+            if name in app.addresses:
+                out.write(f"{name} listening on {app.addresses[name]}\n")
         out.flush()
         await stop.wait()
         await app.drain(DRAIN_SECONDS)

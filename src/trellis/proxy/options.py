@@ -47,6 +47,11 @@ class ProxyOptions:
     ca_bundle: bytes = b""
     # How long a client may take with a head, a body, or idling (outbound and inbound).
     timeouts: DownstreamTimeouts = DEFAULT_TIMEOUTS
+    # The metrics listener for a Prometheus elsewhere (listeners/scrape.py): off when None;
+    # it needs the SHA-256 of the scrape token.
+    metrics: Address | None = None
+    metrics_token_sha256: str = ""
+    metrics_max_series: int = 300  # label sets kept (telemetry/metrics.py)
 
     @property
     def node_id(self) -> str:

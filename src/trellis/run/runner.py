@@ -90,6 +90,11 @@ class RunOptions:
     join_token: str = ""  # none: `trellis run` makes one with the admin token
     ca_file: str = ""  # none: the bundle comes from the API
     environment: Mapping[str, str] | None = None  # the app's base environment (default: ours)
+    # The sidecar's metrics listener on `address` (None: none), the scrape token's digest
+    # (empty: asked of the control plane) and the series cap.
+    metrics_port: int | None = None
+    metrics_token_sha256: str = ""
+    metrics_max_series: int = 300
 
     @property
     def workload_name(self) -> str:
@@ -175,6 +180,10 @@ class Runner:
             except IdentityError as e:
                 raise RunError(str(e)) from None
             identity_files = IdentityFiles.under(str(directory / "current"))
+        metrics, digest = None, ""
+        if not opts.proxyless and opts.metrics_port is not None:
+            digest = opts.metrics_token_sha256 or await self._scrape_digest()
+            metrics = Address(opts.address, opts.metrics_port)
         if not opts.proxyless:
             self.proxy = ProxyApp(
                 ProxyOptions(
@@ -192,6 +201,9 @@ class Runner:
                     access_log=opts.access_log,
                     pick_free_ports=True,
                     timeouts=opts.timeouts,
+                    metrics=metrics,
+                    metrics_token_sha256=digest,
+                    metrics_max_series=opts.metrics_max_series,
                 )
             )
             try:
@@ -209,7 +221,8 @@ class Runner:
             # Always said (tools and tests read it): where this sidecar listens.
             print(
                 f"trellis run: {self.workload} sidecar ready: outbound {a['outbound']}"
-                f" inbound {a['inbound']} admin {a['admin']}",
+                f" inbound {a['inbound']} admin {a['admin']}"
+                + (f" metrics {a['metrics']}" if "metrics" in a else ""),
                 file=sys.stderr,
                 flush=True,
             )
@@ -333,6 +346,16 @@ class Runner:
             raise RunError(f"cannot get the CA bundle: HTTP {response.status_code}")
         return response.content
 
+    async def _scrape_digest(self) -> str:
+        """The SHA-256 of the mesh's scrape token, which the metrics listener requires."""
+        response = await asyncio.to_thread(self._api.get, "/api/v1/metrics/scrape-token")
+        if response.status_code != 200:
+            raise RunError(
+                f"cannot get the scrape token's digest for the metrics listener: HTTP"
+                f" {response.status_code} {response.text} (or run with --no-metrics)"
+            )
+        return str(response.json()["sha256"])
+
     async def _join_token(self) -> str:
         """A short-lived join token for this workload's service account."""
         opts = self.options
@@ -392,6 +415,8 @@ class Runner:
         else:
             assert self.proxy is not None
             spec["inbound"] = {"port": self.proxy.addresses["inbound"].port}
+            if "metrics" in self.proxy.addresses:
+                spec["metrics"] = {"port": self.proxy.addresses["metrics"].port}
         return {
             "apiVersion": API_VERSION,
             "kind": "Workload",

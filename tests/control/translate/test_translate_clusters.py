@@ -137,6 +137,8 @@ def test_endpoints_by_locality_with_weights_health_and_sidecar_metadata() -> Non
     assert side["metadata"]["filter_metadata"]["trellis"] == {
         "targetPort": 8003,
         "workload": "c.shop",
+        # Its labels for its callers' metrics, in the peer header's format.
+        "peer": "workload=c;namespace=shop;app=reviews;version=unknown;cs=reviews;cr=latest",
     }
 
 

@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from trellis.control.api import explain, identity, registry, resources, signals, traces, views
 from trellis.control.api.guard import RequestGuard
+from trellis.control.api.metrics import router as metrics_router
 from trellis.control.api.state import ApiState
 from trellis.control.api.writes import Rejected
 from trellis.control.limits import API_MAX_BODY_BYTES, MAX_JSON_DEPTH, size_text
@@ -51,7 +52,8 @@ def create_app(state: ApiState) -> FastAPI:
         title="Trellis control plane",
         version="v1",
         description="Mesh resources, workload registry, proxy status, join tokens, the CA, "
-        "traces and request explanations. Reads of the mesh's configuration are open; join "
+        "traces, request explanations and Prometheus service discovery (`/api/v1/metrics/targets`: "
+        "the scrape token or the admin token). Reads of the mesh's configuration are open; join "
         "tokens, traces and explanations (traffic and policy detail) and every write need "
         "`Authorization: Bearer <admin token>`. "
         "Only the admin sends bodies: a request with a body and no token gets 401 before it is "
@@ -73,6 +75,7 @@ def create_app(state: ApiState) -> FastAPI:
     app.include_router(identity.ca_router)
     app.include_router(identity.identities_router)
     app.include_router(explain.router)
+    app.include_router(metrics_router)
     app.include_router(traces.otlp_router)
     app.include_router(traces.router)
     app.include_router(signals.router)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from trellis.control.api.auth import AdminToken
+from trellis.control.metrics.scrape_token import ScrapeToken
 from trellis.model import Workload
 from trellis.model.keys import ResourceKey
 from trellis.store.base import Store
@@ -122,6 +123,7 @@ class ApiState:
     push: Any = None  # the PushController, when the API wants the pushed view
     xds_address: str = ""  # HOST:PORT where clients reach the ADS server
     ca: CaPort | None = None  # the mesh CA; None when this API runs without one
+    scrape_token: ScrapeToken | None = None  # Prometheus's credential (control/metrics)
     secure_address: str = ""  # HOST:PORT of the secure port (TLS: CA service + ADS)
     traces: TracesPort | None = None  # the OTLP receiver and trace store; None: without one
     telemetry: TelemetryPort | None = None  # golden signals and tap; None: without them

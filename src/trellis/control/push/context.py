@@ -21,6 +21,7 @@ from trellis.model.policies import AuthorizationPolicy, DestinationPolicy
 from trellis.model.routes import GRPCRoute, HTTPRoute
 from trellis.model.service import Service, ServicePort
 from trellis.model.workload import Locality, Workload
+from trellis.proxy.telemetry.recorder import Identity
 from trellis.store.base import Lease, Snapshot
 
 Route = HTTPRoute | GRPCRoute
@@ -49,6 +50,9 @@ class Endpoint:
     weight: int
     mtls: bool = False  # it speaks mesh mTLS (Workload spec.mtls)
     service_account: str = "default"
+    # Who it is for its callers' metrics (app, version, canonical name and revision), in
+    # the peer header's format (proxy/telemetry/recorder.py): EDS metadata "peer".
+    peer: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +196,7 @@ class PushContext:
                     weight=w.spec.weight,
                     mtls=w.spec.mtls,
                     service_account=w.service_account,
+                    peer=Identity.of(w.name, w.namespace, w.metadata.labels).peer_header().decode(),
                 )
             )
         return tuple(out)

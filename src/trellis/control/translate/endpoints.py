@@ -4,8 +4,9 @@ grpcio needs a non-zero `load_balancing_weight` on every locality (else "no
 children in weighted_target policy"): a locality weighs the sum of its
 endpoints' weights. Every endpoint is HEALTHY (the PushContext already left
 out unhealthy and expired ones). A sidecar endpoint is its inbound port and
-carries `filter_metadata {"trellis": {"targetPort", "workload"}}` so the
-caller's sidecar can tell the inbound sidecar which app port it wants.
+carries `filter_metadata {"trellis": {"targetPort", "workload", "peer"}}` so the
+caller's sidecar can tell the inbound sidecar which app port it wants, and label its
+metrics with the destination's app, version and canonical name (`peer`).
 """
 
 from __future__ import annotations
@@ -53,4 +54,6 @@ def _lb_endpoint(e: Endpoint) -> ec.LbEndpoint:
     if e.sidecar:
         meta = out.metadata.filter_metadata[METADATA_NAMESPACE]
         meta.update({"targetPort": e.target_port, "workload": e.workload})
+        if e.peer:
+            meta.update({"peer": e.peer})  # app, version, canonical name: callers' metrics
     return out

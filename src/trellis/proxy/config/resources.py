@@ -364,6 +364,7 @@ class EndpointConfig:
     target_port: int | None = None  # the app port behind a peer's inbound listener
     workload: str = ""
     locality: str = ""
+    peer: str = ""  # the endpoint's labels for metrics, in the peer header's format
 
     @property
     def key(self) -> tuple[str, int]:
@@ -526,15 +527,18 @@ def _assignment(
             meta = lb.metadata.filter_metadata.get(ENDPOINT_METADATA)
             target_port: int | None = None
             workload = ""
+            peer = ""
             if meta is not None:
                 fields = meta.fields
                 if "targetPort" in fields:
                     target_port = int(fields["targetPort"].number_value)
                 if "workload" in fields:
                     workload = fields["workload"].string_value
+                if "peer" in fields:
+                    peer = fields["peer"].string_value[:1024]
             out.append(
                 EndpointConfig(
-                    sock.address, sock.port_value, weight, target_port, workload, locality
+                    sock.address, sock.port_value, weight, target_port, workload, locality, peer
                 )
             )
     return cla.cluster_name, tuple(out)

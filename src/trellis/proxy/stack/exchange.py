@@ -438,6 +438,7 @@ class Exchange:
         self.status = 200
         self.resp_started = True
         self._record(200)
+        self.ctx.record(self)  # a tunnel is recorded as it opens, and again when it ends
 
     def tunnel_failed(self, status: int, flag: str, reason: str) -> None:
         self.tunnel = None

@@ -1,0 +1,1 @@
+"""Metrics on the control plane's side: the scrape token, and Prometheus HTTP SD targets."""
