@@ -61,3 +61,15 @@ def test_inbound_denials_and_unknown_callers() -> None:
     assert web.reporter == pb.DESTINATION and not web.mtls
     assert (web.requests, web.denied, web.errors) == (5, 4, 0)
     assert edges[("unknown", "api.default")].requests == 1
+
+
+def test_a_split_backend_is_named_by_its_canonical_service_as_the_callee_names_itself() -> None:
+    """A route split sends `reviews` traffic to the `reviews-v1` Service; its workloads
+    (app=reviews) report as `reviews.default`, so the caller's edge must say the same."""
+    metrics = RequestMetrics()
+    source = SignalsSource(metrics, "web.default")
+    split = {**OUT, "destination_service_name": "reviews-v1"}
+    metrics.record(labels(**split, destination_canonical_service="reviews"), 2.0, 0, 0)
+    metrics.record(labels(**{**OUT, "destination_service_name": "outside"}), 2.0, 0, 0)
+    edges = {e.destination: e.requests for e in source.deltas()}
+    assert edges == {"reviews.default": 1, "outside.default": 1}

@@ -4,10 +4,13 @@
 thousand) once per report, subtracts what the previous call saw and folds the labels
 into edges: (reporter, source service, destination service, mTLS) -> requests, 5xx,
 403-by-RBAC and latency buckets. Nothing is added per request: the registry already
-counts everything needed. Services are canonical NAME.NAMESPACE: a proxy's own is its
-`app` label (or workload) and namespace; a destination's comes from the cluster
-(`destination_service_name`/`_namespace`); an inbound caller's from its peer header
-(`source_app`, `source_workload_namespace`), "unknown" for a caller outside the mesh.
+counts everything needed. Services are canonical NAME.NAMESPACE, the same name from
+both ends of a call: a proxy's own is its `app` label (or workload) and namespace; a
+destination's is the endpoint's canonical service (`destination_canonical_service`, which
+the control plane writes into EDS from the workload's labels; the cluster's Service name
+when the endpoint has none); an inbound caller's comes from its peer header
+(`source_canonical_service`, `source_workload_namespace`), "unknown" for a caller outside
+the mesh.
 
 Reads the registry by Istio's label names (trellis.proxy.telemetry.metrics.LABELS) and
 its series' `count` and `buckets`: a change to the registry is fixed here, in one place.
@@ -38,6 +41,7 @@ def _index(name: str, *fallbacks: str) -> int:
 # cluster chosen), and the rest of what an edge needs. tap.py uses them too.
 SOURCE_SERVICE = _index("source_canonical_service", "source_app")
 SOURCE_NAMESPACE = _index("source_workload_namespace")
+DESTINATION_CANONICAL = _index("destination_canonical_service", "destination_service_name")
 DESTINATION_NAME = _index("destination_service_name")
 DESTINATION_NAMESPACE = _index("destination_service_namespace")
 REPORTER = _index("reporter")
@@ -111,7 +115,13 @@ class SignalsSource:
     def _edge(self, labels: tuple[str, ...]) -> EdgeKey:
         mtls = labels[SECURITY] == "mutual_tls"
         if labels[REPORTER] == "source":
-            destination = service_name(labels[DESTINATION_NAME], labels[DESTINATION_NAMESPACE])
+            # The endpoint's canonical service (its workload's app label, from EDS), as the
+            # callee names itself in its own reports: `reviews`, not the `reviews-v1` Service
+            # a route split sent the request to. The Service name when the endpoint has none.
+            name = labels[DESTINATION_CANONICAL]
+            if name in ("", UNKNOWN):
+                name = labels[DESTINATION_NAME]
+            destination = service_name(name, labels[DESTINATION_NAMESPACE])
             return (pb.SOURCE, self.service, destination, mtls)
         source = service_name(labels[SOURCE_SERVICE], labels[SOURCE_NAMESPACE])
         return (pb.DESTINATION, source, self.service, mtls)
