@@ -64,6 +64,8 @@ MODULES: tuple[str, ...] = (
     "trellis.proxy.stack.tunnel",
     "trellis.proxy.telemetry.metrics",
     "trellis.proxy.telemetry.recorder",
+    "trellis.proxy.telemetry.tracecontext",
+    "trellis.proxy.telemetry.tracer",
     "trellis.routing.actions",
     "trellis.routing.domains",
     "trellis.routing.fault",

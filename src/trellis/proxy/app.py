@@ -40,6 +40,7 @@ from trellis.proxy.stack.context import ListenerContext
 from trellis.proxy.telemetry.faults import FAULTS
 from trellis.proxy.telemetry.metrics import RequestMetrics
 from trellis.proxy.telemetry.recorder import Identity, Recorder, open_access_log
+from trellis.proxy.telemetry.tracing import ProxyTracing
 from trellis.proxy.xds.client import AdsClient
 
 if TYPE_CHECKING:
@@ -73,6 +74,8 @@ class ProxyApp:
         self._access_log = open_access_log(options.access_log)
         me = Identity(options.workload, options.namespace, options.app)
         self.recorder = Recorder(me, self.metrics, self._access_log)
+        self.tracing = ProxyTracing(options, self.state)  # spans: telemetry/tracing.py
+        self.metrics.gauges.append(self.tracing.metric_lines)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -85,6 +88,7 @@ class ProxyApp:
         )
         inbound_ctx = ListenerContext("inbound", state, clusters, self.recorder.inbound)
         inbound_ctx.authz_counts = self.metrics.count_authz
+        outbound_ctx.tracer = inbound_ctx.tracer = self.tracing.tracer
         if opts.join_token:
             # Identity first: without an SVID there is no mTLS, and no xDS on the secure port.
             # (The X.509 work runs in a child: this process never loads `cryptography`.)
@@ -93,6 +97,15 @@ class ProxyApp:
             self.identity = IdentityAgent(opts.control, opts.ca_bundle, opts.join_token)
             self.identity.on_rotate(self.tls.update)
             self.tls.update(await self.identity.start())
+            identity = self.identity
+            self.identity.on_rotate(
+                lambda svid: self.tracing.use_identity(
+                    svid.spiffe_id, svid.serial, identity.credentials
+                )
+            )
+            if identity.svid is not None:
+                svid = identity.svid
+                self.tracing.use_identity(svid.spiffe_id, svid.serial, identity.credentials)
         inbound = InboundListener(inbound_ctx, state, "")
         self._listen_inbound(opts.inbound, inbound)
         bound = self.addresses["inbound"]
@@ -117,6 +130,7 @@ class ProxyApp:
         state.bind(self._xds.subscribe)
         self._xds.subscribe(LISTENER_TYPE, [self.inbound_name, OUTBOUND_DEFAULT_LISTENER])
         await self._xds.__aenter__()
+        self.tracing.start(self.inbound_name)
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
 
     async def _sweep(self) -> None:
@@ -248,6 +262,7 @@ class ProxyApp:
                 conn.abort()
         if self._xds is not None:
             await self._xds.aclose()
+        await self.tracing.aclose()
         self.clusters.close()
         if self._access_log is not None and self.options.access_log not in ("", "-"):
             self._access_log.close()
@@ -298,6 +313,7 @@ class ProxyApp:
             "connections": {name: len(c) for name, c in self.connections.items()},
             "in_flight": self.in_flight(),
             "faults": dict(FAULTS.counts),
+            "tracing": self.tracing.statistics(),
             "xds": self._xds.statistics() if self._xds is not None else None,
             "identity": self.identity.statistics() if self.identity is not None else None,
             "inbound_acceptor": self.acceptor.statistics() if self.acceptor is not None else None,
