@@ -284,3 +284,54 @@ def test_invalid_tracing_config_is_refused_with_the_field(mesh: Mesh) -> None:
         assert r.status_code >= 400, (tracing, r.text)
         for word in words:
             assert word in r.text, (tracing, r.text)
+
+
+RETRY_ROUTE = """
+apiVersion: trellis.dev/v1alpha1
+kind: HTTPRoute
+metadata: {name: backend}
+spec:
+  parentRefs: [{name: backend, port: 9080}]
+  rules:
+  - backendRefs: [{name: backend}]
+    retry: {codes: [503], attempts: 2, backoff: 5ms}
+"""
+
+
+def test_each_retry_try_is_a_client_span_with_its_endpoint_and_outcome(mesh: Mesh) -> None:
+    mesh.cp.apply(mesh_config("{sampling: 100}"))
+    backend = run_service(mesh, "backend")
+    mesh.cp.apply(RETRY_ROUTE.replace("9080", str(backend.port)))
+    client = client_sidecar(mesh)
+
+    def retried() -> dict[str, Any] | None:
+        with client.client() as c:
+            r = c.get(f"http://backend:{backend.port}/r?fail=odd")
+        answer = r.json()
+        # The app alternates: an even count is an answer after a failed first try.
+        return answer if r.status_code == 200 and answer["count"] % 2 == 0 else None
+
+    answer = wait_for(retried, 20, "a request answered after a retry")
+    trace_id, _ = received_traceparent(answer)
+    stored = stored_trace(mesh, trace_id, 4)
+    tries = sorted(
+        (s for s in stored["spans"] if s["kind"] == "CLIENT"),
+        key=lambda s: int(s["startTimeUnixNano"]),
+    )
+    assert len(tries) == 2, stored["spans"]
+    first, second = tries
+    assert first["attributes"]["http.response.status_code"] == 503
+    assert first["status"]["code"] == "ERROR"
+    assert "http.request.resend_count" not in first["attributes"]
+    assert second["attributes"]["http.response.status_code"] == 200
+    assert second["attributes"]["http.request.resend_count"] == 1
+    assert second["status"]["code"] != "ERROR"
+    for span in tries:
+        assert span["attributes"]["network.peer.port"] > 0
+        assert span["attributes"]["network.peer.address"] == "127.0.0.1"
+    # Each try's server span on the backend hangs under that try.
+    servers = [s for s in stored["spans"] if s["kind"] == "SERVER"]
+    assert sorted(s["parentSpanId"] for s in servers) == sorted(t["spanId"] for t in tries)
+    failed = next(s for s in servers if s["parentSpanId"] == first["spanId"])
+    assert failed["attributes"]["http.response.status_code"] == 503
+    assert failed["status"]["code"] == "ERROR"

@@ -823,7 +823,7 @@ class Exchange:
         if tracer.enabled and not self.ctx.outbound:
             trace = self.trace
             if trace is None:  # answered before it was forwarded (404, 403, ...)
-                trace = self.trace = tracer.begin(self)
+                trace = self.trace = tracer.begin_late(self)
             tracer.server_span(self, trace)
         self.ctx.record(self)
 

@@ -138,6 +138,7 @@ class RequestTrace:
         "request_id",
         "sampled",
         "span_id",
+        "start_ns",
         "trace_id",
         "tracestate",
         "try_count",
@@ -153,6 +154,7 @@ class RequestTrace:
         self.tracestate = context.tracestate
         self.request_id = context.request_id or new_request_id()
         self.span_id = new_span_id()  # inbound: the server span; outbound: this try's span
+        self.start_ns = 0  # sampled: when this hop began with it (ns since the epoch)
         self.try_count = 0
         self.try_start_ns = 0
         self.try_status = 0  # the try's response status (0: none yet)
@@ -176,8 +178,6 @@ class Tracer:
     `enabled` False: requests pass untouched (no context read, no headers written)."""
 
     __slots__ = (
-        "_clock_offset",
-        "_offset_at",
         "enabled",
         "principal",
         "queue",
@@ -191,8 +191,6 @@ class Tracer:
         self.queue = queue if queue is not None else SpanQueue()
         self.principal = ""  # this proxy's SPIFFE ID, when it has one
         self.spans_started = 0  # sampled requests
-        self._clock_offset = 0.0
-        self._offset_at = -1e9
 
     def configure(self, enabled: bool, sampling: float) -> None:
         self.enabled = enabled
@@ -201,21 +199,21 @@ class Tracer:
     def begin(self, ex: Exchange) -> RequestTrace:
         context = extract(ex.head.headers)
         sampled = sample(context, self.sampling, random.random())
+        trace = RequestTrace(context, sampled)
         if sampled:
             self.spans_started += 1
-        return RequestTrace(context, sampled)
-
-    # -- clocks -----------------------------------------------------------------------------
-
-    def epoch_ns(self, loop_time: float) -> int:
-        """The event loop's clock (monotonic) as ns since the epoch; the offset is taken
-        again every 10 s (a stepped wall clock moves later spans, never reorders one)."""
-        if loop_time - self._offset_at > 10.0:
-            self._clock_offset = time.time() - loop_time
-            self._offset_at = loop_time
-        return int((loop_time + self._clock_offset) * 1e9)
+            trace.start_ns = time.time_ns()
+        return trace
 
     # -- spans --------------------------------------------------------------------------------
+
+    def begin_late(self, ex: Exchange) -> RequestTrace:
+        """`begin` for a request answered before it was forwarded (404, 403, ...): its
+        start is the exchange's (to the loop clock's resolution)."""
+        trace = self.begin(ex)
+        if trace.sampled:
+            trace.start_ns -= int((ex.ctx.loop.time() - ex.start_time) * 1e9)
+        return trace
 
     def begin_try(self, ex: Exchange, trace: RequestTrace) -> None:
         """An outbound try starts: a fresh span id from the second on (the head written for
@@ -227,7 +225,7 @@ class Tracer:
         trace.try_outcome = ""
         trace.peer_principal = ""
         if trace.sampled:
-            trace.try_start_ns = self.epoch_ns(ex.ctx.loop.time())
+            trace.try_start_ns = time.time_ns()
 
     def client_span(self, ex: Exchange, trace: RequestTrace) -> None:
         """The try in progress ended with `trace.try_status` (0: no response) and, for a
@@ -236,7 +234,7 @@ class Tracer:
             return
         status = trace.try_status
         outcome = trace.try_outcome
-        end = self.epoch_ns(ex.ctx.loop.time())
+        end = time.time_ns()
         head = ex.head
         host = ex.host
         route = ex.route
@@ -291,9 +289,10 @@ class Tracer:
         """An inbound exchange ended (answered by the app, or locally)."""
         if not trace.sampled:
             return
-        loop_time = ex.ctx.loop.time()
-        end = self.epoch_ns(loop_time)
-        start = end - int((loop_time - ex.start_time) * 1e9)
+        # Wall-clock ns at both ends (the loop's clock has ms resolution under uvloop:
+        # too coarse for spans nested across processes).
+        start = trace.start_ns
+        end = time.time_ns()
         head = ex.head
         route = ex.route
         status = ex.status
