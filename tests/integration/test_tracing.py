@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -335,3 +336,111 @@ def test_each_retry_try_is_a_client_span_with_its_endpoint_and_outcome(mesh: Mes
     failed = next(s for s in servers if s["parentSpanId"] == first["spanId"])
     assert failed["attributes"]["http.response.status_code"] == 503
     assert failed["status"]["code"] == "ERROR"
+
+
+def _rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+class Load:
+    """Requests through a sidecar from a few threads, each one's latency kept by phase."""
+
+    def __init__(self, sidecar: Sidecar, url: str, threads: int = 4) -> None:
+        self.sidecar, self.url = sidecar, url
+        self.phase = "warm"
+        self.latencies: dict[str, list[float]] = {}
+        self.failures: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+
+    def _run(self) -> None:
+        with self.sidecar.client() as c:
+            while not self._stop.is_set():
+                phase = self.phase
+                t0 = time.perf_counter()
+                try:
+                    ok = c.get(self.url).status_code == 200
+                except Exception:
+                    ok = False
+                took = time.perf_counter() - t0
+                if ok:
+                    self.latencies.setdefault(phase, []).append(took)
+                else:
+                    self.failures[phase] = self.failures.get(phase, 0) + 1
+
+    def __enter__(self) -> Load:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(15)
+
+    def p(self, phase: str, q: float) -> float:
+        values = sorted(self.latencies[phase])
+        return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def test_a_dead_or_slow_collector_costs_requests_nothing_and_spans_are_dropped_and_counted(
+    mesh: Mesh,
+) -> None:
+    receiver = OtlpReceiver(free_port())
+    receiver.start()
+    mesh.cp.apply(mesh_config(f"{{sampling: 100, otlp: {{endpoint: '{receiver.endpoint}'}}}}"))
+    backend = run_service(mesh, "backend")
+    client = client_sidecar(mesh)
+    url = f"http://backend:{backend.port}/load"
+    wait_for(lambda: client.admin_get("/stats").json()["tracing"]["enabled"], 20, "tracing on")
+
+    def tracing() -> dict[str, Any]:
+        return dict(client.admin_get("/stats").json()["tracing"])
+
+    try:
+        with Load(client, url) as load:
+            time.sleep(1)  # connections up, config in place
+            load.phase = "up"
+            wait_for(lambda: receiver.count() > 200, 30, "spans at the receiver")
+            time.sleep(2)
+            rss_before = _rss_kb(client.proc.pid)
+            # The collector hangs (a slow one), then dies: the exporter's one batch in
+            # flight waits out its deadline; everything else finds the queue full.
+            receiver.stalled.set()
+            load.phase = "stalled"
+            time.sleep(4)
+            receiver.stop()
+            load.phase = "down"
+            time.sleep(6)
+            during = tracing()
+            rss_during = _rss_kb(client.proc.pid)
+            # Back on the same port: export resumes.
+            receiver.stalled.clear()
+            received_before = receiver.count()
+            receiver.start()
+            load.phase = "back"
+            wait_for(lambda: receiver.count() > received_before + 100, 30, "export resumed")
+        after = tracing()
+    finally:
+        receiver.stop()
+
+    # Requests kept their latency class while the collector was slow or gone.
+    up_p50, up_p99 = load.p("up", 0.5), load.p("up", 0.99)
+    for phase in ("stalled", "down"):
+        assert not load.failures.get(phase), load.failures
+        assert len(load.latencies[phase]) > 100, phase
+        assert load.p(phase, 0.5) <= max(3 * up_p50, up_p50 + 0.01), (phase, up_p50)
+        assert load.p(phase, 0.99) <= max(3 * up_p99, up_p99 + 0.05), (phase, up_p99)
+    # Spans were dropped and counted (the queue full, or a batch that could not go),
+    # the queue never past its bound, the sidecar's memory flat.
+    dropped = during["dropped_queue_full"] + during["dropped_export_failed"]
+    assert dropped > 0, during
+    assert during["queued"] <= during["queue_limit"]
+    assert during["failures"] > 0 and during["last_error"]
+    metrics = client.metrics()
+    assert 'trellis_tracing_spans_total{outcome="dropped_queue_full"}' in metrics
+    assert rss_during - rss_before < 20_000, (rss_before, rss_during)  # KiB
+    assert after["exported"] > during["exported"]

@@ -97,15 +97,7 @@ class ProxyApp:
             self.identity = IdentityAgent(opts.control, opts.ca_bundle, opts.join_token)
             self.identity.on_rotate(self.tls.update)
             self.tls.update(await self.identity.start())
-            identity = self.identity
-            self.identity.on_rotate(
-                lambda svid: self.tracing.use_identity(
-                    svid.spiffe_id, svid.serial, identity.credentials
-                )
-            )
-            if identity.svid is not None:
-                svid = identity.svid
-                self.tracing.use_identity(svid.spiffe_id, svid.serial, identity.credentials)
+            self._trace_with_identity(self.identity)
         inbound = InboundListener(inbound_ctx, state, "")
         self._listen_inbound(opts.inbound, inbound)
         bound = self.addresses["inbound"]
@@ -132,6 +124,19 @@ class ProxyApp:
         await self._xds.__aenter__()
         self.tracing.start(self.inbound_name)
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+
+    def _trace_with_identity(self, identity: IdentityAgent) -> None:
+        """Spans name our SPIFFE ID and go to the control plane over ADS's credentials."""
+        from trellis.proxy.identity.agent import channel_options
+
+        def use(svid: Any) -> None:
+            self.tracing.use_identity(
+                svid.spiffe_id, svid.serial, identity.credentials, channel_options()
+            )
+
+        identity.on_rotate(use)
+        if identity.svid is not None:
+            use(identity.svid)
 
     async def _sweep(self) -> None:
         """Once a second: late request heads (408), idle client connections and idle

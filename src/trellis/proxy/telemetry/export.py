@@ -89,12 +89,28 @@ def encode(
     )
 
 
+# A collector that comes back is found within seconds (gRPC's default reconnect backoff
+# grows to 120 s).
+_CHANNEL_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 500),
+    ("grpc.min_reconnect_backoff_ms", 500),
+    ("grpc.max_reconnect_backoff_ms", int(MAX_BACKOFF * 1000)),
+]
+
+
 class _GrpcSender:
-    def __init__(self, target: str, credentials: grpc.ChannelCredentials | None, headers: Any):
+    def __init__(
+        self,
+        target: str,
+        credentials: grpc.ChannelCredentials | None,
+        headers: Any,
+        options: Sequence[tuple[str, Any]] = (),
+    ):
+        opts = [*_CHANNEL_OPTIONS, *options]
         if credentials is None:
-            self.channel = grpc.aio.insecure_channel(target)
+            self.channel = grpc.aio.insecure_channel(target, options=opts)
         else:
-            self.channel = grpc.aio.secure_channel(target, credentials)
+            self.channel = grpc.aio.secure_channel(target, credentials, options=opts)
         self.stub = trace_service_pb2_grpc.TraceServiceStub(self.channel)  # type: ignore[no-untyped-call]
         self.metadata = tuple(headers)
 
@@ -131,8 +147,17 @@ class _HttpSender:
 
 
 # The control plane this proxy holds its ADS stream with: (address, a key that changes
-# when its credentials do, a maker of those credentials (None: plaintext)).
-ControlPlane = Callable[[], tuple[str, object, Callable[[], grpc.ChannelCredentials] | None]]
+# when its credentials do, a maker of those credentials (None: plaintext), the channel
+# options ADS uses (the name its certificate is checked against)).
+ControlPlane = Callable[
+    [],
+    tuple[
+        str,
+        object,
+        Callable[[], grpc.ChannelCredentials] | None,
+        Sequence[tuple[str, Any]],
+    ],
+]
 
 
 class SpanExporter:
@@ -214,7 +239,7 @@ class SpanExporter:
         target = self.target
         assert target is not None
         if target.protocol == "control-plane":
-            address, creds_key, make_creds = self.control_plane()
+            address, creds_key, make_creds, options = self.control_plane()
             key: tuple[object, ...] = (target, address, creds_key)
         else:
             key = (target,)
@@ -226,7 +251,7 @@ class SpanExporter:
             self._sender = None
         if target.protocol == "control-plane":
             creds = make_creds() if make_creds is not None else None
-            self._sender = _GrpcSender(address, creds, ())
+            self._sender = _GrpcSender(address, creds, (), options)
         elif target.protocol == "grpc":
             creds = (
                 grpc.ssl_channel_credentials(root_certificates=target.root_certs or None)

@@ -37,6 +37,7 @@ class ProxyTracing:
         self.inbound_name = ""
         self.credentials: Any = None  # a maker of the ADS channel credentials, when mTLS
         self.credentials_key: Any = None
+        self.channel_options: list[tuple[str, Any]] = []
         self._service_name = ""
         self.exporter = SpanExporter(self.tracer.queue, self._resource(""), self._control_plane())
         state.watch(self._changed)
@@ -53,9 +54,9 @@ class ProxyTracing:
         )
 
     def _control_plane(self) -> ControlPlane:
-        def where() -> tuple[str, object, Any]:
+        def where() -> tuple[str, object, Any, Any]:
             server = self.state.server or self.options.control[0]
-            return server, self.credentials_key, self.credentials
+            return server, self.credentials_key, self.credentials, self.channel_options
 
         return where
 
@@ -81,11 +82,15 @@ class ProxyTracing:
         self.tracer.configure(True, config.sampling)
         self.exporter.retarget(config.target)
 
-    def use_identity(self, spiffe_id: str, key: object, make: Any) -> None:
-        """mTLS: our SPIFFE ID for spans, and the ADS credentials for the control plane."""
+    def use_identity(
+        self, spiffe_id: str, key: object, make: Any, options: list[tuple[str, Any]]
+    ) -> None:
+        """mTLS: our SPIFFE ID for spans, and the ADS credentials and channel options for
+        the control plane."""
         self.tracer.principal = spiffe_id
         self.credentials_key = key
         self.credentials = make
+        self.channel_options = options
 
     async def aclose(self) -> None:
         await self.exporter.aclose()
