@@ -16,4 +16,5 @@ BENCHMARKS: dict[str, str] = {
     "dataplane": "bench.dataplane",
     "apply": "bench.apply",
     "tracestore": "bench.tracestore",
+    "tracing": "bench.tracing",
 }

@@ -99,7 +99,10 @@ def check_tree(spans: list[dict[str, Any]]) -> None:
             continue
         parent = by_key[parent_key]
         assert span["parentSpanId"] == parent["spanId"], (span, parent)
-        assert parent["start"] <= span["start"] <= span["end"] <= parent["end"], (span, parent)
+        assert parent["start"] <= span["start"] <= span["end"] <= parent["end"], [
+            (s["service"], s["kind"], s["spanId"], s["parentSpanId"], s["start"], s["end"])
+            for s in spans
+        ]
 
 
 def test_one_request_is_one_trace_in_the_store_and_in_an_otlp_receiver(mesh: Mesh) -> None:

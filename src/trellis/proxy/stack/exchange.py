@@ -63,7 +63,7 @@ from trellis.proxy.stack.pool import UpstreamConnection
 from trellis.proxy.stack.retry import RetryState, replay_safe
 from trellis.proxy.stack.tunnel import Tunnel
 from trellis.proxy.telemetry.tracecontext import PROPAGATION_FIELDS
-from trellis.proxy.telemetry.tracer import RequestTrace
+from trellis.proxy.telemetry.tracer import RequestTrace, Tracer
 from trellis.routing import (
     DirectResponseAction,
     ForwardAction,
@@ -615,6 +615,9 @@ class Exchange:
     def on_upstream_end(self) -> None:
         if self._resp_chunked:
             self._out.append(LAST_CHUNK)
+        trace = self.trace
+        if trace is not None:
+            Tracer.answered(trace)
         self.on_upstream_flush()
         upstream = self.upstream
         self.upstream = None
@@ -757,6 +760,9 @@ class Exchange:
         # Answered before the body ended: the connection stays only if the rest of the
         # body can be read and dropped (server.py `can_drain`).
         keep_alive = self.keep_alive and (self.req_done or self.conn.can_drain())
+        trace = self.trace
+        if trace is not None:
+            Tracer.answered(trace)
         self.conn.write(
             local_response(
                 status,

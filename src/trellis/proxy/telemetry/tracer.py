@@ -133,6 +133,7 @@ class RequestTrace:
     """One exchange's place in its trace: the ids it carries on, and the try in progress."""
 
     __slots__ = (
+        "end_ns",
         "parent_id",
         "peer_principal",
         "request_id",
@@ -155,6 +156,7 @@ class RequestTrace:
         self.request_id = context.request_id or new_request_id()
         self.span_id = new_span_id()  # inbound: the server span; outbound: this try's span
         self.start_ns = 0  # sampled: when this hop began with it (ns since the epoch)
+        self.end_ns = 0  # sampled: when the last of the answer was written (0: not yet)
         self.try_count = 0
         self.try_start_ns = 0
         self.try_status = 0  # the try's response status (0: none yet)
@@ -206,6 +208,13 @@ class Tracer:
         return trace
 
     # -- spans --------------------------------------------------------------------------------
+
+    @staticmethod
+    def answered(trace: RequestTrace) -> None:
+        """The last of the answer is about to be written: the server span ends here (after
+        the write, the caller may already have read it and ended its own span)."""
+        if trace.sampled:
+            trace.end_ns = time.time_ns()
 
     def begin_late(self, ex: Exchange) -> RequestTrace:
         """`begin` for a request answered before it was forwarded (404, 403, ...): its
@@ -292,7 +301,7 @@ class Tracer:
         # Wall-clock ns at both ends (the loop's clock has ms resolution under uvloop:
         # too coarse for spans nested across processes).
         start = trace.start_ns
-        end = time.time_ns()
+        end = trace.end_ns or time.time_ns()
         head = ex.head
         route = ex.route
         status = ex.status
