@@ -426,6 +426,11 @@ def test_a_dead_or_slow_collector_costs_requests_nothing_and_spans_are_dropped_a
             receiver.start()
             load.phase = "back"
             wait_for(lambda: receiver.count() > received_before + 100, 30, "export resumed")
+            wait_for(
+                lambda: tracing()["exported"] > during["exported"],
+                30,
+                "the client sidecar's export resumed",
+            )
         after = tracing()
     finally:
         receiver.stop()
