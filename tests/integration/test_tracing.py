@@ -452,3 +452,33 @@ def test_a_dead_or_slow_collector_costs_requests_nothing_and_spans_are_dropped_a
     assert 'trellis_tracing_spans_total{outcome="dropped_queue_full"}' in metrics
     assert rss_during - rss_before < 20_000, (rss_before, rss_during)  # KiB
     assert after["exported"] > during["exported"]
+
+
+def test_otlp_http_export_with_headers(mesh: Mesh) -> None:
+    # The control plane's OTLP/HTTP receiver needs the admin token: the MeshConfig's
+    # headers carry it (a collector that authenticates its senders).
+    mesh.cp.apply(
+        mesh_config(
+            f"{{sampling: 100, otlp: {{endpoint: '{mesh.cp.api}/v1/traces', "
+            f"protocol: http/protobuf, headers: {{authorization: 'Bearer {TOKEN}'}}}}}}"
+        )
+    )
+    backend = run_service(mesh, "backend")
+    client = client_sidecar(mesh)
+
+    def traced() -> dict[str, Any] | None:
+        with client.client() as c:
+            answer = c.get(f"http://backend:{backend.port}/h").json()
+        trace_id, _ = received_traceparent(answer)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            got = trace_json(mesh, trace_id)
+            if got is not None and len(got["spans"]) >= 2:
+                return got
+            time.sleep(0.2)
+        return None
+
+    stored = wait_for(traced, 40, "a trace sent over OTLP/HTTP")
+    assert {s["kind"] for s in stored["spans"]} == {"CLIENT", "SERVER"}
+    stats = client.admin_get("/stats").json()["tracing"]
+    assert stats["target"].endswith("(http)") and stats["exported"] > 0

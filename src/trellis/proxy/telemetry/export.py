@@ -26,7 +26,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import grpc
-import httpx
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.resource.v1 import resource_pb2
@@ -127,6 +126,8 @@ class _GrpcSender:
 
 class _HttpSender:
     def __init__(self, url: str, headers: Sequence[tuple[str, str]]):
+        import httpx  # only for an OTLP/HTTP collector: ~11 MB the sidecar need not carry
+
         self.url = url
         self.client = httpx.AsyncClient(timeout=EXPORT_TIMEOUT)
         self.headers = {"content-type": "application/x-protobuf", **dict(headers)}
@@ -291,6 +292,6 @@ class SpanExporter:
 def _describe(e: Exception) -> str:
     if isinstance(e, grpc.aio.AioRpcError):
         return f"{e.code().name}: {e.details()}"
-    if isinstance(e, ssl.SSLError | httpx.HTTPError):
+    if isinstance(e, ssl.SSLError | OSError) or type(e).__module__.startswith("httpx"):
         return f"{type(e).__name__}: {e}"
     return str(e) or type(e).__name__
