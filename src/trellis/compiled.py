@@ -63,6 +63,7 @@ MODULES: tuple[str, ...] = (
     "trellis.proxy.stack.retry",
     "trellis.proxy.stack.tunnel",
     "trellis.proxy.telemetry.metrics",
+    "trellis.proxy.telemetry.otlpwire",
     "trellis.proxy.telemetry.recorder",
     "trellis.proxy.telemetry.tracecontext",
     "trellis.proxy.telemetry.tracer",

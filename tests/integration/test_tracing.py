@@ -221,9 +221,20 @@ def test_w3c_only_and_b3_only_callers_are_joined(mesh: Mesh) -> None:
         tid, parent = received_traceparent(answer)
         assert tid == trace_id
         assert headers["b3"] == f"{trace_id}-{parent}-1"
-        assert headers["x-b3-traceid"] == trace_id and headers["x-b3-spanid"] == parent
         assert headers["x-request-id"]
+    # B3 multi is written on to a caller that speaks it.
+    assert "x-b3-traceid" not in w3c["headers"]
+    headers = multi["headers"]
+    assert headers["x-b3-traceid"] == "0" * 16 + b3_trace[16:]
+    assert headers["x-b3-spanid"] == received_traceparent(multi)[1]
+    assert headers["x-b3-sampled"] == "1"
     assert unsampled.json()["headers"]["traceparent"].endswith("-00")
+    # A caller's unsampled context with its request id goes through as it came.
+    with client.client() as c:
+        came = f"00-{'2' * 32}-{w3c_parent}-00"
+        through = c.get(url, headers={"traceparent": came, "x-request-id": "r-1"}).json()
+    assert through["headers"]["traceparent"] == came
+    assert through["headers"]["x-request-id"] == "r-1"
     # And the stored traces hang under the callers' spans.
     for trace_id, parent in ((w3c_trace, w3c_parent), (b3_trace, b3_parent)):
         stored = stored_trace(mesh, trace_id, 2)

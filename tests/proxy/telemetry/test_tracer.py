@@ -75,7 +75,29 @@ def test_header_block_names_this_hops_span_as_parent() -> None:
     ctx = extract(fields)
     assert (ctx.trace_id, ctx.parent_id, ctx.sampled) == (TID, trace.span_id, 1)
     assert (ctx.tracestate, ctx.request_id) == ("a=1", "rid")
+    assert {n for n, _ in fields} == {b"traceparent", b"tracestate", b"b3", b"x-request-id"}
+    # A caller that speaks B3 multi gets it written on too, with the parent.
+    multi = extract([(b"x-b3-traceid", TID.encode()), (b"x-b3-spanid", SID.encode())])
+    fields = head_fields(b"GET / HTTP/1.1\r\n" + RequestTrace(multi, True).header_block() + b"\r\n")
     assert dict(fields)[b"x-b3-parentspanid"] == SID.encode()
+    assert dict(fields)[b"x-b3-traceid"] == TID.encode()
+
+
+def test_an_unsampled_callers_context_passes_through() -> None:
+    ctx = TraceContext(TID, SID, 0, "", "rid")
+    trace = RequestTrace(ctx, False)
+    assert trace.passthrough and trace.span_id == ""
+    # No decision, or no request id: this hop writes its own.
+    assert not RequestTrace(TraceContext(TID, SID, -1, "", "rid"), False).passthrough
+    assert not RequestTrace(TraceContext(TID, SID, 0, "", ""), False).passthrough
+    assert not RequestTrace(TraceContext(TID, SID, 1, "", "rid"), True).passthrough
+
+
+def test_a_new_trace_draws_its_ids_and_request_id_once() -> None:
+    trace = RequestTrace(TraceContext(), False)
+    rid = trace.request_id
+    assert rid.replace("-", "")[:12] == trace.trace_id[:12]
+    assert rid[14] == "4" and rid[19] in "89ab" and len(rid) == 36
 
 
 def test_encode_spans_as_otlp() -> None:
@@ -99,3 +121,19 @@ def test_encode_spans_as_otlp() -> None:
     root = Span(TID, SID, "", "GET r", SPAN_KIND_SERVER, 1, 2, [], "")
     (encoded,) = encode([root], resource([])).resource_spans[0].scope_spans[0].spans
     assert encoded.parent_span_id == b"" and encoded.kind == trace_pb2.Span.SPAN_KIND_SERVER
+
+
+def test_wire_encoding_is_what_protobuf_builds() -> None:
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+    from trellis.proxy.telemetry.otlpwire import export_request, resource_bytes, span_bytes
+
+    spans = [
+        span(0),
+        span(1, error="HTTP 503"),
+        Span(TID, SID, "", "GET r", SPAN_KIND_SERVER, 1, 2**63 + 5, [("n", -3), ("é", "ü")], ""),
+    ]
+    attrs = [("service.name", "web"), ("service.namespace", "default")]
+    wire = export_request(resource_bytes(attrs), "trellis-sidecar", [span_bytes(s) for s in spans])
+    parsed = trace_service_pb2.ExportTraceServiceRequest.FromString(wire)
+    assert parsed == encode(spans, resource(attrs))

@@ -293,8 +293,10 @@ class Exchange:
         authority = head.authority
         tracer = self.ctx.tracer
         if tracer.enabled:
-            self.trace = tracer.begin(self)
-            headers = end_to_end(head.headers, _DROP_TRACED)
+            trace = self.trace = tracer.begin(self)
+            headers = end_to_end(
+                head.headers, _DROP_UPSTREAM if trace.passthrough else _DROP_TRACED
+            )
         else:
             headers = end_to_end(head.headers, _DROP_UPSTREAM)
         if route is not None:
@@ -361,6 +363,8 @@ class Exchange:
         data = self.upstream_head
         host = self.host
         trace = self.trace
+        if trace is not None and trace.passthrough:
+            trace = None  # its context went on as it came (tracer.py RequestTrace)
         if host.target_port:
             # Tell the peer's inbound sidecar which app port this is for.
             extra = TARGET_PORT_HEADER + b": " + host.target_port + b"\r\n"
@@ -369,7 +373,7 @@ class Exchange:
             data = data[:-2] + extra + b"\r\n"
         elif trace is not None:
             data = data[:-2] + trace.header_block() + b"\r\n"
-        if trace is not None:
+        if trace is not None and trace.sampled:
             trace.peer_principal = conn.peer_identity
         if self._buffer:  # head and what arrived of the body so far: one write
             body = b"".join(self._buffer)

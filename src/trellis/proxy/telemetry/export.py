@@ -2,8 +2,9 @@
 (`TraceService/Export`) or HTTP (`POST .../v1/traces`).
 
 One export at a time, off the request path: the loop wakes when a batch is
-full or every `interval`, takes up to `batch` spans, encodes them (`encode`,
-pure) and sends them with a deadline. A batch that fails (collector gone, slow
+full or every `interval`, takes up to `batch` spans, writes them as protobuf
+bytes (otlpwire.py, compiled; `encode` builds the same with message objects, for
+tests and readers) and sends them with a deadline. A batch that fails (collector gone, slow
 past the deadline, refused) is dropped and counted, and the next try waits a
 backoff (doubling to `MAX_BACKOFF`); meanwhile the queue fills to its bound and
 what does not fit is dropped and counted there (tracer.py `SpanQueue`). Nothing
@@ -26,12 +27,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import grpc
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.resource.v1 import resource_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from trellis.proxy.config.tracing import OtlpTarget
+from trellis.proxy.telemetry.otlpwire import export_request, resource_bytes, span_bytes
 from trellis.proxy.telemetry.tracer import Span, SpanQueue
 
 log = logging.getLogger("trellis.proxy.tracing")
@@ -40,7 +42,9 @@ BATCH = 512
 INTERVAL = 1.0  # seconds between exports when batches do not fill
 EXPORT_TIMEOUT = 5.0
 MAX_BACKOFF = 5.0
-SCOPE = common_pb2.InstrumentationScope(name="trellis-sidecar")
+SCOPE_NAME = "trellis-sidecar"
+SCOPE = common_pb2.InstrumentationScope(name=SCOPE_NAME)
+EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
 
 def resource(attributes: Sequence[tuple[str, str]]) -> resource_pb2.Resource:
@@ -110,14 +114,17 @@ class _GrpcSender:
             self.channel = grpc.aio.insecure_channel(target, options=opts)
         else:
             self.channel = grpc.aio.secure_channel(target, credentials, options=opts)
-        self.stub = trace_service_pb2_grpc.TraceServiceStub(self.channel)  # type: ignore[no-untyped-call]
+        # The request is already bytes (otlpwire.py): no serializer.
+        self.export = self.channel.unary_unary(
+            EXPORT_METHOD,
+            request_serializer=None,
+            response_deserializer=trace_service_pb2.ExportTraceServiceResponse.FromString,
+        )
         self.metadata = tuple(headers)
 
-    async def send(self, request: trace_service_pb2.ExportTraceServiceRequest) -> int:
+    async def send(self, request: bytes) -> int:
         """Spans the receiver refused (partial success)."""
-        reply = await self.stub.Export(
-            request, timeout=EXPORT_TIMEOUT, metadata=self.metadata or None
-        )
+        reply = await self.export(request, timeout=EXPORT_TIMEOUT, metadata=self.metadata or None)
         return int(reply.partial_success.rejected_spans)
 
     async def aclose(self) -> None:
@@ -132,10 +139,8 @@ class _HttpSender:
         self.client = httpx.AsyncClient(timeout=EXPORT_TIMEOUT)
         self.headers = {"content-type": "application/x-protobuf", **dict(headers)}
 
-    async def send(self, request: trace_service_pb2.ExportTraceServiceRequest) -> int:
-        reply = await self.client.post(
-            self.url, content=request.SerializeToString(), headers=self.headers
-        )
+    async def send(self, request: bytes) -> int:
+        reply = await self.client.post(self.url, content=request, headers=self.headers)
         if reply.status_code != 200:
             raise RuntimeError(f"HTTP {reply.status_code} from {self.url}")
         answer = trace_service_pb2.ExportTraceServiceResponse()
@@ -165,14 +170,14 @@ class SpanExporter:
     def __init__(
         self,
         queue: SpanQueue,
-        res: resource_pb2.Resource,
+        res: list[tuple[str, str]],
         control_plane: ControlPlane,
         *,
         batch: int = BATCH,
         interval: float = INTERVAL,
     ) -> None:
         self.queue = queue
-        self.resource = res
+        self.resource = resource_bytes(res)  # the Resource message, written once
         self.control_plane = control_plane
         self.batch = batch
         self.interval = interval
@@ -222,7 +227,8 @@ class SpanExporter:
             return True
         try:
             sender = await self._current_sender()
-            rejected = await sender.send(encode(spans, self.resource))
+            request = export_request(self.resource, SCOPE_NAME, [span_bytes(s) for s in spans])
+            rejected = await sender.send(request)
         except Exception as e:  # any failure drops the batch, counted
             self.failed += len(spans)
             self.failures += 1

@@ -55,7 +55,7 @@ _ZERO_SPAN = "0" * 16
 class TraceContext:
     """What a request carried: a trace to join (trace_id "" when none) and its request id."""
 
-    __slots__ = ("parent_id", "request_id", "sampled", "trace_id", "tracestate")
+    __slots__ = ("b3_multi", "parent_id", "request_id", "sampled", "trace_id", "tracestate")
 
     def __init__(
         self,
@@ -70,6 +70,7 @@ class TraceContext:
         self.sampled = sampled  # 1, 0, or UNDECIDED
         self.tracestate = tracestate
         self.request_id = request_id  # "" when missing or unusable
+        self.b3_multi = False  # the caller wrote B3 multi (x-b3-*): written on for it
 
     def __repr__(self) -> str:
         return (
@@ -197,6 +198,8 @@ def extract(headers: Headers) -> TraceContext:
         context = _parse_b3_multi(b3_trace, b3_span, b3_sampled, b3_flags)
     if context is None:
         context = TraceContext()
+    if b3_trace is not None:
+        context.b3_multi = True
     if request_id is not None:
         context.request_id = _request_id(request_id)
     return context
@@ -260,11 +263,31 @@ def new_span_id() -> str:
     return "%016x" % (random.getrandbits(64) or 1)
 
 
+def new_ids() -> tuple[str, str]:
+    """A new trace id and span id, from one draw (48 hex digits)."""
+    text = f"{random.getrandbits(192):048x}"
+    trace_id, span_id = text[:32], text[32:]
+    if trace_id == _ZERO_TRACE:
+        trace_id = new_trace_id()
+    if span_id == _ZERO_SPAN:
+        span_id = new_span_id()
+    return trace_id, span_id
+
+
+_VARIANT = "89ab89ab89ab89ab"
+
+
+def request_id_of(trace_id: str) -> str:
+    """A version 4 UUID made of a new trace's random id (its version and variant bits
+    set): the request gets an id of its own at no extra draw."""
+    t = trace_id
+    variant = _VARIANT[int(t[16], 16)]
+    return f"{t[:8]}-{t[8:12]}-4{t[13:16]}-{variant}{t[17:20]}-{t[20:]}"
+
+
 def new_request_id() -> str:
     """A random (version 4) UUID, as Envoy makes them."""
-    bits = random.getrandbits(128)
-    text = "%032x" % ((bits & ~(0xF << 76) & ~(0x3 << 62)) | (0x4 << 76) | (0x2 << 62))
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    return request_id_of(f"{random.getrandbits(128):032x}")
 
 
 def headers(
@@ -274,17 +297,21 @@ def headers(
     sampled: bool,
     tracestate: str,
     request_id: str,
+    b3_multi: bool = True,
 ) -> bytes:
     """The propagation fields for the next hop, as header lines (each ending CRLF):
     `span_id` is the span the next hop's work is a child of, `parent_id` that span's
-    parent (B3 multi says it; "" for none)."""
+    parent (B3 multi says it; "" for none). B3 multi only when `b3_multi` (the caller
+    used it): every field is parsed by every hop, and B3 single says the same."""
     flag = "1" if sampled else "0"
-    out = f"traceparent: 00-{trace_id}-{span_id}-0{flag}\r\n"
+    out = (
+        f"traceparent: 00-{trace_id}-{span_id}-0{flag}\r\nb3: {trace_id}-{span_id}-{flag}\r\n"
+        f"x-request-id: {request_id}\r\n"
+    )
     if tracestate:
         out += f"tracestate: {tracestate}\r\n"
-    out += f"b3: {trace_id}-{span_id}-{flag}\r\n"
-    out += f"x-b3-traceid: {trace_id}\r\nx-b3-spanid: {span_id}\r\n"
-    if parent_id:
-        out += f"x-b3-parentspanid: {parent_id}\r\n"
-    out += f"x-b3-sampled: {flag}\r\nx-request-id: {request_id}\r\n"
+    if b3_multi:
+        out += f"x-b3-traceid: {trace_id}\r\nx-b3-spanid: {span_id}\r\nx-b3-sampled: {flag}\r\n"
+        if parent_id:
+            out += f"x-b3-parentspanid: {parent_id}\r\n"
     return out.encode("ascii")

@@ -35,9 +35,10 @@ from trellis.proxy.telemetry.tracecontext import (
     TraceContext,
     extract,
     headers,
+    new_ids,
     new_request_id,
     new_span_id,
-    new_trace_id,
+    request_id_of,
     sample,
 )
 
@@ -133,8 +134,10 @@ class RequestTrace:
     """One exchange's place in its trace: the ids it carries on, and the try in progress."""
 
     __slots__ = (
+        "b3_multi",
         "end_ns",
         "parent_id",
+        "passthrough",
         "peer_principal",
         "request_id",
         "sampled",
@@ -149,12 +152,23 @@ class RequestTrace:
     )
 
     def __init__(self, context: TraceContext, sampled: bool) -> None:
-        self.trace_id = context.trace_id or new_trace_id()
         self.parent_id = context.parent_id  # the caller's span ("" at a trace's root)
         self.sampled = sampled
         self.tracestate = context.tracestate
-        self.request_id = context.request_id or new_request_id()
-        self.span_id = new_span_id()  # inbound: the server span; outbound: this try's span
+        self.b3_multi = context.b3_multi
+        # Unsampled by the caller's decision, with a trace and a request id: nobody records
+        # this hop, so its context goes on as it came (no ids drawn, no fields rewritten).
+        self.passthrough = (
+            context.sampled == 0 and context.trace_id != "" and context.request_id != ""
+        )
+        if context.trace_id:
+            self.trace_id = context.trace_id
+            # inbound: the server span; outbound: this try's span
+            self.span_id = "" if self.passthrough else new_span_id()
+            self.request_id = context.request_id or new_request_id()
+        else:
+            self.trace_id, self.span_id = new_ids()
+            self.request_id = context.request_id or request_id_of(self.trace_id)
         self.start_ns = 0  # sampled: when this hop began with it (ns since the epoch)
         self.end_ns = 0  # sampled: when the last of the answer was written (0: not yet)
         self.try_count = 0
@@ -172,6 +186,7 @@ class RequestTrace:
             self.sampled,
             self.tracestate,
             self.request_id,
+            self.b3_multi,
         )
 
 
@@ -227,7 +242,7 @@ class Tracer:
     def begin_try(self, ex: Exchange, trace: RequestTrace) -> None:
         """An outbound try starts: a fresh span id from the second on (the head written for
         it names that span as the upstream's parent)."""
-        if trace.try_count:
+        if trace.try_count and not trace.passthrough:
             trace.span_id = new_span_id()
         trace.try_count += 1
         trace.try_status = 0

@@ -19,7 +19,8 @@ from typing import Any
 from trellis.proxy.config.state import ConfigState
 from trellis.proxy.config.types import LISTENER_TYPE
 from trellis.proxy.options import ProxyOptions
-from trellis.proxy.telemetry.export import ControlPlane, SpanExporter, resource
+from trellis.proxy.telemetry.export import ControlPlane, SpanExporter
+from trellis.proxy.telemetry.otlpwire import resource_bytes
 from trellis.proxy.telemetry.tracer import Tracer
 
 CANONICAL_NAME_LABEL = "service.trellis.io/canonical-name"
@@ -42,16 +43,14 @@ class ProxyTracing:
         self.exporter = SpanExporter(self.tracer.queue, self._resource(""), self._control_plane())
         state.watch(self._changed)
 
-    def _resource(self, service_name: str) -> Any:
+    def _resource(self, service_name: str) -> list[tuple[str, str]]:
         opts = self.options
-        return resource(
-            [
-                ("service.name", service_name or canonical_service(opts)),
-                ("service.namespace", opts.namespace),
-                ("service.instance.id", opts.node_id),
-                ("trellis.workload", opts.workload),
-            ]
-        )
+        return [
+            ("service.name", service_name or canonical_service(opts)),
+            ("service.namespace", opts.namespace),
+            ("service.instance.id", opts.node_id),
+            ("trellis.workload", opts.workload),
+        ]
 
     def _control_plane(self) -> ControlPlane:
         def where() -> tuple[str, object, Any, Any]:
@@ -78,7 +77,7 @@ class ProxyTracing:
             return
         if config.service_name != self._service_name:
             self._service_name = config.service_name
-            self.exporter.resource = self._resource(config.service_name)
+            self.exporter.resource = resource_bytes(self._resource(config.service_name))
         self.tracer.configure(True, config.sampling)
         self.exporter.retarget(config.target)
 
