@@ -22,16 +22,24 @@ Must not know about exchanges, spans or export.
 
 from __future__ import annotations
 
-import random
+import re
+from random import getrandbits
+from typing import Final
 
 from trellis.proxy.http1.head import Headers
 
-UNDECIDED = -1  # no sampling decision came with the request
-MAX_TRACESTATE = 512  # W3C: at least 512 characters must be carried on; longer is cut
-MAX_REQUEST_ID = 128  # a longer x-request-id is replaced by a new one
+# Module constants are Final: compiled, they are read without a globals lookup (the
+# per-request path of every traced request runs through here).
+UNDECIDED: Final = -1  # no sampling decision came with the request
+MAX_TRACESTATE: Final = 512  # W3C: at least 512 characters must be carried on; more is cut
+MAX_REQUEST_ID: Final = 128  # a longer x-request-id is replaced by a new one
+# version-traceid-parentid-flags; a version after 00 may add "-..." (checked below).
+_TRACEPARENT: Final = re.compile(
+    rb"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?"
+)
 
 # The fields read, by length first (a cheap test for every header of a request).
-_FIELDS = frozenset(
+_FIELDS: Final = frozenset(
     {
         b"traceparent",
         b"tracestate",
@@ -44,12 +52,12 @@ _FIELDS = frozenset(
         b"x-request-id",
     }
 )
-_LENGTHS = frozenset(len(f) for f in _FIELDS)
+_LENGTHS: Final = frozenset(len(f) for f in _FIELDS)
 # What is written upstream replaces what came: these are never forwarded as they were.
-PROPAGATION_FIELDS = _FIELDS
-_HEX_DIGITS = b"0123456789abcdef"
-_ZERO_TRACE = "0" * 32
-_ZERO_SPAN = "0" * 16
+PROPAGATION_FIELDS: Final = _FIELDS
+_HEX_DIGITS: Final = b"0123456789abcdef"
+_ZERO_TRACE: Final = "0" * 32
+_ZERO_SPAN: Final = "0" * 16
 
 
 class TraceContext:
@@ -114,23 +122,17 @@ def _b3_sampled(value: bytes) -> int:
 
 def parse_traceparent(value: bytes) -> TraceContext | None:
     """W3C traceparent; None when invalid (the caller then starts a trace)."""
-    value = value.strip()
-    if len(value) < 55 or value[2:3] != b"-" or value[35:36] != b"-" or value[52:53] != b"-":
+    m = _TRACEPARENT.fullmatch(value.strip())
+    if m is None:
         return None
-    version = value[:2]
-    if not _is_hex(version) or version == b"ff":
-        return None
-    if len(value) > 55 and (version == b"00" or value[55:56] != b"-"):
+    version = m.group(1)
+    if version == b"ff" or (version == b"00" and m.group(5) is not None):
         return None  # version 00 is exactly 55 characters; a later one may add "-..."
-    trace_id = value[3:35]
-    parent = value[36:52]
-    flags = value[53:55]
-    if not _is_hex(trace_id) or not _is_hex(parent) or not _is_hex(flags):
-        return None
-    tid, pid = trace_id.decode("ascii"), parent.decode("ascii")
+    tid = m.group(2).decode("ascii")
+    pid = m.group(3).decode("ascii")
     if tid == _ZERO_TRACE or pid == _ZERO_SPAN:
         return None
-    return TraceContext(tid, pid, int(flags, 16) & 1)
+    return TraceContext(tid, pid, 1 if m.group(4)[1] in b"13579bdf" else 0)
 
 
 def parse_b3(value: bytes) -> TraceContext | None:
@@ -236,14 +238,11 @@ def _tracestate(value: bytes) -> str:
 
 
 def _request_id(value: bytes) -> str:
-    """An x-request-id kept when it is short, printable ASCII; "" (make a new one) if not."""
-    value = value.strip()
-    if not value or len(value) > MAX_REQUEST_ID:
+    """An x-request-id kept when it is short, printable ASCII; "" (make a new one) if not.
+    (The reader hands values without their surrounding whitespace.)"""
+    if not value or len(value) > MAX_REQUEST_ID or not value.isascii():
         return ""
-    try:
-        text = value.decode("ascii")
-    except UnicodeDecodeError:
-        return ""
+    text = value.decode("ascii")
     return text if text.isprintable() else ""
 
 
@@ -256,16 +255,16 @@ def sample(context: TraceContext, percent: float, draw: float) -> bool:
 
 
 def new_trace_id() -> str:
-    return "%032x" % (random.getrandbits(128) or 1)
+    return "%032x" % (getrandbits(128) or 1)
 
 
 def new_span_id() -> str:
-    return "%016x" % (random.getrandbits(64) or 1)
+    return "%016x" % (getrandbits(64) or 1)
 
 
 def new_ids() -> tuple[str, str]:
     """A new trace id and span id, from one draw (48 hex digits)."""
-    text = f"{random.getrandbits(192):048x}"
+    text = f"{getrandbits(192):048x}"
     trace_id, span_id = text[:32], text[32:]
     if trace_id == _ZERO_TRACE:
         trace_id = new_trace_id()
@@ -274,20 +273,19 @@ def new_ids() -> tuple[str, str]:
     return trace_id, span_id
 
 
-_VARIANT = "89ab89ab89ab89ab"
+_VARIANT: Final = dict(zip("0123456789abcdef", "89ab89ab89ab89ab", strict=True))
 
 
 def request_id_of(trace_id: str) -> str:
     """A version 4 UUID made of a new trace's random id (its version and variant bits
     set): the request gets an id of its own at no extra draw."""
     t = trace_id
-    variant = _VARIANT[int(t[16], 16)]
-    return f"{t[:8]}-{t[8:12]}-4{t[13:16]}-{variant}{t[17:20]}-{t[20:]}"
+    return f"{t[:8]}-{t[8:12]}-4{t[13:16]}-{_VARIANT[t[16]]}{t[17:20]}-{t[20:]}"
 
 
 def new_request_id() -> str:
     """A random (version 4) UUID, as Envoy makes them."""
-    return request_id_of(f"{random.getrandbits(128):032x}")
+    return request_id_of(f"{getrandbits(128):032x}")
 
 
 def headers(
