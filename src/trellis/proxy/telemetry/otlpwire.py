@@ -13,16 +13,23 @@ Pure: no I/O.
 
 from __future__ import annotations
 
+from typing import Final
+
 from trellis.proxy.telemetry.tracer import Span
 
-_MASK64 = (1 << 64) - 1
-_STATUS_CODE_ERROR = 2
+_STATUS_CODE_ERROR: Final = 2
+_SMALL: Final = tuple(bytes((i,)) for i in range(128))  # one-byte varints, made once
+# Encoded `key` fields of the attribute names a sidecar uses (a fixed set; bounded anyway).
+_KEYS: dict[str, bytes] = {}
+_KEYS_MAX: Final = 256
 
 
 def _varint(value: int) -> bytes:
-    value &= _MASK64  # int64: a negative value is its two's complement (10 bytes)
-    if value < 0x80:
-        return bytes((value,))
+    """Small values stay machine integers compiled (no mask wider than 63 bits)."""
+    if 0 <= value < 0x80:
+        return _SMALL[value]
+    if value < 0:
+        value += 1 << 64  # int64: a negative value is its two's complement (10 bytes)
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
@@ -44,13 +51,18 @@ def _int_field(number: int, value: int) -> bytes:
 
 
 def _fixed64_field(number: int, value: int) -> bytes:
-    return _varint((number << 3) | 1) + (value & _MASK64).to_bytes(8, "little")
+    return _varint((number << 3) | 1) + value.to_bytes(8, "little")  # times: 0 <= value < 2**64
 
 
 def key_value(key: str, value: str | int) -> bytes:
     """A KeyValue (key 1, value 2: AnyValue string_value 1 | int_value 3)."""
     any_value = _int_field(3, value) if isinstance(value, int) else _str_field(1, value)
-    return _str_field(1, key) + _len_field(2, any_value)
+    field = _KEYS.get(key)
+    if field is None:
+        if len(_KEYS) >= _KEYS_MAX:
+            _KEYS.clear()
+        field = _KEYS[key] = _str_field(1, key)
+    return field + _len_field(2, any_value)
 
 
 def span_bytes(span: Span) -> bytes:
@@ -75,16 +87,14 @@ def span_bytes(span: Span) -> bytes:
 
 def resource_bytes(attributes: list[tuple[str, str]]) -> bytes:
     """A Resource message (attributes 1)."""
-    out = b""
-    for key, value in attributes:
-        out += _len_field(1, key_value(key, value))
-    return out
+    return b"".join(_len_field(1, key_value(key, value)) for key, value in attributes)
 
 
 def export_request(resource: bytes, scope_name: str, spans: list[bytes]) -> bytes:
     """ExportTraceServiceRequest{resource_spans: [{resource, scope_spans: [{scope, spans}]}]}."""
-    scope_spans = _len_field(1, _str_field(1, scope_name))
+    parts = [_len_field(1, _str_field(1, scope_name))]
     for span in spans:
-        scope_spans += _len_field(2, span)
+        parts.append(_len_field(2, span))
+    scope_spans = b"".join(parts)
     resource_spans = _len_field(1, resource) + _len_field(2, scope_spans)
     return _len_field(1, resource_spans)
