@@ -121,6 +121,17 @@ def test_precedence_w3c_then_b3_single_then_multi() -> None:
     assert single.trace_id == other
 
 
+def test_an_unsampled_context_with_a_request_id_is_read_no_further() -> None:
+    came = f"00-{TID}-{SID}-00".encode()
+    ctx = extract([(b"traceparent", came), (b"x-request-id", b"r")])
+    assert (ctx.trace_id, ctx.sampled, ctx.request_id, ctx.parent_id) == (TID, 0, "r", "")
+    # Without a request id this hop writes its own context: it is read whole.
+    whole = extract([(b"traceparent", came)])
+    assert (whole.trace_id, whole.parent_id, whole.sampled) == (TID, SID, 0)
+    bad = extract([(b"traceparent", f"00-{'z' * 32}-{SID}-00".encode())])
+    assert bad.trace_id == ""
+
+
 def test_request_id_kept_or_dropped() -> None:
     assert extract([(b"x-request-id", b"abc-123")]).request_id == "abc-123"
     assert extract([(b"x-request-id", b"x" * 500)]).request_id == ""
@@ -179,6 +190,10 @@ _NAMES = st.sampled_from([*sorted(PROPAGATION_FIELDS), b"host", b"X-B3-TRACEID",
 @given(st.lists(st.tuples(_NAMES, st.binary(max_size=80)), max_size=12))
 def test_fuzz_any_fields_parse_or_start_a_trace(fields: list[tuple[bytes, bytes]]) -> None:
     ctx = extract(fields)
+    if ctx.sampled == 0 and ctx.request_id and ctx.parent_id == "":
+        # An unsampled traceparent with a request id: passed through, its ids unread.
+        assert len(ctx.trace_id) == 32
+        return
     assert ctx.trace_id == "" or (len(ctx.trace_id) == 32 and int(ctx.trace_id, 16))
     assert ctx.parent_id == "" or (len(ctx.parent_id) == 16 and int(ctx.parent_id, 16))
     assert ctx.sampled in (UNDECIDED, 0, 1)

@@ -168,7 +168,8 @@ def extract(headers: Headers) -> TraceContext:
     b3_flags: bytes | None = None
     request_id: bytes | None = None
     for name, value in headers:
-        if len(name) not in _LENGTHS:
+        n = len(name)  # 2, 10, 11, 12 or 18 (_LENGTHS), as machine integers compiled
+        if n != 2 and (n < 10 or n > 12) and n != 18:
             continue
         low = name.lower()
         if low not in _FIELDS:
@@ -190,6 +191,15 @@ def extract(headers: Headers) -> TraceContext:
         elif low == b"x-request-id":
             request_id = value
     context: TraceContext | None = None
+    rid = _request_id(request_id) if request_id is not None else ""
+    if traceparent is not None and rid and _unsampled_v00(traceparent):
+        # The usual request of an unsampled trace, with its request id: it goes on as it
+        # came (tracer.py `passthrough`) and nobody records it, so its ids are read no
+        # further (a hop that writes or records a context parses it whole).
+        context = TraceContext(traceparent[3:35].decode("latin-1"), "", 0, "", rid)
+        if b3_trace is not None:
+            context.b3_multi = True
+        return context
     if traceparent is not None:
         context = parse_traceparent(traceparent)
         if context is not None and tracestate is not None:
@@ -202,9 +212,20 @@ def extract(headers: Headers) -> TraceContext:
         context = TraceContext()
     if b3_trace is not None:
         context.b3_multi = True
-    if request_id is not None:
-        context.request_id = _request_id(request_id)
+    context.request_id = rid
     return context
+
+
+def _unsampled_v00(value: bytes) -> bool:
+    """A version-00 traceparent of the right shape whose sampled flag is 0 (the flags'
+    last hex digit even)."""
+    return (
+        len(value) == 55
+        and value.startswith(b"00-")
+        and value[35] == 45  # "-"
+        and value[52] == 45
+        and value[54] in b"02468ace"
+    )
 
 
 def _parse_b3_multi(
