@@ -17,4 +17,5 @@ BENCHMARKS: dict[str, str] = {
     "apply": "bench.apply",
     "tracestore": "bench.tracestore",
     "signals": "bench.signals",
+    "tracing": "bench.tracing",
 }

@@ -1,6 +1,6 @@
 """Instructions per request of the sidecar pair, counted by callgrind: an A/B drift cannot blur.
 
-`python -m bench.instructions [--mtls] [--requests N1 N2] [--src DIR ...]`
+`python -m bench.instructions [--mtls] [--requests N1 N2] [--src DIR ...] [--tracing off 1 100]`
 
 Wall-clock figures on this VM drift by ±10% within minutes, more than most changes
 to the request path cost, so "costs nothing measurable" needs a count that does not
@@ -17,6 +17,10 @@ compare in one command, the first one being the reference. Instructions are not
 time (a cache miss costs more than an add), but for code that runs the same
 machine code paths the ratio tracks CPU per request. Needs valgrind (on this
 machine) and HAProxy (`make bench` installs it). Not part of `make bench`'s report.
+
+`--tracing off 1 100` runs the pair once per MeshConfig tracing setting (off, 1%,
+100% sampling; spans go to the pair's control plane, whose cost is not counted),
+the first being the reference: the A/B of tracing's cost per request.
 """
 
 from __future__ import annotations
@@ -36,7 +40,18 @@ REPO = Path(__file__).resolve().parents[1]
 STOP_GRACE = 300.0  # a sidecar under callgrind shuts down slowly; killed, it writes nothing
 
 
-def totals(src: Path, requests: int, mtls: bool) -> dict[str, int]:
+def tracing_setting(word: str) -> dict[str, object] | None:
+    """`off`, a sampling percent, or `default` (None: the mesh's default, 1%)."""
+    if word == "default":
+        return None
+    if word == "off":
+        return {"enabled": False}
+    return {"sampling": float(word)}
+
+
+def totals(
+    src: Path, requests: int, mtls: bool, tracing: dict[str, object] | None = None
+) -> dict[str, int]:
     """Instructions each sidecar executed in all, start to exit, with `requests` through."""
     env = {"PYTHONPATH": f"{src}{os.pathsep}{REPO}", "PYTHONHASHSEED": "0"}
     saved = {k: os.environ.get(k) for k in env}
@@ -52,7 +67,9 @@ def totals(src: Path, requests: int, mtls: bool) -> dict[str, int]:
                 "--separate-threads=yes",
                 f"--callgrind-out-file={logs}/cg.%p",
             ]
-            pair = sidecars.SidecarPair(logs, backend_port, [], callgrind, mtls=mtls)
+            pair = sidecars.SidecarPair(
+                logs, backend_port, [], callgrind, mtls=mtls, tracing=tracing
+            )
             try:
                 _wait_listening(backend, backend_port, 30)
                 pair.start(timeout=600)
@@ -95,8 +112,10 @@ def _total(path: Path) -> int:
     return int(found.group(1))
 
 
-def per_request(src: Path, n1: int, n2: int, mtls: bool) -> dict[str, float]:
-    first, second = totals(src, n1, mtls), totals(src, n2, mtls)
+def per_request(
+    src: Path, n1: int, n2: int, mtls: bool, tracing: dict[str, object] | None = None
+) -> dict[str, float]:
+    first, second = totals(src, n1, mtls, tracing), totals(src, n2, mtls, tracing)
     return {name: (second[name] - first[name]) / (n2 - n1) for name in first}
 
 
@@ -107,16 +126,27 @@ def main() -> None:
     parser.add_argument(
         "--src", type=Path, action="append", help="a checkout's src (default: this one)"
     )
+    parser.add_argument(
+        "--tracing",
+        nargs="+",
+        default=["default"],
+        metavar="SETTING",
+        help="off, a sampling percent, or default (the mesh's 1%%); one run each",
+    )
     args = parser.parse_args()
     n1, n2 = args.requests
     builds = args.src or [REPO / "src"]
     reference: dict[str, float] | None = None
     for src in builds:
-        counts = per_request(src.resolve(), n1, n2, args.mtls)
-        for name, count in counts.items():
-            ratio = f"  ({count / reference[name]:.4f}x the first)" if reference else ""
-            print(f"{src}  {name}: {count:,.0f} instructions/request{ratio}", flush=True)
-        reference = reference or counts
+        for setting in args.tracing:
+            counts = per_request(src.resolve(), n1, n2, args.mtls, tracing_setting(setting))
+            for name, count in counts.items():
+                ratio = f"  ({count / reference[name]:.4f}x the first)" if reference else ""
+                print(
+                    f"{src} tracing {setting}  {name}: {count:,.0f} instructions/request{ratio}",
+                    flush=True,
+                )
+            reference = reference or counts
 
 
 if __name__ == "__main__":

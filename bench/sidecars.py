@@ -90,6 +90,16 @@ def mesh_documents(backend_port: int, inbound_port: int, mtls: bool = True) -> l
     ]
 
 
+def mesh_config_tracing(tracing: dict[str, Any]) -> dict[str, Any]:
+    """The MeshConfig with `tracing` set (e.g. `{"enabled": False}`, `{"sampling": 100}`)."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "MeshConfig",
+        "metadata": {"name": "mesh"},
+        "spec": {"tracing": tracing},
+    }
+
+
 def control_argv(trellis: str, data_dir: Path) -> list[str]:
     return [
         trellis,
@@ -237,13 +247,17 @@ class SidecarPair:
         load_prefix: list[str],
         measured_prefix: list[str],
         mtls: bool = True,
+        tracing: dict[str, Any] | None = None,
     ) -> None:
         self.logs, self.backend_port = logs, backend_port
         self.mtls = mtls
+        # MeshConfig `tracing` for the pair (None: the mesh default, 1% sampling).
+        self.tracing = tracing
         self.load_prefix, self.measured_prefix = load_prefix, measured_prefix
         self.outbound_port = free_port()
         self.children: list[Child] = []
         self.proxies: dict[str, Child] = {}
+        self.admin_ports: dict[str, int] = {}
 
     def start(self, timeout: float = 60) -> None:
         trellis = trellis_binary()
@@ -256,7 +270,10 @@ class SidecarPair:
         self.children.append(control)
         api, xds, secure = _wait_banner(control, timeout)
         inbound_port, admin_b, admin_a = free_port(), free_port(), free_port()
-        _apply(api, mesh_documents(self.backend_port, inbound_port, self.mtls))
+        documents = mesh_documents(self.backend_port, inbound_port, self.mtls)
+        if self.tracing is not None:
+            documents.append(mesh_config_tracing(self.tracing))
+        _apply(api, documents)
         id_b: list[str] = []
         id_a: list[str] = []
         if self.mtls:
@@ -283,6 +300,7 @@ class SidecarPair:
         )
         self.children.append(client)
         self.proxies = {"sidecar A": client, "sidecar B": server}
+        self.admin_ports = {"sidecar A": admin_a, "sidecar B": admin_b}
         _wait_ready(server, admin_b, timeout)
         _wait_ready(client, admin_a, timeout)
 

@@ -12,6 +12,10 @@ Knobs in the query string, for the tests and the demo:
 - a request body is read as it streams (Content-Length or chunked) and
   answered with its length and SHA-256, never held whole.
 
+Trace headers: every call it makes carries the trace context and request id of
+the request being served (W3C `traceparent`/`tracestate`, B3 single and multi,
+`x-request-id`), as an app in a mesh must for one request to be one trace.
+
 `--log-requests` prints `REQ METHOD TARGET` for every request it receives, so a
 test can tell that nothing reached the app. `GET /healthz` answers 503 while the
 file `--unhealthy-file` exists (to show health checks), else 200. Prints
@@ -37,6 +41,18 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 CHUNK = 64 * 1024
+# What an app forwards for its sidecars to join its calls to the request it serves.
+TRACE_HEADERS = (
+    "traceparent",
+    "tracestate",
+    "b3",
+    "x-b3-traceid",
+    "x-b3-spanid",
+    "x-b3-parentspanid",
+    "x-b3-sampled",
+    "x-b3-flags",
+    "x-request-id",
+)
 
 
 class App:
@@ -89,9 +105,15 @@ def _read_body(handler: BaseHTTPRequestHandler) -> tuple[int, str]:
     return total, digest.hexdigest()
 
 
-def _call(url: str) -> Any:
+def trace_headers(headers: Any) -> dict[str, str]:
+    """The propagation headers of the request being served, to send on its calls."""
+    return {name: headers[name] for name in TRACE_HEADERS if headers.get(name) is not None}
+
+
+def _call(url: str, headers: dict[str, str] | None = None) -> Any:
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:
+        request = urllib.request.Request(url, headers=headers or {})
+        with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read())
     except urllib.error.HTTPError as e:
         return {"error": e.code, "flags": e.headers.get("x-trellis-flags")}
@@ -141,7 +163,8 @@ def make_handler(app: App) -> type[BaseHTTPRequestHandler]:
                 "count": count,
             }
             if app.calls and status < 400:
-                answer["calls"] = {url: _call(url) for url in app.calls}
+                forward = trace_headers(self.headers)
+                answer["calls"] = {url: _call(url, forward) for url in app.calls}
             data = json.dumps(answer).encode()
             self.send_response(status)
             self.send_header("content-type", "application/json")

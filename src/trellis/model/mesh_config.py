@@ -22,8 +22,77 @@ class OutboundTrafficPolicy(Spec):
     mode: Literal["ALLOW_ANY", "REGISTRY_ONLY"] = "ALLOW_ANY"
 
 
+class OtlpTls(Spec):
+    """TLS to the collector: the system's roots, or `caCertificates` (PEM) when given."""
+
+    ca_certificates: str | None = None
+
+    @field_validator("ca_certificates")
+    @classmethod
+    def _pem(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        import ssl
+
+        try:
+            ssl.create_default_context(cadata=v)
+        except (ssl.SSLError, ValueError) as e:
+            raise ValueError(f"not PEM CA certificates: {e}") from None
+        return v
+
+
+_HEADER_NAME = re.compile(r"^[a-z0-9][a-z0-9\-_.]{0,63}$")
+
+
+class Otlp(Spec):
+    """Where sidecars send spans (OTLP protobuf). `grpc`: `endpoint` is HOST:PORT;
+    `http/protobuf`: an http(s) URL (usually ending /v1/traces). No `otlp`: the control
+    plane's built-in receiver."""
+
+    endpoint: str
+    protocol: Literal["grpc", "http/protobuf"] = "grpc"
+    headers: dict[str, str] = Field(default_factory=dict)
+    tls: OtlpTls | None = None  # grpc: TLS on (http: the URL's scheme decides)
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, v: dict[str, str]) -> dict[str, str]:
+        if len(v) > 32:
+            raise ValueError("at most 32 headers")
+        for key, value in v.items():
+            if not _HEADER_NAME.match(key):
+                raise ValueError(f"{key!r} is not a lower-case header name")
+            if not value.isprintable() or len(value) > 4096:
+                raise ValueError(f"the value of {key!r} is not printable text (or too long)")
+        return v
+
+    @model_validator(mode="after")
+    def _endpoint(self) -> Otlp:
+        endpoint = self.endpoint
+        if self.protocol == "grpc":
+            host, sep, port = endpoint.rpartition(":")
+            if "/" in endpoint or not sep or not host or not port.isdigit():
+                raise ValueError(f"endpoint: {endpoint!r} is not HOST:PORT (protocol grpc)")
+            if not 0 < int(port) < 65536:
+                raise ValueError(f"endpoint: port {port} out of range")
+        else:
+            scheme, sep, rest = endpoint.partition("://")
+            if scheme not in ("http", "https") or not sep or not rest or rest.startswith("/"):
+                raise ValueError(
+                    f"endpoint: {endpoint!r} is not an http(s) URL (protocol http/protobuf)"
+                )
+            if self.tls is not None:
+                raise ValueError("tls: for http/protobuf, the URL's scheme says (https)")
+        return self
+
+
 class Tracing(Spec):
+    """Sidecar tracing (docs/design/data-plane.md, Tracing). `enabled: false` turns it off
+    (requests pass untouched: no context read or written)."""
+
+    enabled: bool = True
     sampling: float = Field(default=1.0, ge=0, le=100)  # percent of requests
+    otlp: Otlp | None = None  # None: the control plane's built-in receiver
 
 
 class RouteDefaults(Spec):

@@ -44,6 +44,7 @@ from trellis.proxy.stack.context import ListenerContext
 from trellis.proxy.telemetry.faults import FAULTS
 from trellis.proxy.telemetry.metrics import RequestMetrics
 from trellis.proxy.telemetry.recorder import Identity, Recorder, open_access_log
+from trellis.proxy.telemetry.tracing import ProxyTracing
 from trellis.proxy.xds.client import AdsClient
 
 if TYPE_CHECKING:
@@ -82,6 +83,8 @@ class ProxyApp:
         self.service = f"{me.app}.{me.namespace}"
         self.taps = ProxyTaps(self.service, options.workload, self._install_tap)
         self.live: TelemetryClient | None = None
+        self.tracing = ProxyTracing(options, self.state)  # spans: telemetry/tracing.py
+        self.metrics.gauges.append(self.tracing.metric_lines)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -94,6 +97,7 @@ class ProxyApp:
         )
         inbound_ctx = ListenerContext("inbound", state, clusters, self.recorder.inbound)
         inbound_ctx.authz_counts = self.metrics.count_authz
+        outbound_ctx.tracer = inbound_ctx.tracer = self.tracing.tracer
         if opts.join_token:
             # Identity first: without an SVID there is no mTLS, and no xDS on the secure port.
             # (The X.509 work runs in a child: this process never loads `cryptography`.)
@@ -103,6 +107,7 @@ class ProxyApp:
             self.identity.on_rotate(self.recorder.use_svid)  # our principal, in the metrics
             self.identity.on_rotate(self.tls.update)
             self.tls.update(await self.identity.start())
+            self._trace_with_identity(self.identity)
         inbound = InboundListener(inbound_ctx, state, "")
         self._listen_inbound(opts.inbound, inbound)
         bound = self.addresses["inbound"]
@@ -133,6 +138,7 @@ class ProxyApp:
         self._xds.subscribe(LISTENER_TYPE, [self.inbound_name, OUTBOUND_DEFAULT_LISTENER])
         await self._xds.__aenter__()
         await self._start_live()
+        self.tracing.start(self.inbound_name)
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
 
     async def _start_live(self) -> None:
@@ -163,6 +169,19 @@ class ProxyApp:
 
     def _install_tap(self, tap: Any) -> None:
         self.recorder.tap = tap
+
+    def _trace_with_identity(self, identity: IdentityAgent) -> None:
+        """Spans name our SPIFFE ID and go to the control plane over ADS's credentials."""
+        from trellis.proxy.identity.agent import channel_options
+
+        def use(svid: Any) -> None:
+            self.tracing.use_identity(
+                svid.spiffe_id, svid.serial, identity.credentials, channel_options()
+            )
+
+        identity.on_rotate(use)
+        if identity.svid is not None:
+            use(identity.svid)
 
     async def _sweep(self) -> None:
         """Once a second: late request heads (408), idle client connections and idle
@@ -295,6 +314,7 @@ class ProxyApp:
             await self.live.aclose()
         if self._xds is not None:
             await self._xds.aclose()
+        await self.tracing.aclose()
         self.clusters.close()
         if self._access_log is not None and self.options.access_log not in ("", "-"):
             self._access_log.close()
@@ -345,6 +365,7 @@ class ProxyApp:
             "connections": {name: len(c) for name, c in self.connections.items()},
             "in_flight": self.in_flight(),
             "faults": dict(FAULTS.counts),
+            "tracing": self.tracing.statistics(),
             "xds": self._xds.statistics() if self._xds is not None else None,
             "telemetry": self.live.statistics() if self.live is not None else None,
             "identity": self.identity.statistics() if self.identity is not None else None,

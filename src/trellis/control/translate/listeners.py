@@ -33,7 +33,8 @@ from google.protobuf import wrappers_pb2
 
 from trellis.control.translate import pb
 from trellis.control.translate.tls import InboundMode, inbound_chains
-from trellis.model.mesh_config import PathNormalization
+from trellis.control.translate.tracing import hcm_tracing
+from trellis.model.mesh_config import PathNormalization, Tracing
 
 HCM = hcm_pb2.HttpConnectionManager
 NO_NORMALIZATION = PathNormalization(normalization="NONE")
@@ -66,8 +67,18 @@ def http_filters() -> list[hcm_pb2.HttpFilter]:
     ]
 
 
+def trace_options(setting: Tracing | None, manager: hcm_pb2.HttpConnectionManager) -> None:
+    """The HCM's `tracing` from MeshConfig `tracing` (translate/tracing.py); None: none."""
+    tracing = hcm_tracing(setting)
+    if tracing is not None:
+        manager.tracing.CopyFrom(tracing)
+
+
 def outbound_listener(
-    name: str, route_config_name: str, paths: PathNormalization | None = None
+    name: str,
+    route_config_name: str,
+    paths: PathNormalization | None = None,
+    tracing: Tracing | None = None,
 ) -> listener_pb2.Listener:
     manager = HCM(
         stat_prefix="outbound",
@@ -76,6 +87,7 @@ def outbound_listener(
         http_filters=http_filters(),
     )
     path_options(paths, manager)
+    trace_options(tracing, manager)
     return listener_pb2.Listener(
         name=name, api_listener=api_listener_pb2.ApiListener(api_listener=pb.pack(manager))
     )
@@ -114,6 +126,7 @@ def inbound_listener(
     filters: Sequence[hcm_pb2.HttpFilter] = (),
     mode: InboundMode = "DISABLE",
     paths: PathNormalization | None = None,
+    tracing: Tracing | None = None,
 ) -> listener_pb2.Listener:
     """`filters` (authorization) run before the router, in order; `mode` says whether the
     listener takes mesh mTLS, plaintext, or both (translate/tls.py)."""
@@ -127,6 +140,7 @@ def inbound_listener(
         ],
     )
     path_options(paths, manager)
+    trace_options(tracing, manager)
     hcm = listener_components_pb2.Filter(name=pb.HCM_FILTER, typed_config=pb.pack(manager))
     return listener_pb2.Listener(
         name=name,

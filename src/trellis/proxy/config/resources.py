@@ -30,6 +30,7 @@ from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.message import DecodeError, Message
 
 from trellis.authz import Engine, RbacConfigError
+from trellis.proxy.config.tracing import TracingConfig, TracingConfigError, decode_tracing
 from trellis.proxy.config.types import (
     CERTIFICATE_PROVIDER,
     FAULT_FILTER,
@@ -171,6 +172,7 @@ class ListenerConfig:
     authz: tuple[Engine, ...] = ()  # inbound: RBAC filters, in order
     paths: PathOptions = DEFAULT_OPTIONS  # how request paths are normalized (routing/paths.py)
     tunnel_ports: frozenset[int] = frozenset()  # inbound: app ports that accept CONNECT
+    tracing: TracingConfig | None = None  # the HCM's tracing (config/tracing.py)
 
     @property
     def inbound(self) -> bool:
@@ -186,6 +188,13 @@ def _http_filters(hcm: hcm_pb2.HttpConnectionManager, where: str) -> tuple[str, 
     if not names or names[-1] != ROUTER_FILTER:
         raise ConfigError(f"{where}.http_filters: the router filter must be last")
     return tuple(names)
+
+
+def _tracing(hcm: hcm_pb2.HttpConnectionManager, where: str) -> TracingConfig | None:
+    try:
+        return decode_tracing(hcm, where)
+    except TracingConfigError as e:
+        raise ConfigError(str(e)) from None
 
 
 def _authz(hcm: hcm_pb2.HttpConnectionManager, where: str) -> tuple[Engine, ...]:
@@ -263,16 +272,21 @@ def decode_listener(packed: any_pb2.Any) -> tuple[str, ListenerConfig]:
         _unpack(listener.api_listener.api_listener, hcm, f"{name}: api_listener")
         filters = _http_filters(hcm, f"{name}: api_listener")
         paths = _path_options(hcm, f"{name}: api_listener")
+        tracing = _tracing(hcm, f"{name}: api_listener")
         if hcm.HasField("rds"):
             if not hcm.rds.config_source.HasField("ads"):
                 raise ConfigError(f"{name}: rds.config_source: only ads is supported")
             if not hcm.rds.route_config_name:
                 raise ConfigError(f"{name}: rds.route_config_name: empty")
             rds = hcm.rds.route_config_name
-            return name, ListenerConfig(name, rds, http_filters=filters, paths=paths)
+            return name, ListenerConfig(
+                name, rds, http_filters=filters, paths=paths, tracing=tracing
+            )
         if hcm.HasField("route_config"):
             table = _routes(hcm.route_config, f"{name}: route_config")
-            return name, ListenerConfig(name, routes=table, http_filters=filters, paths=paths)
+            return name, ListenerConfig(
+                name, routes=table, http_filters=filters, paths=paths, tracing=tracing
+            )
         raise ConfigError(f"{name}: api_listener: neither rds nor route_config")
     if not listener.filter_chains:
         raise ConfigError(f"{name}: neither api_listener nor filter_chains")
@@ -312,6 +326,7 @@ def decode_listener(packed: any_pb2.Any) -> tuple[str, ListenerConfig]:
         authz=_authz(hcm, where),
         paths=_path_options(hcm, where),
         tunnel_ports=_tunnel_ports(hcm),
+        tracing=_tracing(hcm, where),
     )
 
 

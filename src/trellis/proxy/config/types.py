@@ -23,3 +23,8 @@ BLACKHOLE_CLUSTER = "BlackHoleCluster"
 # The certificate provider instance every node's bootstrap names (gRFC A29): the proxy's
 # own identity for sidecars, grpcio's file_watcher for proxyless apps.
 CERTIFICATE_PROVIDER = "trellis"
+
+# Tracing (HCM `tracing`): the one provider sidecars speak, and the envoy_grpc cluster name
+# that means "the control plane this proxy is connected to" (its OTLP receiver).
+OPENTELEMETRY_TRACER = "envoy.tracers.opentelemetry"
+CONTROL_PLANE_CLUSTER = "trellis/control-plane"

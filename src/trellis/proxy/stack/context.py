@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from trellis.proxy.config.state import ConfigState
 from trellis.proxy.http1.head import Headers
 from trellis.proxy.stack.cluster import ClusterManager
+from trellis.proxy.telemetry.tracer import Tracer
 
 if TYPE_CHECKING:
     from trellis.proxy.stack.exchange import Exchange
@@ -35,11 +36,13 @@ class ListenerContext:
         "config_wait",
         "direction",
         "loop",
+        "outbound",
         "own_addresses",
         "peer_header",
         "record",
         "scheme",
         "state",
+        "tracer",
     )
 
     def __init__(
@@ -54,6 +57,9 @@ class ListenerContext:
         config_wait: float = CONFIG_WAIT,
     ) -> None:
         self.direction = direction  # "outbound" | "inbound"
+        self.outbound = direction == "outbound"
+        # The proxy's tracer (shared by its listeners); off until the config turns it on.
+        self.tracer = Tracer()
         self.loop = asyncio.get_event_loop()
         self.state = state
         self.clusters = clusters

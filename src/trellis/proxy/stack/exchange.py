@@ -62,6 +62,8 @@ from trellis.proxy.stack.mirror import MirrorRequest, shadow_head
 from trellis.proxy.stack.pool import UpstreamConnection
 from trellis.proxy.stack.retry import RetryState, replay_safe
 from trellis.proxy.stack.tunnel import Tunnel
+from trellis.proxy.telemetry.tracecontext import PROPAGATION_FIELDS
+from trellis.proxy.telemetry.tracer import RequestTrace, Tracer
 from trellis.routing import (
     DirectResponseAction,
     ForwardAction,
@@ -79,6 +81,8 @@ TARGET_PORT_HEADER = b"x-trellis-target-port"
 FLAGS_HEADER = b"x-trellis-flags"
 PEER_HEADER = b"x-trellis-peer"
 _DROP_UPSTREAM = HOP_BY_HOP | {b"host", b"expect", TARGET_PORT_HEADER, PEER_HEADER}
+# Traced: the propagation fields that came are replaced by this hop's (tracer.py).
+_DROP_TRACED = _DROP_UPSTREAM | PROPAGATION_FIELDS
 
 
 class Exchange:
@@ -115,6 +119,7 @@ class Exchange:
         "shadow_denied_by",
         "start_time",
         "status",
+        "trace",
         "tunnel",
         "upstream",
         "upstream_head",
@@ -138,6 +143,7 @@ class Exchange:
         self.authz_policy: str | None = None  # the policy that denied (or allowed) it
         self.shadow_denied_by: str | None = None  # a dry-run policy that would have denied it
         self.status = 0
+        self.trace: RequestTrace | None = None  # tracing on: this request's ids (tracer.py)
         self.req_bytes = 0
         self.resp_bytes = 0
         self.req_done = not head.has_body
@@ -285,7 +291,14 @@ class Exchange:
         route = self.route
         path = head.path
         authority = head.authority
-        headers = end_to_end(head.headers, _DROP_UPSTREAM)
+        tracer = self.ctx.tracer
+        if tracer.enabled:
+            trace = self.trace = tracer.begin(self)
+            headers = end_to_end(
+                head.headers, _DROP_UPSTREAM if trace.passthrough else _DROP_TRACED
+            )
+        else:
+            headers = end_to_end(head.headers, _DROP_UPSTREAM)
         if route is not None:
             path = route.rewrite_path(path)
             if route.host_rewrite:
@@ -327,6 +340,9 @@ class Exchange:
         host.active += 1
         host.requests += 1
         self._host_counted = True
+        trace = self.trace
+        if trace is not None and self.ctx.outbound:
+            self.ctx.tracer.begin_try(self, trace)
         if route is not None and route.retry is not None and route.retry.per_try_timeout:
             self._try_timer = self.ctx.loop.call_later(
                 route.retry.per_try_timeout, self._on_try_timeout
@@ -346,9 +362,19 @@ class Exchange:
         conn.start(self, self.head.method == "HEAD", bool(self.head.upgrade))
         data = self.upstream_head
         host = self.host
+        trace = self.trace
+        if trace is not None and trace.passthrough:
+            trace = None  # its context went on as it came (tracer.py RequestTrace)
         if host.target_port:
             # Tell the peer's inbound sidecar which app port this is for.
-            data = data[:-2] + TARGET_PORT_HEADER + b": " + host.target_port + b"\r\n\r\n"
+            extra = TARGET_PORT_HEADER + b": " + host.target_port + b"\r\n"
+            if trace is not None:
+                extra += trace.header_block()
+            data = data[:-2] + extra + b"\r\n"
+        elif trace is not None:
+            data = data[:-2] + trace.header_block() + b"\r\n"
+        if trace is not None and trace.sampled:
+            trace.peer_principal = conn.peer_identity
         if self._buffer:  # head and what arrived of the body so far: one write
             body = b"".join(self._buffer)
             data += chunk(body) if self.head.chunked else body
@@ -371,6 +397,8 @@ class Exchange:
         if self.finished or self.upstream is not None:
             return
         host = self.host
+        if self.trace is not None:
+            self.trace.try_outcome = "UF"
         self._end_try()
         if host is not None and self.cluster is not None:
             self.cluster.record(host, 503)
@@ -592,6 +620,9 @@ class Exchange:
     def on_upstream_end(self) -> None:
         if self._resp_chunked:
             self._out.append(LAST_CHUNK)
+        trace = self.trace
+        if trace is not None:
+            Tracer.answered(trace)
         self.on_upstream_flush()
         upstream = self.upstream
         self.upstream = None
@@ -614,6 +645,8 @@ class Exchange:
             return
         self._cancel_try_timer()
         stale = upstream is not None and upstream.reused and not upstream.got_bytes
+        if self.trace is not None:
+            self.trace.try_outcome = "UC"
         self._end_try()
         if stale and not self._retried_stale and self._may_resend():
             # The pooled connection was closed by the peer as we reused it: once, at once
@@ -683,6 +716,9 @@ class Exchange:
         if self.finished or self.resp_started:
             return
         self._record(504)
+        if self.trace is not None:
+            self.trace.try_status = 0
+            self.trace.try_outcome = "UT"
         self._drop_upstream()
         self._end_try()
         delay = self.retry.after_per_try_timeout() if self.retry and self._may_resend() else None
@@ -729,6 +765,9 @@ class Exchange:
         # Answered before the body ended: the connection stays only if the rest of the
         # body can be read and dropped (server.py `can_drain`).
         keep_alive = self.keep_alive and (self.req_done or self.conn.can_drain())
+        trace = self.trace
+        if trace is not None:
+            Tracer.answered(trace)
         self.conn.write(
             local_response(
                 status,
@@ -750,6 +789,9 @@ class Exchange:
         return self.replayable and (not self._sent_head or replay_safe(self.head))
 
     def _record(self, status: int) -> None:
+        trace = self.trace
+        if trace is not None:
+            trace.try_status = status
         cluster = self.cluster
         if self.host is not None and cluster is not None and cluster.config.outlier is not None:
             cluster.record(self.host, status)
@@ -765,6 +807,9 @@ class Exchange:
         if self._host_counted and self.host is not None:
             self.host.active -= 1
             self._host_counted = False
+            trace = self.trace
+            if trace is not None and trace.sampled and self.ctx.outbound:
+                self.ctx.tracer.client_span(self, trace)
 
     def _cancel_try_timer(self) -> None:
         if self._try_timer is not None:
@@ -785,6 +830,12 @@ class Exchange:
             self.pending = None
         if self.cluster is not None:
             self.cluster.active -= 1
+        tracer = self.ctx.tracer
+        if tracer.enabled and not self.ctx.outbound:
+            trace = self.trace
+            if trace is None:  # answered before it was forwarded (404, 403, ...)
+                trace = self.trace = tracer.begin_late(self)
+            tracer.server_span(self, trace)
         self.ctx.record(self)
 
     def duration(self) -> float:

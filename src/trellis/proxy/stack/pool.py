@@ -79,6 +79,7 @@ class UpstreamConnection:
         "got_bytes",
         "idle_since",
         "keep_alive",
+        "peer_identity",
         "pool",
         "reader",
         "reused",
@@ -97,6 +98,7 @@ class UpstreamConnection:
         self.got_bytes = False  # a byte of the current response arrived
         self.keep_alive = True
         self.reused = False  # the current request is not the connection's first
+        self.peer_identity = ""  # the upstream's SPIFFE ID (mTLS; tracing names it)
         self.tunnel: TunnelEnd | None = None  # switched protocols: bytes go there, raw
 
     # -- asyncio.Protocol -----------------------------------------------------------------
@@ -385,6 +387,7 @@ class HostPool:
                 conn.abort()
                 user.on_connect_failed(f"peer identity {peer or '(none)'} is not allowed")
                 return
+            conn.peer_identity = peer or ""
         self.total.add(conn)
         self.counters.active += 1
         user.on_connected(conn)

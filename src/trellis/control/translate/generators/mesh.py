@@ -72,6 +72,8 @@ class KindPolicy(RouteFlavor, Protocol):
     rbac_dialect: RbacDialect
     # Its listeners state MeshConfig pathNormalization (sidecars; grpcio does not normalize).
     normalizes_paths: bool
+    # Its listeners carry MeshConfig tracing as the HCM's `tracing` (sidecars).
+    traces: bool
 
     def inbound_routes(
         self, node: NodeInfo, push: PushContext, name: str
@@ -171,6 +173,7 @@ class MeshGenerator:
             )
             return outbound_default_listener(name, cluster)
         paths = push.mesh.spec.path_normalization if self.kind.normalizes_paths else None
+        tracing = push.mesh.spec.tracing if self.kind.traces else None
         inbound = names.parse_inbound_listener(name)
         if inbound is not None:
             address, port = inbound
@@ -178,10 +181,10 @@ class MeshGenerator:
             filters = rbac_filters(policies, push.mesh.spec.trust_domain, self.kind.rbac_dialect)
             routes = self.kind.inbound_routes(node, push, name)
             mode = inbound_mode(node, push)
-            return inbound_listener(name, address, port, routes, filters, mode, paths)
+            return inbound_listener(name, address, port, routes, filters, mode, paths, tracing)
         target = names.resolve_host(push, name, node.namespace)
         rds = names.route_config_name(target.service, target.port.port)
-        return outbound_listener(name, rds, paths)
+        return outbound_listener(name, rds, paths, tracing)
 
     def route_config(self, node: NodeInfo, push: PushContext, name: str) -> Message:
         target = names.resolve_route_config(push, name)

@@ -54,6 +54,7 @@ def retry_back_off(backoff: str | None) -> rc.RetryPolicy.RetryBackOff | None:
 class ProxylessKind:
     rbac_dialect = rbac.PROXYLESS
     normalizes_paths = False
+    traces = False
     outbound_default = False
     supports_query = False
     supports_mirror = False

@@ -46,6 +46,7 @@ _ALWAYS = ["connect-failure", "reset"]
 class SidecarKind:
     rbac_dialect = rbac.SIDECAR
     normalizes_paths = True
+    traces = True
     outbound_default = True
     supports_query = True
     supports_mirror = True
