@@ -6,6 +6,7 @@ CLI as a process, the tap API over HTTP.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections import Counter
@@ -132,6 +133,14 @@ def test_tap_filters_path_method_status(mesh: Mesh, api_and_web: Sidecar) -> Non
         ("POST", "/a/z?status=500", 500): 6,
         ("POST", "/a/last?status=500", 500): 2,
     }, events
+    # No trace headers were sent: each request still shows the trace and request ids its
+    # caller's sidecar gave it, the same at both ends.
+    last = [e for e in events if e["path"] == "/a/last?status=500"]
+    assert re.fullmatch("[0-9a-f]{32}", last[0]["trace_id"]), last
+    assert last[0]["request_id"], last
+    assert {(e["trace_id"], e["request_id"]) for e in last} == {
+        (last[0]["trace_id"], last[0]["request_id"])
+    }, last
 
 
 def test_tap_rate_is_bounded(mesh: Mesh, api_and_web: Sidecar) -> None:

@@ -207,8 +207,14 @@ class ProxyTaps:
             latency_ms=duration * 1000.0,
             flags=",".join(ex.flags) or "-",
             route=ex.route.name if ex.route is not None else "",
-            trace_id=trace_id(head),
-            request_id=(head.get("x-request-id") or "")[:MAX_VALUE_CHARS],
+            # This hop's ids when the sidecar traces (it may have started the trace or
+            # drawn the request id), else what the request carried.
+            trace_id=ex.trace.trace_id if ex.trace is not None else trace_id(head),
+            request_id=(
+                ex.trace.request_id
+                if ex.trace is not None
+                else (head.get("x-request-id") or "")[:MAX_VALUE_CHARS]
+            ),
             headers=headers,
             mtls=labels[SECURITY] == "mutual_tls",
             workload=self.workload,
