@@ -7,7 +7,7 @@ from __future__ import annotations
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from trellis.proxy.http1.head import head_fields
-from trellis.proxy.telemetry.export import encode, resource
+from trellis.proxy.telemetry.otlp_objects import encode, resource
 from trellis.proxy.telemetry.tracecontext import TraceContext, extract
 from trellis.proxy.telemetry.tracer import (
     SPAN_KIND_CLIENT,

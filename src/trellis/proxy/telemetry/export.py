@@ -3,8 +3,9 @@
 
 One export at a time, off the request path: the loop wakes when a batch is
 full or every `interval`, takes up to `batch` spans, writes them as protobuf
-bytes (otlpwire.py, compiled; `encode` builds the same with message objects, for
-tests and readers) and sends them with a deadline. A batch that fails (collector gone, slow
+bytes (otlpwire.py, compiled; otlp_objects.py builds the same with message objects,
+for tests and readers; OpenTelemetry's message modules load only when a sender is
+made, to read the answers) and sends them with a deadline. A batch that fails (collector gone, slow
 past the deadline, refused) is dropped and counted, and the next try waits a
 backoff (doubling to `MAX_BACKOFF`); meanwhile the queue fills to its bound and
 what does not fit is dropped and counted there (tracer.py `SpanQueue`). Nothing
@@ -27,14 +28,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import grpc
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
-from opentelemetry.proto.common.v1 import common_pb2
-from opentelemetry.proto.resource.v1 import resource_pb2
-from opentelemetry.proto.trace.v1 import trace_pb2
 
 from trellis.proxy.config.tracing import OtlpTarget
 from trellis.proxy.telemetry.otlpwire import export_request, resource_bytes, span_bytes
-from trellis.proxy.telemetry.tracer import Span, SpanQueue
+from trellis.proxy.telemetry.tracer import SpanQueue
 
 log = logging.getLogger("trellis.proxy.tracing")
 
@@ -43,53 +40,7 @@ INTERVAL = 1.0  # seconds between exports when batches do not fill
 EXPORT_TIMEOUT = 5.0
 MAX_BACKOFF = 5.0
 SCOPE_NAME = "trellis-sidecar"
-SCOPE = common_pb2.InstrumentationScope(name=SCOPE_NAME)
 EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
-
-
-def resource(attributes: Sequence[tuple[str, str]]) -> resource_pb2.Resource:
-    return resource_pb2.Resource(
-        attributes=[
-            common_pb2.KeyValue(key=k, value=common_pb2.AnyValue(string_value=v))
-            for k, v in attributes
-        ]
-    )
-
-
-def _value(v: str | int) -> common_pb2.AnyValue:
-    if isinstance(v, int):
-        return common_pb2.AnyValue(int_value=v)
-    return common_pb2.AnyValue(string_value=v)
-
-
-def encode(
-    spans: Sequence[Span], res: resource_pb2.Resource
-) -> trace_service_pb2.ExportTraceServiceRequest:
-    """One ExportTraceServiceRequest: this proxy's resource, one scope, the spans."""
-    out = []
-    for s in spans:
-        span = trace_pb2.Span(
-            trace_id=bytes.fromhex(s.trace_id),
-            span_id=bytes.fromhex(s.span_id),
-            parent_span_id=bytes.fromhex(s.parent_id) if s.parent_id else b"",
-            trace_state=s.tracestate,
-            name=s.name,
-            kind=s.kind,  # type: ignore[arg-type]
-            start_time_unix_nano=s.start_ns,
-            end_time_unix_nano=s.end_ns,
-            attributes=[common_pb2.KeyValue(key=k, value=_value(v)) for k, v in s.attributes],
-        )
-        if s.error:
-            span.status.code = trace_pb2.Status.STATUS_CODE_ERROR
-            span.status.message = s.error
-        out.append(span)
-    return trace_service_pb2.ExportTraceServiceRequest(
-        resource_spans=[
-            trace_pb2.ResourceSpans(
-                resource=res, scope_spans=[trace_pb2.ScopeSpans(scope=SCOPE, spans=out)]
-            )
-        ]
-    )
 
 
 # A collector that comes back is found within seconds (gRPC's default reconnect backoff
@@ -114,6 +65,8 @@ class _GrpcSender:
             self.channel = grpc.aio.insecure_channel(target, options=opts)
         else:
             self.channel = grpc.aio.secure_channel(target, credentials, options=opts)
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
         # The request is already bytes (otlpwire.py): no serializer.
         self.export = self.channel.unary_unary(
             EXPORT_METHOD,
@@ -134,6 +87,9 @@ class _GrpcSender:
 class _HttpSender:
     def __init__(self, url: str, headers: Sequence[tuple[str, str]]):
         import httpx  # only for an OTLP/HTTP collector: ~11 MB the sidecar need not carry
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+        self.answer = trace_service_pb2.ExportTraceServiceResponse
 
         self.url = url
         self.client = httpx.AsyncClient(timeout=EXPORT_TIMEOUT)
@@ -143,7 +99,7 @@ class _HttpSender:
         reply = await self.client.post(self.url, content=request, headers=self.headers)
         if reply.status_code != 200:
             raise RuntimeError(f"HTTP {reply.status_code} from {self.url}")
-        answer = trace_service_pb2.ExportTraceServiceResponse()
+        answer = self.answer()
         with contextlib.suppress(Exception):
             answer.ParseFromString(reply.content)
         return int(answer.partial_success.rejected_spans)
