@@ -71,7 +71,7 @@ unit: install
 HOT_UNIT_TESTS := tests/proxy tests/routing tests/authz tests/test_compiled.py
 
 test: install lint typecheck
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=25
 	TRELLIS_INTERPRETED=1 $(BIN)/pytest -q -m "not integration" $(HOT_UNIT_TESTS)
 
 demo: install

@@ -22,6 +22,7 @@ class Finished:
     status: int = 200
     flags: list[str] = field(default_factory=list)
     route: Any = None
+    trace: Any = None  # tracing off: the ids come from the request's headers
 
 
 def head(method: str = "GET", path: str = "/a", **headers: str) -> RequestHead:
