@@ -21,6 +21,10 @@ machine) and HAProxy (`make bench` installs it). Not part of `make bench`'s repo
 `--tracing off 1 100` runs the pair once per MeshConfig tracing setting (off, 1%,
 100% sampling; spans go to the pair's control plane, whose cost is not counted),
 the first being the reference: the A/B of tracing's cost per request.
+
+`--client-trace-context` makes the client send `traceparent`, `b3` and `x-request-id`
+itself (unsampled). With `--tracing off` it is the yardstick of propagation: what
+carrying the three fields through both sidecars costs when no tracing code runs.
 """
 
 from __future__ import annotations
@@ -91,11 +95,20 @@ def totals(
                 os.environ[key] = value
 
 
+# What a traced caller sends (unsampled): `--client-trace-context`.
+TRACE_CONTEXT = {
+    "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+    "b3": "4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0",
+    "x-request-id": "4bf92f35-77b3-4da6-a3ce-929d0e0e4736",
+}
+_client_headers: dict[str, str] = {}
+
+
 def _send(port: int, requests: int) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     try:
         for _ in range(requests):
-            conn.request("GET", "/", headers={"Host": sidecars.HOST})
+            conn.request("GET", "/", headers={"Host": sidecars.HOST, **_client_headers})
             response = conn.getresponse()
             response.read()
             if response.status != 200:
@@ -133,7 +146,14 @@ def main() -> None:
         metavar="SETTING",
         help="off, a sampling percent, or default (the mesh's 1%%); one run each",
     )
+    parser.add_argument(
+        "--client-trace-context",
+        action="store_true",
+        help="the client sends traceparent, b3 and x-request-id (unsampled) itself",
+    )
     args = parser.parse_args()
+    if args.client_trace_context:
+        _client_headers.update(TRACE_CONTEXT)
     n1, n2 = args.requests
     builds = args.src or [REPO / "src"]
     reference: dict[str, float] | None = None
