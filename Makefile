@@ -15,9 +15,10 @@ HOT_SOURCES := $(wildcard src/trellis/compiled.py src/trellis/authz/*.py src/tre
 	src/trellis/proxy/telemetry/*.py src/trellis/routing/*.py)
 # prometheus: a real Prometheus scrapes the sidecars in tests/integration/test_prometheus.py.
 DEB_PACKAGES += prometheus
-# `make bench` only: HAProxy (backend and reference pair), wrk (max throughput).
+# `make bench` only: HAProxy (backend and reference pair), wrk (max throughput), valgrind
+# (bench.instructions and bench.sdk_span_cost: instructions per request, per span).
 BENCH_STAMP := $(VENV)/.bench-deps
-BENCH_DEB_PACKAGES := haproxy wrk
+BENCH_DEB_PACKAGES := haproxy wrk valgrind
 
 .PHONY: test demo bench lint typecheck unit integration install clean clean-compiled
 
