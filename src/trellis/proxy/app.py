@@ -80,7 +80,8 @@ class ProxyApp:
         me = Identity.of(options.workload, options.namespace, options.labels)
         self.recorder = Recorder(me, self.metrics, self._access_log)
         # Golden signals and taps, on a stream beside ADS (trellis.proxy.live).
-        self.service = f"{me.app}.{me.namespace}"
+        # Its canonical service, as its callers name it (EDS metadata from the same labels).
+        self.service = f"{me.canonical_service}.{me.namespace}"
         self.taps = ProxyTaps(self.service, options.workload, self._install_tap)
         self.live: TelemetryClient | None = None
         self.tracing = ProxyTracing(options, self.state)  # spans: telemetry/tracing.py

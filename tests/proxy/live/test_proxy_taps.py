@@ -124,3 +124,15 @@ def test_trace_ids_from_b3() -> None:
         "80f198ee56343ba864fe8b2a57d3eff7"
     )
     assert trace_id(head()) == ""
+
+
+def test_a_route_split_backend_is_tapped_under_its_canonical_service() -> None:
+    """A call a split sent to the `api-v2` Service reaches workloads whose canonical service
+    is `api`: a tap on api sees its caller's side, named as the golden signals name it."""
+    proxy, _ = taps()
+    proxy.start(start())
+    split = labels(destination_service_name="api-v2", destination_service_namespace="ns",
+                   destination_canonical_service="api")  # fmt: skip
+    proxy.offer(Finished(head("GET", "/x")), "outbound", split, 0.01)
+    (batch,) = proxy.batches()
+    assert [(e.source, e.destination) for e in batch.events] == [("web.ns", "api.ns")]

@@ -73,3 +73,16 @@ def test_a_split_backend_is_named_by_its_canonical_service_as_the_callee_names_i
     metrics.record(labels(**{**OUT, "destination_service_name": "outside"}), 2.0, 0, 0)
     edges = {e.destination: e.requests for e in source.deltas()}
     assert edges == {"reviews.default": 1, "outside.default": 1}
+
+
+def test_series_past_the_cap_are_no_edge() -> None:
+    """The overflow series (every label "overflow") is counted in the report's
+    `overflowed`, never as an edge (it once read as inbound traffic to this proxy)."""
+    metrics = RequestMetrics(1)
+    source = SignalsSource(metrics, "web.default")
+    metrics.record(labels(**OUT, response_code="200"), 1.0, 0, 0)
+    for _ in range(5):
+        metrics.record(labels(**{**OUT, "destination_service_name": "b"}), 1.0, 0, 0)
+    edges = [(e.reporter, e.source, e.destination, e.requests) for e in source.deltas()]
+    assert edges == [(pb.SOURCE, "web.default", "api.default", 1)]
+    assert source.overflowed == 5

@@ -130,6 +130,13 @@ def test_an_unsampled_context_with_a_request_id_is_read_no_further() -> None:
     assert (whole.trace_id, whole.parent_id, whole.sampled) == (TID, SID, 0)
     bad = extract([(b"traceparent", f"00-{'z' * 32}-{SID}-00".encode())])
     assert bad.trace_id == ""
+    # An invalid one is refused the same with a request id beside it (the short cut checks
+    # what the full parse does): a new trace, not garbage ids passed on.
+    for invalid in (f"00-{'z' * 32}-{SID}-00", f"00-{TID}-{'y' * 16}-00",
+                    f"00-{'0' * 32}-{SID}-00", f"00-{TID}-{'0' * 16}-00",
+                    f"00-{TID.upper()}-{SID}-00", f"00-{TID}-{SID}-z0"):  # fmt: skip
+        ctx = extract([(b"traceparent", invalid.encode()), (b"x-request-id", b"r")])
+        assert (ctx.trace_id, ctx.request_id) == ("", "r"), invalid
 
 
 def test_request_id_kept_or_dropped() -> None:

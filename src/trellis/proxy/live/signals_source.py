@@ -65,6 +65,16 @@ def service_name(name: str, namespace: str) -> str:
     return f"{name}.{namespace}"
 
 
+def destination_of(labels: tuple[str, ...]) -> str:
+    """An outbound series' callee: the endpoint's canonical service (from EDS), as the
+    callee names itself in its own reports: `reviews`, not the `reviews-v1` Service a route
+    split sent the request to. The Service name when the endpoint has none."""
+    name = labels[DESTINATION_CANONICAL]
+    if name in ("", UNKNOWN):
+        name = labels[DESTINATION_NAME]
+    return service_name(name, labels[DESTINATION_NAMESPACE])
+
+
 class SignalsSource:
     def __init__(self, metrics: registry.RequestMetrics, service: str) -> None:
         self._metrics = metrics
@@ -80,6 +90,7 @@ class SignalsSource:
         """What changed since the last call, per edge (edges without new requests left out)."""
         edges: dict[EdgeKey, pb.EdgeDelta] = {}
         seen = self._seen
+        overflow = registry.OVERFLOW
         for labels, series in series_of(self._metrics):
             count = series.count
             before = seen.get(labels)
@@ -92,7 +103,9 @@ class SignalsSource:
                 new = count - before[0]
                 diff = [a - b for a, b in zip(buckets, before[1], strict=False)]
             seen[labels] = (count, buckets)
-            if new <= 0:
+            if new <= 0 or labels == overflow:
+                # Past the registry's cap: no edge to name (every label says "overflow");
+                # the report's `overflowed` carries the count.
                 continue
             key = self._edge(labels)
             edge = edges.get(key)
@@ -115,13 +128,6 @@ class SignalsSource:
     def _edge(self, labels: tuple[str, ...]) -> EdgeKey:
         mtls = labels[SECURITY] == "mutual_tls"
         if labels[REPORTER] == "source":
-            # The endpoint's canonical service (its workload's app label, from EDS), as the
-            # callee names itself in its own reports: `reviews`, not the `reviews-v1` Service
-            # a route split sent the request to. The Service name when the endpoint has none.
-            name = labels[DESTINATION_CANONICAL]
-            if name in ("", UNKNOWN):
-                name = labels[DESTINATION_NAME]
-            destination = service_name(name, labels[DESTINATION_NAMESPACE])
-            return (pb.SOURCE, self.service, destination, mtls)
+            return (pb.SOURCE, self.service, destination_of(labels), mtls)
         source = service_name(labels[SOURCE_SERVICE], labels[SOURCE_NAMESPACE])
         return (pb.DESTINATION, source, self.service, mtls)

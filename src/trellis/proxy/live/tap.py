@@ -19,11 +19,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from trellis.proxy.live.signals_source import (
-    DESTINATION_NAME,
-    DESTINATION_NAMESPACE,
     SECURITY,
     SOURCE_NAMESPACE,
     SOURCE_SERVICE,
+    destination_of,
     service_name,
 )
 from trellis.telemetry_api import telemetry_pb2 as pb
@@ -158,7 +157,7 @@ class ProxyTaps:
                     continue
                 source, destination = (
                     self.service,
-                    service_name(labels[DESTINATION_NAME], labels[DESTINATION_NAMESPACE]),
+                    destination_of(labels),  # named as the golden signals name it
                 )
                 if destination != tap.service:
                     continue

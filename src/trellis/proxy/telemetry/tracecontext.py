@@ -216,15 +216,20 @@ def extract(headers: Headers) -> TraceContext:
     return context
 
 
+_UNSAMPLED_V00: Final = re.compile(rb"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f][02468ace]")
+_ZERO_TRACE_BYTES: Final = b"0" * 32
+_ZERO_SPAN_BYTES: Final = b"0" * 16
+
+
 def _unsampled_v00(value: bytes) -> bool:
-    """A version-00 traceparent of the right shape whose sampled flag is 0 (the flags'
-    last hex digit even)."""
+    """A valid version-00 traceparent whose sampled flag is 0 (the flags' last hex digit
+    even): lower-case hex ids, neither all zeros. Anything else is parsed whole (and an
+    invalid one starts a new trace), whatever other fields the request has."""
     return (
         len(value) == 55
-        and value.startswith(b"00-")
-        and value[35] == 45  # "-"
-        and value[52] == 45
-        and value[54] in b"02468ace"
+        and _UNSAMPLED_V00.fullmatch(value) is not None
+        and value[3:35] != _ZERO_TRACE_BYTES
+        and value[36:52] != _ZERO_SPAN_BYTES
     )
 
 

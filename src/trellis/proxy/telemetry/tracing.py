@@ -7,8 +7,8 @@ refused as a whole when the proxy cannot honour it: config/tracing.py). No
 tracing there: the proxy traces nothing and passes requests untouched.
 
 Resource attributes: `service.name` (the config's `service_name`, else the
-workload's canonical service: its `service.trellis.io/canonical-name` label,
-else its `app` label, else the workload name), `service.namespace`,
+workload's canonical service, by Istio's rules as the metrics and golden signals
+name it: recorder.py `Identity.of`), `service.namespace`,
 `service.instance.id` (the node id), `trellis.workload`.
 """
 
@@ -21,13 +21,13 @@ from trellis.proxy.config.types import LISTENER_TYPE
 from trellis.proxy.options import ProxyOptions
 from trellis.proxy.telemetry.export import ControlPlane, SpanExporter
 from trellis.proxy.telemetry.otlpwire import resource_bytes
+from trellis.proxy.telemetry.recorder import Identity
 from trellis.proxy.telemetry.tracer import Tracer
-
-CANONICAL_NAME_LABEL = "service.trellis.io/canonical-name"
 
 
 def canonical_service(options: ProxyOptions) -> str:
-    return options.labels.get(CANONICAL_NAME_LABEL) or options.app
+    """The name the metrics, the golden signals and the callers' EDS metadata use."""
+    return Identity.of(options.workload, options.namespace, options.labels).canonical_service
 
 
 class ProxyTracing:
