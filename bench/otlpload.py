@@ -27,12 +27,15 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans
 
 EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 SPANS_PER_TRACE = 4
 SERVICES = 4
 
-_ATTRIBUTES: list[tuple[str, str | int]] = [
+# What a sidecar's client span carries (issue 10's HTTP semantic conventions and ours);
+# tests/control/traces/otlp_spans.py builds its batches from the same list.
+SIDECAR_ATTRIBUTES: list[tuple[str, str | int]] = [
     ("http.request.method", "GET"),
     ("http.route", "reviews-v1"),
     ("url.path", "/api/v1/reviews/0"),
@@ -50,24 +53,29 @@ _ATTRIBUTES: list[tuple[str, str | int]] = [
 ]
 
 
+def add_sidecar_scope(request: ExportTraceServiceRequest, service: int) -> ScopeSpans:
+    """A resource as sidecar `service-N` describes itself, and its scope to add spans to."""
+    resource_spans = request.resource_spans.add()
+    for key, value in (
+        ("service.name", f"service-{service}"),
+        ("service.namespace", "default"),
+        ("service.instance.id", f"service-{service}-1"),
+        ("telemetry.sdk.name", "trellis"),
+    ):
+        kv = resource_spans.resource.attributes.add()
+        kv.key, kv.value.string_value = key, value
+    scope_spans = resource_spans.scope_spans.add()
+    scope_spans.scope.name = "trellis.proxy"
+    return scope_spans
+
+
 def template(spans: int, prefix: bytes) -> ExportTraceServiceRequest:
     """`spans` sidecar spans (a multiple of SPANS_PER_TRACE is best), trace ids `prefix + n`."""
     request = ExportTraceServiceRequest()
     now = time.time_ns()
     scopes = []
     for service in range(SERVICES):
-        resource_spans = request.resource_spans.add()
-        for key, value in (
-            ("service.name", f"service-{service}"),
-            ("service.namespace", "default"),
-            ("service.instance.id", f"service-{service}-1"),
-            ("telemetry.sdk.name", "trellis"),
-        ):
-            kv = resource_spans.resource.attributes.add()
-            kv.key, kv.value.string_value = key, value
-        scope_spans = resource_spans.scope_spans.add()
-        scope_spans.scope.name = "trellis.proxy"
-        scopes.append(scope_spans)
+        scopes.append(add_sidecar_scope(request, service))
     for n in range(spans):
         trace, hop = divmod(n, SPANS_PER_TRACE)
         span = scopes[hop % SERVICES].spans.add()
@@ -79,7 +87,7 @@ def template(spans: int, prefix: bytes) -> ExportTraceServiceRequest:
         span.kind = 2 if hop % 2 else 3  # server, client
         span.start_time_unix_nano = now + hop * 100_000
         span.end_time_unix_nano = now + 20_000_000 - hop * 100_000
-        for key, value in _ATTRIBUTES:
+        for key, value in SIDECAR_ATTRIBUTES:
             kv = span.attributes.add()
             kv.key = key
             if key == "http.response.status_code":

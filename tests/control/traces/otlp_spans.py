@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from bench.otlpload import SIDECAR_ATTRIBUTES, add_sidecar_scope
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
@@ -93,25 +94,6 @@ def request(spans: Iterable[TestSpan], scope: str = "tests") -> ExportTraceServi
     return out
 
 
-# What a sidecar's client span carries (issue 10's HTTP semantic conventions and ours).
-SIDECAR_ATTRIBUTES: list[tuple[str, str | int]] = [
-    ("http.request.method", "GET"),
-    ("http.route", "reviews-v1"),
-    ("url.path", "/api/v1/reviews/0"),
-    ("server.address", "reviews"),
-    ("network.peer.address", "127.0.0.1"),
-    ("network.peer.port", 41234),
-    ("http.response.status_code", 200),
-    ("trellis.response_flags", "-"),
-    ("trellis.retry_count", 0),
-    ("trellis.upstream.address", "127.0.0.1:8080"),
-    ("peer.service", "reviews"),
-    ("user_agent.original", "python-httpx/0.29"),
-    ("trellis.source.principal", "spiffe://cluster.local/ns/default/sa/productpage"),
-    ("trellis.destination.principal", "spiffe://cluster.local/ns/default/sa/reviews"),
-]
-
-
 def sidecar_batch(
     traces: int, per_trace: int, attributes: int, services: int = 4
 ) -> ExportTraceServiceRequest:
@@ -119,17 +101,7 @@ def sidecar_batch(
     request = ExportTraceServiceRequest()
     prefix = os.urandom(8)
     for service in range(services):
-        resource_spans = request.resource_spans.add()
-        for key, value in (
-            ("service.name", f"service-{service}"),
-            ("service.namespace", "default"),
-            ("service.instance.id", f"service-{service}-1"),
-            ("telemetry.sdk.name", "trellis"),
-        ):
-            kv = resource_spans.resource.attributes.add()
-            kv.key, kv.value.string_value = key, value
-        scope_spans = resource_spans.scope_spans.add()
-        scope_spans.scope.name = "trellis.proxy"
+        scope_spans = add_sidecar_scope(request, service)
         for t in range(traces):
             for n in range(per_trace):
                 if n % services != service:
