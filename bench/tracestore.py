@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Coroutine
@@ -43,6 +42,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from bench.otlpload import Batches, LoadResult, closed_loop, open_loop
 from bench.procs import Child, Cores, cpu_seconds, own_cpu_seconds, pin_this_process, rss_bytes
 from bench.report import Section
+from bench.sidecars import _wait_banner, control_argv, trellis_binary
 from bench.stats import Summary
 
 TOKEN = "bench-admin-token"
@@ -53,25 +53,6 @@ QUERIES = (
     ("service + 5xx", {"service": "service-1", "status": "5xx", "limit": 20}),
     ("min duration 15ms", {"minDuration": "15ms", "limit": 20}),
 )
-
-
-def _wait_banner(child: Child, timeout: float) -> tuple[str, str, str]:
-    """(API URL, plaintext xDS address, secure address) from the banner."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        lines = child.output().splitlines()
-        api = [ln.removeprefix("API listening on ") for ln in lines if ln.startswith("API ")]
-        xds = [ln.removeprefix("xDS listening on ") for ln in lines if ln.startswith("xDS ")]
-        secure = [ln.removeprefix(_SECURE) for ln in lines if ln.startswith(_SECURE)]
-        if api and xds and secure:
-            return api[0], xds[0], secure[0]
-        if not child.alive():
-            break
-        time.sleep(0.05)
-    raise RuntimeError(f"trellis control did not start:\n{child.stderr_tail()}")
-
-
-_SECURE = "secure listening on "
 
 
 def mesh_credentials(http: httpx.Client, secure: str) -> grpc.ChannelCredentials:
@@ -186,21 +167,7 @@ def run(quick: bool) -> Section:
     with tempfile.TemporaryDirectory(prefix="trellis-bench-") as tmp:
         logs = Path(tmp)
         control = Child(
-            [
-                *cores.prefix(),
-                str(Path(sys.executable).with_name("trellis")),
-                "control",
-                "--data-dir",
-                str(logs / "data"),
-                "--listen",
-                "127.0.0.1:0",
-                "--xds-listen",
-                "127.0.0.1:0",
-                "--secure-listen",
-                "127.0.0.1:0",
-                "--log-level",
-                "warning",
-            ],
+            [*cores.prefix(), *control_argv(trellis_binary(), logs / "data")],
             logs,
             "control",
             env={"TRELLIS_TOKEN": TOKEN, "TRELLIS_CONFIG": str(logs / "cli.json")},
