@@ -12,8 +12,8 @@ when the endpoint has none); an inbound caller's comes from its peer header
 (`source_canonical_service`, `source_workload_namespace`), "unknown" for a caller outside
 the mesh.
 
-Reads the registry by Istio's label names (trellis.proxy.telemetry.metrics.LABELS) and
-its series' `count` and `buckets`: a change to the registry is fixed here, in one place.
+Reads the registry through its read API (`http_series`, `label_index`, each series'
+`count` and `buckets`): a change to the registry is fixed here, in one place.
 """
 
 from __future__ import annotations
@@ -28,34 +28,19 @@ UNKNOWN = "unknown"
 EdgeKey = tuple[int, str, str, bool]
 
 
-def _index(name: str, *fallbacks: str) -> int:
-    """Where label `name` (else the first fallback the registry has) sits in a series' labels."""
-    for candidate in (name, *fallbacks):
-        if candidate in registry.LABELS:
-            return registry.LABELS.index(candidate)
-    raise ValueError(f"the metrics registry has none of the labels {name}, {fallbacks}")
-
-
-# Label positions: the caller's canonical service (Istio's name; `source_app` in registries
-# that do not have it) and namespace, the destination Service's name and namespace (from the
-# cluster chosen), and the rest of what an edge needs. tap.py uses them too.
-SOURCE_SERVICE = _index("source_canonical_service", "source_app")
+# Label positions in an HTTP series (the registry's read API, metrics.label_index): the
+# caller's canonical service and namespace, the callee's canonical service and Service
+# name and namespace, and the rest of what an edge needs. tap.py uses them too.
+_index = registry.label_index
+SOURCE_SERVICE = _index("source_canonical_service")
 SOURCE_NAMESPACE = _index("source_workload_namespace")
-DESTINATION_CANONICAL = _index("destination_canonical_service", "destination_service_name")
+DESTINATION_CANONICAL = _index("destination_canonical_service")
 DESTINATION_NAME = _index("destination_service_name")
 DESTINATION_NAMESPACE = _index("destination_service_namespace")
 REPORTER = _index("reporter")
 RESPONSE_CODE = _index("response_code")
 RESPONSE_FLAGS = _index("response_flags")
 SECURITY = _index("connection_security_policy")
-
-
-def series_of(metrics: registry.RequestMetrics) -> list[tuple[tuple[str, ...], Any]]:
-    """The registry's HTTP series as (labels, series): its read API when it has one."""
-    read = getattr(metrics, "http_series", None)
-    if callable(read):
-        return list(read())
-    return list(metrics._series.items())  # the registry's own map: read, not changed
 
 
 def service_name(name: str, namespace: str) -> str:
@@ -91,7 +76,7 @@ class SignalsSource:
         edges: dict[EdgeKey, pb.EdgeDelta] = {}
         seen = self._seen
         overflow = registry.OVERFLOW
-        for labels, series in series_of(self._metrics):
+        for labels, series in self._metrics.http_series():
             count = series.count
             before = seen.get(labels)
             if before is not None and before[0] == count:
