@@ -53,9 +53,11 @@ class RetryPolicy:
         "_grpc",
         "backoff_base",
         "backoff_max",
+        "non_idempotent",
         "num_retries",
         "per_try_timeout",
         "retriable_status_codes",
+        "retry_after_max",
         "retry_on",
     )
 
@@ -67,6 +69,8 @@ class RetryPolicy:
         retriable_status_codes: frozenset[int] = frozenset(),
         backoff_base: float = DEFAULT_BACKOFF_BASE,
         backoff_max: float | None = None,
+        non_idempotent: bool = False,
+        retry_after_max: float = 0.0,
     ) -> None:
         self.retry_on = retry_on
         self.num_retries = num_retries
@@ -74,6 +78,12 @@ class RetryPolicy:
         self.retriable_status_codes = retriable_status_codes
         self.backoff_base = backoff_base
         self.backoff_max = backoff_base * 10 if backoff_max is None else backoff_max
+        # The route opts in to retrying non-idempotent methods on a status (safe retries
+        # are the default: only idempotent requests are sent again once a byte may have
+        # reached the upstream).
+        self.non_idempotent = non_idempotent
+        # Honour a response's Retry-After (seconds) up to this many seconds; 0: ignore it.
+        self.retry_after_max = retry_after_max
         self._grpc = frozenset(GRPC_CODES[c] for c in retry_on if c in GRPC_CODES)
 
     def should_retry_status(self, status: int) -> bool:

@@ -30,6 +30,7 @@ from trellis.routing.hashing import HashPolicy, compile_hash_policy
 from trellis.routing.headers import HeaderMutation, apply_header_mutations, compile_mutation
 from trellis.routing.matchers import RouteMatcher, compile_match
 from trellis.routing.pb import check_fields, fraction, positive_seconds
+from trellis.routing.ratelimit import TokenBucket
 from trellis.routing.regex import compile_rewrite
 from trellis.routing.retry import RetryPolicy, compile_retry
 from trellis.routing.rewrite import PathRewrite
@@ -104,6 +105,7 @@ class Route:
         "max_stream_duration",
         "mirrors",
         "name",
+        "rate_limit",
         "request_mutations",
         "response_mutations",
         "retry",
@@ -129,6 +131,7 @@ class Route:
         host_rewrite: str | None = None,
         fault: FaultPolicy | None = None,
         mirrors: Mirrors = (),
+        rate_limit: TokenBucket | None = None,
     ) -> None:
         self.name = name
         self.match = match
@@ -144,6 +147,7 @@ class Route:
         self.host_rewrite = host_rewrite  # host_rewrite_literal: the new :authority
         self.fault = fault
         self.mirrors = mirrors  # (cluster, fraction of requests to shadow)
+        self.rate_limit = rate_limit  # local rate limit (envoy.filters.http.local_ratelimit)
 
     def rewrite_path(self, path: str) -> str:
         """The path to send upstream (prefix_rewrite / regex_rewrite); the query is kept."""

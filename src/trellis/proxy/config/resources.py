@@ -363,12 +363,27 @@ class CircuitLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class RetryBudgetConfig:
+    """Linkerd's retry budget (stack/budget.py): retries at most `ratio` of the requests
+    plus `min_per_second`, over `ttl` seconds. On by default."""
+
+    ratio: float = 0.2
+    min_per_second: float = 10.0
+    ttl: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
 class OutlierConfig:
     consecutive_5xx: int | None = None
     consecutive_gateway: int | None = None
     interval: float = 10.0
     base_ejection: float = 30.0
     max_ejection_percent: int = 10
+    # Failure percentage (Envoy's): evaluated every `interval` over hosts with at least
+    # `failure_percentage_volume` requests, when at least `failure_percentage_min_hosts` do.
+    failure_percentage: int | None = None
+    failure_percentage_min_hosts: int = 5
+    failure_percentage_volume: int = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,6 +395,8 @@ class EndpointConfig:
     workload: str = ""
     locality: str = ""
     peer: str = ""  # the endpoint's labels for metrics, in the peer header's format
+    priority: int = 0  # EDS priority: 0 is preferred (the caller's own zone), then 1, ...
+    locality_weight: int = 0  # the weight of the endpoint's locality group (0: unset)
 
     @property
     def key(self) -> tuple[str, int]:
@@ -400,6 +417,9 @@ class ClusterConfig:
     outlier: OutlierConfig | None = None
     endpoints: tuple[EndpointConfig, ...] = ()  # STATIC only
     tls: UpstreamTls | None = None  # mesh mTLS to the endpoints
+    retry_budget: RetryBudgetConfig | None = field(default_factory=RetryBudgetConfig)
+    panic_threshold: float = 50.0  # healthy share (%) below which all endpoints serve
+    locality_weighted: bool = False  # locality weights from EDS are applied
 
 
 def _lb_from_policies(policy: cluster_pb2.LoadBalancingPolicy, where: str) -> LbConfig:
