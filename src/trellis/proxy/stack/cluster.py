@@ -23,6 +23,8 @@ from trellis.proxy.config.resources import ClusterConfig, EndpointConfig, LbConf
 from trellis.proxy.config.state import ConfigState
 from trellis.proxy.config.types import CLUSTER_TYPE, ENDPOINT_TYPE, PASSTHROUGH_CLUSTER
 from trellis.proxy.stack.balance import Balancer, LeastRequest, RingHash, RoundRobin
+from trellis.proxy.stack.breaker import CircuitBreaker
+from trellis.proxy.stack.budget import RetryBudget
 from trellis.proxy.stack.hosts import Host
 from trellis.proxy.stack.pool import IDLE_TIMEOUT, HostPool, PoolCounters
 
@@ -42,6 +44,8 @@ class ClusterRuntime:
         "_loop",
         "active",
         "active_retries",
+        "breaker",
+        "budget",
         "config",
         "counters",
         "hosts",
@@ -68,6 +72,8 @@ class ClusterRuntime:
         self.active_retries = 0
         self.requests = 0
         self.overflows = 0
+        self.breaker = CircuitBreaker(config.limits)
+        self.budget: RetryBudget | None = None
         self._balancer: Balancer = RoundRobin()
         self.update(config, endpoints)
 
@@ -102,6 +108,17 @@ class ClusterRuntime:
                 self._balancer = RoundRobin()
         elif not isinstance(self._balancer, LeastRequest) or config.lb != self.config.lb:
             self._balancer = LeastRequest(lb.choice_count)
+        if config.limits != self.breaker.limits:
+            self.breaker.limits = config.limits  # counts in flight carry over
+        rb = config.retry_budget
+        if rb is None:
+            self.budget = None
+        elif self.budget is None or (
+            self.budget.ratio,
+            self.budget.min_per_second,
+            self.budget.ttl,
+        ) != (rb.ratio, rb.min_per_second, rb.ttl):
+            self.budget = RetryBudget(rb.ratio, rb.min_per_second, rb.ttl)
         self.config = config
         self._ejected = sum(1 for h in hosts if h.ejected_until > 0)
 

@@ -411,6 +411,12 @@ class Exchange:
             self.flags.append("URX")
         self.respond(503, f"upstream connect error: {reason}\n".encode())
 
+    def on_pool_overflow(self) -> None:
+        if self.finished or self.upstream is not None:
+            return
+        self._end_try()
+        self.respond(503, b"upstream overflow: connection pool full\n", flags="UO")
+
     # == CONNECT ===========================================================================
 
     def _start_tunnel(self, cluster: ClusterRuntime) -> None:

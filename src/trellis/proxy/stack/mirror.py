@@ -71,6 +71,9 @@ class MirrorRequest:
     def on_connect_failed(self, reason: str) -> None:
         pass  # counted by the pool; a copy's failure is nobody's business
 
+    def on_pool_overflow(self) -> None:
+        pass  # counted by the breaker
+
     def on_upstream_response(self, head: ResponseHead) -> None:
         pass
 
