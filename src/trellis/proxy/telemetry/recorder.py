@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
 from trellis.proxy.telemetry.metrics import LABELS, Labels, RequestMetrics, Series, TcpSeries
+from trellis.wire import split_workload_id
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -117,10 +118,8 @@ def parse_peer(value: str | None) -> dict[str, str]:
 
 def principal_namespace(principal: str) -> str:
     """The namespace in `spiffe://TD/ns/NS/sa/SA`, or ""."""
-    parts = principal.split("/")
-    if len(parts) == 7 and parts[0] == "spiffe:" and parts[3] == "ns":
-        return parts[4]
-    return ""
+    parts = split_workload_id(principal)
+    return "" if parts is None else parts[1]
 
 
 def cluster_service(cluster: str) -> tuple[str, str, str]:
