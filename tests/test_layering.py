@@ -133,9 +133,6 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
     ("trellis.control.explain.inbound", "trellis.proxy.listeners.inbound"): "issue 11",
     ("trellis.control.explain.inbound", "trellis.proxy.stack.exchange"): "issue 11",
     ("trellis.control.explain.outbound", "trellis.proxy.listeners.outbound"): "issue 11",
-    # Issue 11 removes it: the peer header's format (fields of `x-trellis-peer`, which EDS
-    # carries as endpoint metadata "peer") belongs in trellis.wire, not in the recorder.
-    ("trellis.control.push.context", "trellis.proxy.telemetry.recorder"): "issue 11",
 }
 
 

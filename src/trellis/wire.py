@@ -17,6 +17,7 @@ import which; this module imports nothing of trellis).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -106,6 +107,59 @@ PEER_HEADER: Final = b"x-trellis-peer"
 # Envoy's response flags of a local answer (NR, UH, UF, UO, RL, ...), seen by clients.
 FLAGS_FIELD: Final = "x-trellis-flags"
 FLAGS_HEADER: Final = b"x-trellis-flags"
+
+# -- the peer header's value ------------------------------------------------------------------
+# `key=value;key=value`: who a workload is, for the metrics of those it calls and of those
+# calling it (Istio's workload labels). A sidecar sends its own in PEER_HEADER (plus
+# `service=`, the service it calls); the control plane puts each endpoint's into its EDS
+# metadata (ENDPOINT_PEER). A field whose value is not PEER_VALUE is left out.
+PEER_FIELDS: Final = frozenset(("workload", "namespace", "app", "version", "cs", "cr", "service"))
+PEER_MAX_FIELDS: Final = 8  # a reader reads no more
+PEER_VALUE: Final = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
+# Labels a workload's canonical name and revision are read from, in order (Istio's).
+CANONICAL_NAME_LABELS: Final = ("service.istio.io/canonical-name", "app.kubernetes.io/name", "app")
+CANONICAL_REVISION_LABELS: Final = (
+    "service.istio.io/canonical-revision",
+    "app.kubernetes.io/version",
+    "version",
+)
+
+
+def workload_peer(
+    workload: str, namespace: str, labels: Mapping[str, str]
+) -> tuple[tuple[str, str], ...]:
+    """A workload's peer fields by Istio's rules: app and version labels (else the workload
+    name, "unknown"); the canonical name (cs) from the first of CANONICAL_NAME_LABELS set
+    (else the workload), the revision (cr) from the first of CANONICAL_REVISION_LABELS
+    (else "latest")."""
+    name = next((labels[k] for k in CANONICAL_NAME_LABELS if labels.get(k)), workload)
+    revision = next((labels[k] for k in CANONICAL_REVISION_LABELS if labels.get(k)), "latest")
+    return (
+        ("workload", workload),
+        ("namespace", namespace),
+        ("app", labels.get("app") or workload),
+        ("version", labels.get("version") or "unknown"),
+        ("cs", name),
+        ("cr", revision),
+    )
+
+
+def peer_value(fields: Iterable[tuple[str, str]]) -> str:
+    """The header value of `fields` (those with an unsafe value left out)."""
+    return ";".join(f"{k}={v}" for k, v in fields if PEER_VALUE.match(v))
+
+
+def parse_peer(value: str | None) -> dict[str, str]:
+    """The fields of a peer header value; anything malformed reads as absent."""
+    out: dict[str, str] = {}
+    if not value:
+        return out
+    for part in value.split(";")[:PEER_MAX_FIELDS]:
+        key, sep, val = part.partition("=")
+        if sep and key in PEER_FIELDS and PEER_VALUE.match(val):
+            out[key] = val
+    return out
+
 
 # -- SPIFFE IDs of workloads -----------------------------------------------------------------
 SPIFFE_SCHEME: Final = "spiffe://"
