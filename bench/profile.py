@@ -1,6 +1,7 @@
 """Where a request's instructions go in the sidecar pair, against the minimal relay yardstick.
 
-`python -m bench.profile [--mtls] [--requests N1 N2] [--src DIR] [--update-docs]`
+`python -m bench.profile [--mtls] [--requests N1 N2] [--src DIR] [--keep DIR [--reuse]]
+[--update-docs]`
 
 Each sidecar of the pair (as `python -m bench.instructions` runs it), then each relay of
 a `bench.minimal_relay` pair (the yardstick: uvloop + httptools, nothing else), runs
@@ -20,14 +21,18 @@ Functions are grouped by where their code lives, never by their names:
 
 Two figures per group: **self**, the instructions executed in the group's own code (a
 partition of the total); and **charged**, self plus the share of the runtime it calls
-(the interpreter, the mypyc runtime helpers, libc) charged to it gprof-style: each
-runtime function's cost is split among its callers in proportion to the calls' costs,
-recursively, until a group that owns code is reached. Charged figures also sum to the
+(the interpreter, the mypyc runtime helpers, libc, other native modules) charged to it
+gprof-style: each runtime function's cost is split among its callers in proportion to
+the number of calls, recursively, until a group that owns code is reached (so the
+interpreted part of the relay yardstick is charged to uvloop's and httptools'
+callbacks: event loop and codec). Charged figures also sum to the
 total; they answer "what does routing cost, dict lookups included". Instructions are
 not time (a cache miss costs more than an add), but the shares track CPU.
 
-`--update-docs` writes the table into docs/benchmarks.md (section `profile`) with the
-command that produced it. Needs valgrind and HAProxy (`make bench` installs them).
+`--update-docs` writes the table into docs/benchmarks.md (section `profile`, or
+`profile-mtls`) with the command that produced it. `--keep DIR` keeps the profiles
+(for `callgrind_annotate`); `--reuse` reads them again instead of running (a new
+grouping on the same profiles). Needs valgrind and HAProxy (`make bench` installs them).
 """
 
 from __future__ import annotations
@@ -72,8 +77,9 @@ GROUPS: tuple[tuple[str, str], ...] = (
     ("trellis.proxy.config", "config"),
     ("trellis", "other Trellis"),
 )
-# Code that only runs on behalf of its callers: its cost is charged to them.
-RUNTIME = ("interpreter", "mypyc runtime", "libc")
+# Code that only runs on behalf of its callers: its cost is charged to them. ("other":
+# native modules such as _random or protobuf's upb, called from Trellis code.)
+RUNTIME = ("interpreter", "mypyc runtime", "libc", "other")
 # Rows in this order; the yardstick's groups are the same words.
 ORDER = (
     "codec",
@@ -151,13 +157,23 @@ class Grouper:
 
 @dataclass
 class Profile:
-    """One callgrind profile: self cost per function, inclusive cost per call arc."""
+    """One callgrind profile: self cost per function, calls per call arc."""
 
     self_cost: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
-    arcs: dict[tuple[tuple[str, str], tuple[str, str]], int] = field(
+    calls: dict[tuple[tuple[str, str], tuple[str, str]], int] = field(
         default_factory=lambda: defaultdict(int)
     )
     total: int = 0
+
+    def minus(self, other: Profile) -> Profile:
+        """What this run did beyond `other` (the extra requests): costs and calls
+        subtracted function by function and arc by arc."""
+        out = Profile(total=self.total - other.total)
+        for f in {*self.self_cost, *other.self_cost}:
+            out.self_cost[f] = self.self_cost.get(f, 0) - other.self_cost.get(f, 0)
+        for arc in {*self.calls, *other.calls}:
+            out.calls[arc] = self.calls.get(arc, 0) - other.calls.get(arc, 0)
+        return out
 
 
 def parse(path: Path) -> Profile:
@@ -171,6 +187,7 @@ def parse(path: Path) -> Profile:
     callee_ob: str | None = None
     callee_fn = ""
     in_call = False
+    count = 0
 
     def name(kind: str, value: str) -> str:
         table = names[kind_of[kind]]
@@ -190,9 +207,9 @@ def parse(path: Path) -> Profile:
             if c.isdigit() or c in "+-*":
                 fields = line.split()
                 cost = int(fields[1]) if len(fields) > 1 else 0
-                if in_call:
+                if in_call:  # the call's inclusive cost: not needed
                     callee = (callee_ob if callee_ob is not None else ob, callee_fn)
-                    profile.arcs[((ob, fn_name), callee)] += cost
+                    profile.calls[((ob, fn_name), callee)] += count
                     in_call, callee_ob = False, None
                 else:
                     profile.self_cost[(ob, fn_name)] += cost
@@ -213,7 +230,7 @@ def parse(path: Path) -> Profile:
             elif key == "cfn":
                 callee_fn = name(key, value)
             elif key == "calls":
-                in_call = True
+                in_call, count = True, int(value.split()[0])
     return profile
 
 
@@ -221,15 +238,15 @@ def charge(profile: Profile, grouper: Grouper) -> tuple[dict[str, float], dict[s
     """(self, charged) instructions per group, as the module docstring defines them."""
     self_by: dict[str, float] = defaultdict(float)
     group = {f: grouper(*f) for f in profile.self_cost}
-    for (caller, callee), _ in profile.arcs.items():
+    for caller, callee in profile.calls:
         group.setdefault(caller, grouper(*caller))
         group.setdefault(callee, grouper(*callee))
     for f, cost in profile.self_cost.items():
         self_by[group[f]] += cost
     callers: dict[tuple[str, str], list[tuple[tuple[str, str], int]]] = defaultdict(list)
-    for (caller, callee), cost in profile.arcs.items():
-        if caller != callee and cost > 0:
-            callers[callee].append((caller, cost))
+    for (caller, callee), count in profile.calls.items():
+        if caller != callee and count > 0:
+            callers[callee].append((caller, count))
     # Shares of each runtime function among owning groups: iterate to the fixed point
     # (recursion through the interpreter converges geometrically).
     runtime = [f for f, g in group.items() if g in RUNTIME]
@@ -240,10 +257,10 @@ def charge(profile: Profile, grouper: Grouper) -> tuple[dict[str, float], dict[s
             arcs = callers.get(f)
             if not arcs:
                 continue  # a root (thread start): keeps its own group
-            total = float(sum(cost for _, cost in arcs))
+            total = float(sum(count for _, count in arcs))
             new: dict[str, float] = defaultdict(float)
-            for caller, cost in arcs:
-                weight = cost / total
+            for caller, count in arcs:
+                weight = count / total
                 if group[caller] in RUNTIME:
                     for g, s in shares[caller].items():
                         new[g] += weight * s
@@ -279,14 +296,15 @@ class Measured:
 def _difference(
     name: str, first: Profile, second: Profile, requests: int, grouper: Grouper
 ) -> Measured:
-    s1, c1 = charge(first, grouper)
-    s2, c2 = charge(second, grouper)
-    groups = {*s1, *s2, *c1, *c2}
+    """Per request: the second run minus the first (start-up and shutdown cancel out; the
+    runtime is charged by the calls the extra requests made)."""
+    extra = second.minus(first)
+    self_cost, charged = charge(extra, grouper)
     return Measured(
         name,
-        {g: (s2.get(g, 0.0) - s1.get(g, 0.0)) / requests for g in groups},
-        {g: (c2.get(g, 0.0) - c1.get(g, 0.0)) / requests for g in groups},
-        (second.total - first.total) / requests,
+        {g: c / requests for g, c in self_cost.items()},
+        {g: c / requests for g, c in charged.items()},
+        extra.total / requests,
     )
 
 
@@ -384,17 +402,30 @@ def _keep(logs: Path, pids: dict[str, int], keep: Path, tag: str) -> dict[str, P
 
 
 def measure(
-    src: Path, n1: int, n2: int, mtls: bool, keep: Path
+    src: Path, n1: int, n2: int, mtls: bool, keep: Path, reuse: bool = False
 ) -> tuple[list[Measured], list[Measured]]:
-    """(the sidecars, the relays), per request."""
-    modules = _compiled_modules(src)
-    grouper = Grouper(modules)
-    first = sidecar_profiles(src, n1, mtls, keep)
-    second = sidecar_profiles(src, n2, mtls, keep)
+    """(the sidecars, the relays), per request. `reuse`: read the profiles a previous
+    run kept in `keep` instead of running anything."""
+    grouper = Grouper(_compiled_modules(src))
+    kind, relay_kind = ("mtls", "relay-tls") if mtls else ("plain", "relay-plain")
+    if reuse:
+        first, second = (_kept(keep, f"{kind}-{n}", SIDECARS) for n in (n1, n2))
+        r1, r2 = (_kept(keep, f"{relay_kind}-{n}", RELAYS) for n in (n1, n2))
+    else:
+        first = sidecar_profiles(src, n1, mtls, keep)
+        second = sidecar_profiles(src, n2, mtls, keep)
+        r1, r2 = relay_profiles(n1, mtls, keep), relay_profiles(n2, mtls, keep)
     sidecar = [_difference(n, parse(first[n]), parse(second[n]), n2 - n1, grouper) for n in first]
-    r1, r2 = relay_profiles(n1, mtls, keep), relay_profiles(n2, mtls, keep)
     relay = [_difference(n, parse(r1[n]), parse(r2[n]), n2 - n1, grouper) for n in r1]
     return sidecar, relay
+
+
+SIDECARS = ("sidecar A", "sidecar B")
+RELAYS = ("relay 1", "relay 2")
+
+
+def _kept(keep: Path, tag: str, names: tuple[str, ...]) -> dict[str, Path]:
+    return {name: keep / f"{tag}-{name.replace(' ', '-')}.cg" for name in names}
 
 
 def _compiled_modules(src: Path) -> list[str]:
@@ -407,7 +438,13 @@ def _compiled_modules(src: Path) -> list[str]:
 def render(sidecar: list[Measured], relay: list[Measured], mtls: bool, n1: int, n2: int) -> str:
     kind = "mTLS" if mtls else "plaintext"
     names = [m.name for m in sidecar]
-    groups = [g for g in ORDER if any(abs(m.charged.get(g, 0)) >= 0.5 for m in sidecar + relay)]
+    groups = [
+        g
+        for g in ORDER
+        if any(
+            abs(m.charged.get(g, 0)) >= 0.5 or m.self_cost.get(g, 0) >= 0.5 for m in sidecar + relay
+        )
+    ]
     pair_total = sum(m.total for m in sidecar)
     relay_total = sum(m.total for m in relay)
     header = (
@@ -454,13 +491,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--src", type=Path, default=REPO / "src", help="a checkout's src")
     parser.add_argument("--keep", type=Path, help="keep the callgrind profiles in this directory")
     parser.add_argument(
+        "--reuse", action="store_true", help="read the profiles kept in --keep, run nothing"
+    )
+    parser.add_argument(
         "--update-docs", action="store_true", help="write the table into docs/benchmarks.md"
     )
     args = parser.parse_args(argv)
     n1, n2 = args.requests
+    if args.reuse and args.keep is None:
+        parser.error("--reuse needs --keep DIR")
     keep = args.keep or Path(tempfile.mkdtemp(prefix="trellis-profiles-"))
     keep.mkdir(parents=True, exist_ok=True)
-    sidecar, relay = measure(args.src.resolve(), n1, n2, args.mtls, keep)
+    sidecar, relay = measure(args.src.resolve(), n1, n2, args.mtls, keep, args.reuse)
     markdown = render(sidecar, relay, args.mtls, n1, n2)
     print(markdown, flush=True)
     print(f"profiles kept in {keep}", flush=True)

@@ -139,3 +139,17 @@ def test_the_table_names_every_group_and_the_yardstick(profile_path: Path) -> No
     text = render(sidecar, relay, False, 500, 3000)
     assert "| listeners | 300 | 1,100 | 1,100 | 55.0% | 0 |" in text
     assert "4.00x its yardstick" in text
+
+
+def test_the_extra_requests_are_the_difference_of_two_runs(profile_path: Path) -> None:
+    """Start-up cancels out: a run with twice the work, minus the first, is the work."""
+    once = parse(profile_path)
+    twice = parse(profile_path)
+    for f in twice.self_cost:
+        twice.self_cost[f] *= 2
+    for arc in twice.calls:
+        twice.calls[arc] *= 2
+    twice.total *= 2
+    extra = twice.minus(once)
+    assert extra.total == once.total
+    assert charge(extra, Grouper(MODULES)) == charge(once, Grouper(MODULES))
