@@ -46,6 +46,7 @@ HCM_FILTER: Final = "envoy.filters.network.http_connection_manager"
 ROUTER_FILTER: Final = "envoy.filters.http.router"
 FAULT_FILTER: Final = "envoy.filters.http.fault"
 RBAC_FILTER: Final = "envoy.filters.http.rbac"
+LOCAL_RATELIMIT_FILTER: Final = "envoy.filters.http.local_ratelimit"
 OPENTELEMETRY_TRACER: Final = "envoy.tracers.opentelemetry"
 
 # -- well-known listener and cluster names --------------------------------------------------
