@@ -317,7 +317,26 @@ def _env(src: Path) -> dict[str, str]:
 
 def sidecar_profiles(src: Path, requests: int, mtls: bool, keep: Path) -> dict[str, Path]:
     """Run the pair under callgrind with `requests` through; the event loop thread's
-    profile of each sidecar, copied into `keep`."""
+    profile of each sidecar, copied into `keep`. A sidecar that cannot start is tried
+    again (twice): under callgrind on a busy machine its first call to the CA can miss
+    the CA's 10 s deadline (mTLS), and then it exits."""
+    for attempt in range(3):
+        try:
+            return _sidecar_profiles(src, requests, mtls, keep)
+        except SidecarStartError as exc:
+            if attempt == 2:
+                raise
+            print(f"  a sidecar did not start ({exc.reason}); again", flush=True)
+    raise AssertionError("unreachable")
+
+
+class SidecarStartError(RuntimeError):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason.splitlines()[0]
+
+
+def _sidecar_profiles(src: Path, requests: int, mtls: bool, keep: Path) -> dict[str, Path]:
     saved = {k: os.environ.get(k) for k in _env(src)}
     os.environ.update(_env(src))  # the children inherit it
     try:
@@ -329,7 +348,10 @@ def sidecar_profiles(src: Path, requests: int, mtls: bool, keep: Path) -> dict[s
             pair = sidecars.SidecarPair(logs, backend_port, [], callgrind, mtls=mtls)
             try:
                 _wait_listening(backend, backend_port, 30)
-                pair.start(timeout=600)
+                try:
+                    pair.start(timeout=600)
+                except RuntimeError as exc:
+                    raise SidecarStartError(str(exc)) from exc
                 _send(pair.outbound_port, requests)
                 pids = {name: child.pid for name, child in pair.proxies.items()}
                 for child in pair.proxies.values():
