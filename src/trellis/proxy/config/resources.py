@@ -46,8 +46,8 @@ from trellis.routing.paths import (
     REJECT_REQUEST,
     PathOptions,
 )
+from trellis.wire import ENDPOINT_METADATA
 
-ENDPOINT_METADATA = "trellis"
 _HEALTHY = (health_check_pb2.HealthStatus.UNKNOWN, health_check_pb2.HealthStatus.HEALTHY)
 _KNOWN_FILTERS = (ROUTER_FILTER, FAULT_FILTER, RBAC_FILTER)
 

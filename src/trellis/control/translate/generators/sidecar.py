@@ -38,8 +38,8 @@ from trellis.control.translate.node import NodeInfo
 from trellis.control.translate.rules import Entry
 from trellis.model.duration import parse_duration
 from trellis.model.routes import GRPCRetry
+from trellis.wire import TARGET_PORT_FIELD as TARGET_PORT_HEADER
 
-TARGET_PORT_HEADER = "x-trellis-target-port"
 _ALWAYS = ["connect-failure", "reset"]
 
 
