@@ -1,8 +1,8 @@
 """Chaos under load: 200 idempotent GETs a second through a client sidecar while the mesh
 changes under them, and not one fails — across a route change (weights moved three
 times), a control-plane restart, a rolling restart of every backend instance (each
-drained by `trellis run` on SIGTERM), and certificate rotations (a 10 s certificate TTL:
-every sidecar renews every 5 s); and >= 99.9% succeed when one of three endpoints is
+drained by `trellis run` on SIGTERM), and certificate rotations (a 6 s certificate TTL:
+every sidecar renews every 3 s); and >= 99.9% succeed when one of three endpoints is
 SIGKILLed (sidecar and app at once).
 
 What a user configures, and why:
@@ -11,13 +11,22 @@ What a user configures, and why:
   who wants requests to survive a dying instance sets `retry: {attempts: 2, backoff: 5ms}`
   on the route: with no `codes`, that retries connect failures and resets only (never a
   status the app chose), and the sidecar resends only idempotent requests once a byte may
-  have reached the app. This module's route does so, on every rule.
+  have reached the app. This module's route does so, on every rule. Without it (measured
+  on a shared 2-core machine): the rolling restart failed 6 calls of ~1400 (503 UF: a
+  drained instance stops accepting at once, before every client has heard that it
+  deregistered), and the SIGKILL 531 of ~1900 (503 UF each time the dead endpoint was
+  chosen, until its lease expired).
 - No outlier detection: a SIGKILLed instance refuses connections at once (a connect
   failure, retried on another endpoint) until its lease expires and EDS drops it; a
   drained one deregisters before it stops accepting. Outlier detection is for instances
   that answer, badly (test_incident_drill.py).
 - The rolling restart surges: the new instances are started (and are endpoints) before
   the old ones get SIGTERM, one at a time, as a Deployment with maxSurge does.
+- The short certificate TTL is applied after the control-plane restart: a sidecar whose
+  certificate expires while the control plane is away (a 10 s TTL and a restart that took
+  ~7 s under this load) never reconnects — its xDS stream and its renewal both present
+  the expired certificate to the secure port, which refuses it. With the default 24 h TTL
+  that takes a 12 h outage; it is reported, not tested here.
 
 One world for the module (control plane, three `web` instances: two v1, one v2, and the
 test's own `trellis proxy`); the phases run in file order and each leaves the world
@@ -172,11 +181,8 @@ def connected(sidecar: Sidecar) -> bool:
 def test_a_control_plane_restart_under_load_fails_nothing(world: World) -> None:
     with world.client.client() as c, PacedLoad(c, URL, RATE) as load:
         wait_for(lambda: len(load.outcomes) > 100, 10, "load before the restart")
-        t0 = time.monotonic()
         world.mesh.cp.stop()  # SIGTERM, then the same ports and data dir
-        t1 = time.monotonic()
         world.mesh.cp.start()
-        print(f"cp stop {t1 - t0:.2f}s start {time.monotonic() - t1:.2f}s")
         for sidecar in world.sidecars():
             wait_for(partial(connected, sidecar), 30, f"{sidecar.admin} to reconnect")
         # The restarted control plane is in charge: a change made now reaches the client.
@@ -209,11 +215,8 @@ def test_a_rolling_restart_of_every_instance_fails_nothing(world: World) -> None
         for member in old:  # then each old one drains and stops, one at a time
             member.proc.signal(signal.SIGTERM)
             assert member.proc.wait(30) == 0, "\n".join(member.proc.stderr_lines[-20:])
-            wait_for(
-                lambda m=member: m.workload not in endpoint_names(world),  # type: ignore[misc]
-                10,
-                f"{member.workload} out of the endpoints",
-            )
+            gone = partial(lambda w: w not in endpoint_names(world), member.workload)
+            wait_for(gone, 10, f"{member.workload} out of the endpoints")
         world.members = new
         changed = time.monotonic()
         wait_serving(load, world.workloads(), changed, "the new instances serving")

@@ -45,8 +45,9 @@ from tests.integration.dataplane import (
     metric_total,
     run_service,
 )
-from tests.integration.harness import Mesh, free_port, wait_for
+from tests.integration.harness import Mesh, wait_for
 from tests.integration.traffic import SERVICE_PORT, app_pid, kill, service_yaml
+from trellis.ports import free_port
 
 pytestmark = pytest.mark.integration
 
