@@ -160,6 +160,11 @@ def test_route_around_a_failing_canary(
         said = apply.wait_line(lambda line: "web" in line, 20)  # e.g. "httproute/web configured"
         applied = time.monotonic()  # the control plane has taken the change
         assert apply.wait(20) == 0, apply.stderr_lines
+        describe = cli(mesh, "describe", "service", "web")  # the runbook's "Verify"
+        assert describe.wait(20) == 0, describe.stderr_lines
+        assert any("backends web-v1=100,web-v2=0" in line for line in describe.all_lines), (
+            describe.all_lines
+        )
         wait_for(lambda: load.count(lambda o: o.started > applied + 3) > 300, 15, "load after")
     after = load.since(applied)
     top.stop()
