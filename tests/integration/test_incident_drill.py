@@ -187,7 +187,9 @@ def test_route_around_a_failing_canary(
     failed_before = [o for o in before if o.status != 200]
     assert canary_500s >= 2 * len(failed_before), (canary_500s, len(failed_before))
     assert len(failed_before) <= 0.03 * len(before), load.report(started)
-    assert {o.flags for o in failed_before} <= {"URX"}, load.report(started)
+    # URX: its attempts used up; UO: the retry budget or the breaker's maxRetries refused
+    # a retry (issue 11's stack).
+    assert {o.flags for o in failed_before} <= {"URX", "UO"}, load.report(started)
     # Routed around within 1 s: the last call the canary answered (or failed) was sent
     # within 1 s of the apply; every call after that went to v1 and succeeded.
     canary_calls = [o for o in load.since(launched) if o.name == canary.workload or o.status != 200]
