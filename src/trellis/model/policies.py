@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from trellis.model.base import Document, Labels, Name, Spec
-from trellis.model.duration import Duration
+from trellis.model.duration import Duration, parse_duration
 
 
 class RingHash(Spec):
@@ -17,10 +17,22 @@ class RingHash(Spec):
     maximum_ring_size: int = Field(default=8_388_608, ge=1, le=8_388_608)
 
 
+class LocalityLbSetting(Spec):
+    """Istio's localityLbSetting: prefer the caller's own zone, fail over by priority
+    (same zone, then same region, then elsewhere) when the preferred share falls. Off
+    unless enabled: like Istio, it needs outlier detection to see a zone's endpoints fail."""
+
+    enabled: bool = False
+
+
 class LoadBalancer(Spec):
     type: Literal["LEAST_REQUEST", "ROUND_ROBIN", "RING_HASH"] = "LEAST_REQUEST"
     choice_count: int = Field(default=2, ge=2, le=16)  # P2C by default
     ring_hash: RingHash | None = None
+    # Envoy's common_lb_config.healthy_panic_threshold: below this share (%) of healthy
+    # endpoints, balance over all of them (ejected ones included). 0 disables panic.
+    healthy_panic_threshold: int = Field(default=50, ge=0, le=100)
+    locality_lb_setting: LocalityLbSetting | None = None
 
 
 class ConnectionPool(Spec):
@@ -43,6 +55,23 @@ class OutlierDetection(Spec):
     failure_percentage_request_volume: int = Field(default=50, ge=0)
 
 
+class RetryBudget(Spec):
+    """Linkerd's retry budget: retries may add at most `percent` of the requests (over
+    `ttl`) plus `minRetriesPerSecond`. On by default for every destination."""
+
+    percent: int = Field(default=20, ge=0, le=1000)
+    min_retries_per_second: int = Field(default=10, ge=0, le=100_000)
+    ttl: Duration = "10s"
+
+    @field_validator("ttl")
+    @classmethod
+    def _ttl(cls, v: str) -> str:
+        seconds = parse_duration(v)
+        if not 1.0 <= seconds <= 60.0:
+            raise ValueError(f"ttl {v!r} must be between 1s and 60s (as Linkerd's)")
+        return v
+
+
 class UpstreamTLS(Spec):
     mode: Literal["MESH", "DISABLE"] = "MESH"
 
@@ -53,6 +82,7 @@ class DestinationPolicySpec(Spec):
     connection_pool: ConnectionPool | None = None
     outlier_detection: OutlierDetection | None = None
     tls: UpstreamTLS | None = None
+    retry_budget: RetryBudget = Field(default_factory=RetryBudget)
 
 
 class DestinationPolicy(Document):

@@ -32,7 +32,7 @@ from trellis.routing.matchers import RouteMatcher, compile_match
 from trellis.routing.pb import check_fields, fraction, positive_seconds
 from trellis.routing.ratelimit import TokenBucket
 from trellis.routing.regex import compile_rewrite
-from trellis.routing.retry import RetryPolicy, compile_retry
+from trellis.routing.retry import RetryPolicy, compile_retry, with_non_idempotent
 from trellis.routing.rewrite import PathRewrite
 
 Headers = list[tuple[str, str]]
@@ -51,9 +51,9 @@ _ROUTE_APPLIED = (
     "request_headers_to_remove",
     "response_headers_to_add",
     "response_headers_to_remove",
+    "metadata",
 )
 _ROUTE_IGNORED = (
-    "metadata",
     "decorator",
     "tracing",
     "per_request_buffer_limit_bytes",
@@ -244,7 +244,8 @@ def compile_route(route: Any, path: str, inherited: Inherited) -> Route:
     kind = route.WhichOneof("action")
     where = field(path, kind or "action")
     if kind == "route":
-        return _forwarding_route(route, match, where, inherited, common)
+        non_idempotent = _retries_non_idempotent(route, path)
+        return _forwarding_route(route, match, where, inherited, common, non_idempotent)
     action: Action
     if kind == "redirect":
         action = compile_redirect(route.redirect, where, match.prefix_length)
@@ -260,8 +261,32 @@ def compile_route(route: Any, path: str, inherited: Inherited) -> Route:
     return Route(route.name, match, action, **common)
 
 
+METADATA_NAMESPACE = "trellis"
+NON_IDEMPOTENT_KEY = "retryNonIdempotent"
+
+
+def _retries_non_idempotent(route: Any, path: str) -> bool:
+    """The route's `metadata.filter_metadata["trellis"]["retryNonIdempotent"]`: our control
+    plane's opt-in to retrying non-idempotent methods (Envoy has no such field)."""
+    if not route.HasField("metadata"):
+        return False
+    meta = route.metadata.filter_metadata.get(METADATA_NAMESPACE)
+    if meta is None or NON_IDEMPOTENT_KEY not in meta.fields:
+        return False
+    value = meta.fields[NON_IDEMPOTENT_KEY]
+    if value.WhichOneof("kind") != "bool_value":
+        where = field(path, f"metadata.filter_metadata[{METADATA_NAMESPACE}]")
+        raise RouteConfigError(field(where, NON_IDEMPOTENT_KEY), "must be a boolean")
+    return bool(value.bool_value)
+
+
 def _forwarding_route(
-    route: Any, match: RouteMatcher, path: str, inherited: Inherited, common: dict[str, Any]
+    route: Any,
+    match: RouteMatcher,
+    path: str,
+    inherited: Inherited,
+    common: dict[str, Any],
+    non_idempotent: bool = False,
 ) -> Route:
     action = route.route
     check_fields(action, path, applied=_ACTION_APPLIED, ignored=_ACTION_IGNORED)
@@ -277,6 +302,8 @@ def _forwarding_route(
     retry = inherited.retry
     if action.HasField("retry_policy"):
         retry = compile_retry(action.retry_policy, field(path, "retry_policy"))
+    if retry is not None and non_idempotent:
+        retry = with_non_idempotent(retry)
     max_stream = None
     if action.HasField("max_stream_duration"):
         where = field(path, "max_stream_duration")

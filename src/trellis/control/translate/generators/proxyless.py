@@ -58,6 +58,7 @@ class ProxylessKind:
     outbound_default = False
     supports_query = False
     supports_mirror = False
+    marks_non_idempotent = False
 
     def apply_policies(self, action: rc.RouteAction, entry: Entry) -> None:
         timeouts = entry.timeouts

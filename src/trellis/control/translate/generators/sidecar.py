@@ -6,7 +6,10 @@
   on "connect-failure,reset,retriable-status-codes" with its codes in
   `retriable_status_codes` (no codes: connect-failure,reset only); a
   GRPCRoute retries on connect-failure,reset and its gRPC codes.
-  `num_retries` = attempts; backoff base from `backoff`, max 10x base.
+  `num_retries` = attempts; backoff base from `backoff`, max 10x base;
+  `rate_limited_retry_back_off` honours `Retry-After` (seconds) up to 10 s.
+  An HTTPRoute retry's `nonIdempotent: true` (Trellis extension) sets the route's
+  `metadata.filter_metadata.trellis.retryNonIdempotent` (routes.py).
 - Query-parameter matches and request mirrors are kept.
 - Ring hash without a header hashes the client's source IP.
 
@@ -41,6 +44,10 @@ from trellis.model.routes import GRPCRetry
 
 TARGET_PORT_HEADER = "x-trellis-target-port"
 _ALWAYS = ["connect-failure", "reset"]
+# The longest Retry-After a retry waits for. A retry is worth waiting for only within a
+# request's life: past 10 s a caller has usually given up (and the route's timeout, when
+# set, bounds the wait anyway). Envoy's own default would be 300 s.
+RETRY_AFTER_MAX = 10.0
 
 
 class SidecarKind:
@@ -50,6 +57,7 @@ class SidecarKind:
     outbound_default = True
     supports_query = True
     supports_mirror = True
+    marks_non_idempotent = True
 
     def apply_policies(self, action: rc.RouteAction, entry: Entry) -> None:
         timeouts = entry.timeouts
@@ -77,6 +85,7 @@ class SidecarKind:
             back_off = retry_back_off(retry.backoff)
             if back_off is not None:
                 policy.retry_back_off.CopyFrom(back_off)
+            policy.rate_limited_retry_back_off.CopyFrom(retry_after_back_off())
         if per_try > 0:
             policy.per_try_timeout.CopyFrom(pb.seconds(per_try))
         action.retry_policy.CopyFrom(policy)
@@ -139,6 +148,18 @@ def _inbound_route(
             )
         )
     return rc.Route(name=name, match=rc.RouteMatch(prefix="/", headers=headers), route=action)
+
+
+def retry_after_back_off() -> rc.RetryPolicy.RateLimitedRetryBackOff:
+    """Honour an upstream's `Retry-After: SECONDS` before the next attempt, up to
+    RETRY_AFTER_MAX; a longer one is discarded (Envoy's rule) and the usual back-off
+    applies."""
+    return rc.RetryPolicy.RateLimitedRetryBackOff(
+        reset_headers=[
+            rc.RetryPolicy.ResetHeader(name="retry-after", format=rc.RetryPolicy.SECONDS)
+        ],
+        max_interval=pb.seconds(RETRY_AFTER_MAX),
+    )
 
 
 GENERATOR = MeshGenerator(SidecarKind())

@@ -1,0 +1,83 @@
+"""Validation of the resilience settings: retry budget, panic threshold, locality failover,
+the route's opt-in to non-idempotent retries. Each error names the field path and reason."""
+
+from __future__ import annotations
+
+import pytest
+
+from trellis.model import DestinationPolicy
+from trellis.model.errors import InvalidDocuments
+from trellis.model.loader import load_documents
+
+
+def policy(spec: str) -> str:
+    return f"""
+apiVersion: trellis.dev/v1alpha1
+kind: DestinationPolicy
+metadata: {{name: p, namespace: shop}}
+spec: {{service: reviews, {spec}}}
+"""
+
+
+def errors_of(text: str) -> list[str]:
+    with pytest.raises(InvalidDocuments) as info:
+        load_documents(text, source="mesh.yaml")
+    return [str(p) for p in info.value.problems]
+
+
+def test_retry_budget_parses_and_defaults() -> None:
+    (doc,) = load_documents(policy("retryBudget: {percent: 25}"))
+    assert isinstance(doc, DestinationPolicy)
+    budget = doc.spec.retry_budget
+    assert (budget.percent, budget.min_retries_per_second, budget.ttl) == (25, 10, "10s")
+    assert doc.to_dict()["spec"]["retryBudget"] == {  # type: ignore[index]
+        "percent": 25,
+        "minRetriesPerSecond": 10,
+        "ttl": "10s",
+    }
+
+
+@pytest.mark.parametrize(
+    ("spec", "where", "reason"),
+    [
+        ("retryBudget: {percent: -1}", "spec.retryBudget.percent", "greater than or equal to 0"),
+        ("retryBudget: {percent: 0.5}", "spec.retryBudget.percent", "integer"),
+        ("retryBudget: {ttl: 100ms}", "spec.retryBudget.ttl", "between 1s and 60s"),
+        ("retryBudget: {ttl: 2m}", "spec.retryBudget.ttl", "between 1s and 60s"),
+        ("retryBudget: {minRetriesPerSecond: -3}", "spec.retryBudget.minRetriesPerSecond", ""),
+        ("retryBudget: {ratio: 0.2}", "spec.retryBudget.ratio", "unknown field"),
+        (
+            "loadBalancer: {healthyPanicThreshold: 101}",
+            "spec.loadBalancer.healthyPanicThreshold",
+            "less than or equal to 100",
+        ),
+        (
+            "loadBalancer: {localityLbSetting: {enabled: yes-please}}",
+            "spec.loadBalancer.localityLbSetting.enabled",
+            "",
+        ),
+        (
+            "outlierDetection: {failurePercentageThreshold: 120}",
+            "spec.outlierDetection.failurePercentageThreshold",
+            "less than or equal to 100",
+        ),
+        (
+            "connectionPool: {maxPendingRequests: 0}",
+            "spec.connectionPool.maxPendingRequests",
+            "greater than or equal to 1",
+        ),
+    ],
+)
+def test_bad_values_name_field_and_reason(spec: str, where: str, reason: str) -> None:
+    (err,) = errors_of(policy(spec))
+    assert where in err and reason in err, err
+
+
+def test_locality_failover_is_off_unless_enabled() -> None:
+    (doc,) = load_documents(policy("loadBalancer: {localityLbSetting: {enabled: true}}"))
+    assert isinstance(doc, DestinationPolicy)
+    setting = doc.spec.load_balancer.locality_lb_setting
+    assert setting is not None and setting.enabled
+    (plain,) = load_documents(policy("loadBalancer: {type: ROUND_ROBIN}"))
+    assert isinstance(plain, DestinationPolicy)
+    assert plain.spec.load_balancer.locality_lb_setting is None
