@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from trellis.model import DestinationPolicy
+from trellis.model import DestinationPolicy, HTTPRoute
 from trellis.model.errors import InvalidDocuments
 from trellis.model.loader import load_documents
 
@@ -81,3 +81,24 @@ def test_locality_failover_is_off_unless_enabled() -> None:
     (plain,) = load_documents(policy("loadBalancer: {type: ROUND_ROBIN}"))
     assert isinstance(plain, DestinationPolicy)
     assert plain.spec.load_balancer.locality_lb_setting is None
+
+
+ROUTE = """
+apiVersion: trellis.dev/v1alpha1
+kind: HTTPRoute
+metadata: {name: r, namespace: shop}
+spec:
+  parentRefs: [{name: reviews}]
+  rules:
+  - backendRefs: [{name: reviews}]
+    retry: {codes: [503], attempts: 2, nonIdempotent: %s}
+"""
+
+
+def test_route_retry_opts_in_to_non_idempotent_retries() -> None:
+    (doc,) = load_documents(ROUTE % "true")
+    assert isinstance(doc, HTTPRoute)
+    retry = doc.spec.rules[0].retry
+    assert retry is not None and retry.non_idempotent
+    (err,) = errors_of(ROUTE % '"yes"')
+    assert "spec.rules[0].retry.nonIdempotent" in err and "boolean" in err, err
