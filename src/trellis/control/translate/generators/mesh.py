@@ -17,9 +17,10 @@ wildcards are not meaningful and return nothing.
 
 Sharing: most resources depend on little of the node (`scope`): a route
 configuration on its namespace, an outbound cluster on whether it is secure,
-endpoints on nothing. Each is built and packed once per push and scope, kept in
-the push's memo, and handed to every node of that scope: a push to N nodes of
-one shape costs one generation, not N. Inbound listeners are the node's own and
+endpoints on the node's (region, zone) — the priorities of locality failover.
+Each is built and packed once per push and scope, kept in the push's memo, and
+handed to every node of that scope: a push to N nodes of one shape costs one
+generation, not N. Inbound listeners are the node's own and
 are built for each; names that resolve to nothing are not kept, and the memo
 is bounded (`MEMO_MAX` in push/context.py). A builder that starts reading more of the
 node must say so in `scope` (tests/control/translate/test_shared_generation.py
@@ -112,7 +113,7 @@ class MeshGenerator:
         out = Generated()
         memo = push.memo
         for name in wanted:
-            scope = self.scope(node, type_url, name)
+            scope = self.scope(node, push, type_url, name)
             if scope is None:
                 try:
                     out.resources[name] = build(node, push, name)
@@ -133,11 +134,13 @@ class MeshGenerator:
             out.resources[name], out.packed[name] = shared
         return out
 
-    def scope(self, node: NodeInfo, type_url: str, name: str) -> Hashable | None:
+    def scope(self, node: NodeInfo, push: PushContext, type_url: str, name: str) -> Hashable | None:
         """What of `node` its resource `name` depends on: nodes (of this kind) that agree on
         it get the same resource. None: the resource is the node's own."""
         if type_url == ENDPOINT_TYPE:
-            return ()  # the service's endpoints
+            # The service's endpoints, with priorities from the caller's zone: one variant
+            # per caller locality (as Istio caches EDS per locality).
+            return node_locality(node, push)
         if type_url == CLUSTER_TYPE:
             return node.secure  # upstream_tls; an inbound cluster is its name's port alone
         if type_url == ROUTE_TYPE:
@@ -219,7 +222,20 @@ class MeshGenerator:
         if ref.direction == "inbound":
             raise names.Unresolved(f"{name!r} is a STATIC cluster: it has no EDS resource")
         target = names.resolve_cluster(push, ref)
-        return load_assignment(name, push.endpoints(target.service, target.port))
+        policy = push.policy(target.service)
+        setting = policy.spec.load_balancer.locality_lb_setting if policy is not None else None
+        caller = node_locality(node, push) if setting is not None and setting.enabled else None
+        return load_assignment(name, push.endpoints(target.service, target.port), caller)
+
+
+def node_locality(node: NodeInfo, push: PushContext) -> tuple[str, str]:
+    """(region, zone) of the node's registered Workload; ("", "") when it has none (yet:
+    a sidecar connects before `trellis run` registers its workload)."""
+    workload = push.workload(node.namespace, node.workload)
+    if workload is None:
+        return ("", "")
+    locality = workload.spec.locality
+    return (locality.region, locality.zone)
 
 
 def workload_labels(node: NodeInfo, push: PushContext) -> Mapping[str, str]:
