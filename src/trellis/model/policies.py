@@ -161,3 +161,58 @@ class AuthorizationPolicy(Document):
     KIND = "AuthorizationPolicy"
     kind: Literal["AuthorizationPolicy"] = "AuthorizationPolicy"
     spec: AuthorizationPolicySpec
+
+
+class LocalRateLimit(Spec):
+    """A token bucket: `requests` every `per`, holding at most `burst` (default `requests`).
+    Envoy's local rate limit: each proxy instance keeps its own bucket."""
+
+    requests: int = Field(ge=1, le=1_000_000)
+    per: Duration = "1s"
+    burst: int | None = Field(default=None, ge=1, le=10_000_000)
+
+    @field_validator("per")
+    @classmethod
+    def _per(cls, v: str) -> str:
+        seconds = parse_duration(v)
+        if not 0.05 <= seconds <= 86_400:
+            raise ValueError(f"per {v!r} must be between 50ms (Envoy's shortest fill) and 24h")
+        return v
+
+    @property
+    def max_tokens(self) -> int:
+        return self.burst if self.burst is not None else self.requests
+
+
+class RateLimitRouteRef(Spec):
+    """An HTTPRoute attached to the service (in the policy's namespace unless `namespace`
+    says), and optionally one of its rules by index; no rule: every rule of the route."""
+
+    name: Name
+    namespace: Name | None = None
+    rule: int | None = Field(default=None, ge=0)
+
+
+class RateLimitPolicySpec(Spec):
+    service: Name  # the Service (in this namespace) whose requests are limited
+    # inbound: each destination sidecar limits the requests it takes for the service;
+    # outbound: each calling sidecar limits what it sends (per service, or per route).
+    side: Literal["inbound", "outbound"] = "inbound"
+    routes: list[RateLimitRouteRef] = Field(default_factory=list)
+    local: LocalRateLimit
+
+    @model_validator(mode="after")
+    def _routes_outbound(self) -> RateLimitPolicySpec:
+        if self.routes and self.side == "inbound":
+            raise ValueError(
+                "routes: limits per route are enforced at the outbound side (the inbound "
+                "side does not evaluate HTTPRoutes): set side: outbound, or drop routes "
+                "to limit the whole service"
+            )
+        return self
+
+
+class RateLimitPolicy(Document):
+    KIND = "RateLimitPolicy"
+    kind: Literal["RateLimitPolicy"] = "RateLimitPolicy"
+    spec: RateLimitPolicySpec

@@ -3,8 +3,10 @@
 Owns how a Route inherits from its virtual host and route configuration (as
 Envoy does): header mutations in Envoy's order (route, vhost, config — a later
 level wins — or the reverse with `most_specific_header_mutations_wins`); the
-retry policy (route, else vhost); the fault config (the most specific
-`typed_per_filter_config`); mirrors (the most specific non-empty list).
+retry policy (route, else vhost); the fault config and the local rate limit (the
+most specific `typed_per_filter_config`; an inherited rate limit is the same
+TokenBucket object for every route below it); mirrors (the most specific
+non-empty list).
 `timeout` is RouteAction.timeout, None for `0s` or unset (Envoy's unset
 default would be 15 s; our control plane always sets it for sidecars).
 Everything is read from protobuf here, once; a Route holds plain values.
@@ -28,6 +30,7 @@ from trellis.routing.errors import RouteConfigError, field
 from trellis.routing.fault import FAULT_FILTER, Disabled, FaultPolicy, compile_fault
 from trellis.routing.hashing import HashPolicy, compile_hash_policy
 from trellis.routing.headers import HeaderMutation, apply_header_mutations, compile_mutation
+from trellis.routing.local_ratelimit import per_filter_rate_limit
 from trellis.routing.matchers import RouteMatcher, compile_match
 from trellis.routing.pb import check_fields, fraction, positive_seconds
 from trellis.routing.ratelimit import TokenBucket
@@ -179,6 +182,8 @@ class Inherited:
     fault: FaultPolicy | Disabled | None = None
     mirrors: Mirrors = ()
     max_direct_body: int = 4096
+    # The local rate limit of the vhost or config: one bucket shared by the routes below.
+    rate_limit: TokenBucket | Disabled | None = None
 
     def mutations(self, route: HeaderMutation, kind: str) -> tuple[HeaderMutation, ...]:
         vhost, config = (
@@ -231,6 +236,7 @@ def compile_route(route: Any, path: str, inherited: Inherited) -> Route:
         raise RouteConfigError(field(path, "match"), "a route needs a match")
     match = compile_match(route.match, field(path, "match"))
     fault = per_filter_fault(route, path, inherited.fault)
+    limit = per_filter_rate_limit(route, path, inherited.rate_limit)
     common: dict[str, Any] = {
         "virtual_host": inherited.virtual_host,
         "request_mutations": inherited.mutations(
@@ -240,6 +246,7 @@ def compile_route(route: Any, path: str, inherited: Inherited) -> Route:
             compile_mutation(route, path, "response"), "response"
         ),
         "fault": fault if isinstance(fault, FaultPolicy) else None,
+        "rate_limit": limit if isinstance(limit, TokenBucket) else None,
     }
     kind = route.WhichOneof("action")
     where = field(path, kind or "action")

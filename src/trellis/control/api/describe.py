@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from trellis.control.translate import ratelimits
 from trellis.control.translate.names import outbound_cluster_name, route_config_name, spellings
 from trellis.model import DestinationPolicy, GRPCRoute, HTTPRoute, Service, Workload
 from trellis.model.base import Document, selector_matches
-from trellis.model.policies import ConnectionPool, DestinationPolicySpec
+from trellis.model.policies import ConnectionPool, DestinationPolicySpec, RateLimitPolicy
 from trellis.store.base import Lease, Snapshot
 
 
@@ -148,4 +149,33 @@ def in_force(snapshot: Snapshot, service: Service) -> dict[str, object]:
             "healthyPanicThreshold": lb.healthy_panic_threshold,
             "localityFailover": bool(locality is not None and locality.enabled),
         },
+        "rateLimits": rate_limits(snapshot, service),
     }
+
+
+def rate_limits(snapshot: Snapshot, service: Service) -> list[str]:
+    """The RateLimitPolicies of `service`, oldest first, one line each:
+    `NAME: inbound 20 per 1s (burst 20)` or `... outbound, route NS/NAME rule 0`."""
+    found = sorted(
+        (
+            d
+            for d in snapshot.docs
+            if isinstance(d, RateLimitPolicy)
+            and d.namespace == service.namespace
+            and d.spec.service == service.name
+        ),
+        key=lambda p: (p.metadata.creation_revision or 0, p.name),
+    )
+    out = []
+    for p in found:
+        spec = p.spec
+        where = ", ".join(
+            f"route {r.namespace or p.namespace}/{r.name}"
+            + (f" rule {r.rule}" if r.rule is not None else "")
+            for r in spec.routes
+        )
+        out.append(
+            f"{p.name}: {spec.side} {ratelimits.describe(spec.local)}"
+            + (f", {where}" if where else "")
+        )
+    return out

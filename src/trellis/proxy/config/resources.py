@@ -35,10 +35,12 @@ from trellis.proxy.config.types import (
     CERTIFICATE_PROVIDER,
     FAULT_FILTER,
     HCM_FILTER,
+    LOCAL_RATELIMIT_FILTER,
     RBAC_FILTER,
     ROUTER_FILTER,
 )
 from trellis.routing import RouteConfigError, RouteTable
+from trellis.routing.local_ratelimit import filter_level as rate_limit_filter
 from trellis.routing.matchers import StringTest, string_test
 from trellis.routing.paths import (
     DEFAULT_OPTIONS,
@@ -49,7 +51,7 @@ from trellis.routing.paths import (
 
 ENDPOINT_METADATA = "trellis"
 _HEALTHY = (health_check_pb2.HealthStatus.UNKNOWN, health_check_pb2.HealthStatus.HEALTHY)
-_KNOWN_FILTERS = (ROUTER_FILTER, FAULT_FILTER, RBAC_FILTER)
+_KNOWN_FILTERS = (ROUTER_FILTER, FAULT_FILTER, RBAC_FILTER, LOCAL_RATELIMIT_FILTER)
 
 
 class ConfigError(Exception):
@@ -184,6 +186,11 @@ def _http_filters(hcm: hcm_pb2.HttpConnectionManager, where: str) -> tuple[str, 
     for i, f in enumerate(hcm.http_filters):
         if f.name not in _KNOWN_FILTERS and not f.is_optional:
             raise ConfigError(f"{where}.http_filters[{i}]: unsupported filter {f.name!r}")
+        if f.name == LOCAL_RATELIMIT_FILTER and f.HasField("typed_config"):
+            try:
+                rate_limit_filter(f.typed_config, f"http_filters[{i}].typed_config")
+            except RouteConfigError as e:
+                raise ConfigError(f"{where}.{e}") from None
         names.append(f.name)
     if not names or names[-1] != ROUTER_FILTER:
         raise ConfigError(f"{where}.http_filters: the router filter must be last")

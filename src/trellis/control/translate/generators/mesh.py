@@ -38,7 +38,7 @@ from envoy.config.route.v3 import route_pb2
 from google.protobuf.message import Message
 
 from trellis.control.push.context import PushContext
-from trellis.control.translate import names, pb
+from trellis.control.translate import names, pb, ratelimits
 from trellis.control.translate.api import (
     CLUSTER_TYPE,
     ENDPOINT_TYPE,
@@ -184,16 +184,27 @@ class MeshGenerator:
             filters = rbac_filters(policies, push.mesh.spec.trust_domain, self.kind.rbac_dialect)
             routes = self.kind.inbound_routes(node, push, name)
             mode = inbound_mode(node, push)
+            if any(
+                pb.LOCAL_RATELIMIT_FILTER in v.typed_per_filter_config for v in routes.virtual_hosts
+            ):
+                filters = [*filters, ratelimits.http_filter()]  # only where a limit applies
             return inbound_listener(name, address, port, routes, filters, mode, paths, tracing)
         target = names.resolve_host(push, name, node.namespace)
         rds = names.route_config_name(target.service, target.port.port)
-        return outbound_listener(name, rds, paths, tracing)
+        limited = self.kind.supports_rate_limit and any(
+            p.spec.side == "outbound"
+            for p in push.rate_limits.get((target.service.namespace, target.service.name), ())
+        )
+        return outbound_listener(name, rds, paths, tracing, limited)
 
     def route_config(self, node: NodeInfo, push: PushContext, name: str) -> Message:
         target = names.resolve_route_config(push, name)
         domains = names.spellings(target.service, target.port.port, node.namespace)
         rules = entries(push, target, node.namespace)
-        return route_configuration(name, domains, rules, self.kind, push)
+        limit = push.service_rate_limit(target.service, "outbound")
+        return route_configuration(
+            name, domains, rules, self.kind, push, limit.spec.local if limit else None
+        )
 
     def cluster(self, node: NodeInfo, push: PushContext, name: str) -> Message:
         if self.kind.outbound_default:

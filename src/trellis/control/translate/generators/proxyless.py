@@ -59,6 +59,7 @@ class ProxylessKind:
     supports_query = False
     supports_mirror = False
     marks_non_idempotent = False
+    supports_rate_limit = False
 
     def apply_policies(self, action: rc.RouteAction, entry: Entry) -> None:
         timeouts = entry.timeouts
