@@ -69,3 +69,34 @@ def test_describe_shows_the_default_budget_then_the_policy(
     policy = json.loads(raw.stdout)["policy"]
     assert policy["retryBudget"] == {"percent": 50, "minRetriesPerSecond": 3, "ttl": "30s"}
     assert policy["circuitBreakers"]["maxPendingRequests"] == 2
+
+
+RATE_LIMIT = """\
+---
+apiVersion: trellis.dev/v1alpha1
+kind: RateLimitPolicy
+metadata: {name: reviews-20rps, namespace: pol-ns}
+spec:
+  service: reviews
+  local: {requests: 20, per: 1s, burst: 40}
+"""
+
+
+def test_apply_get_and_describe_a_rate_limit_policy(cp: ControlPlane, tmp_path: Path) -> None:
+    manifest = tmp_path / "rl.yaml"
+    manifest.write_text(SERVICE + RATE_LIMIT)
+    applied = cp.run("apply", "-f", str(manifest))
+    assert applied.returncode == 0, applied.stderr
+    assert "ratelimitpolicy/reviews-20rps" in applied.stdout
+    got = cp.run("get", "ratelimitpolicies", "-n", "pol-ns")
+    assert got.returncode == 0, got.stderr
+    (row,) = [line.split() for line in got.stdout.splitlines() if "reviews-20rps" in line]
+    assert row[:6] == ["pol-ns", "reviews-20rps", "reviews", "inbound", "20/1s", "<service>"]
+    r = cp.run("describe", "service", "reviews", "-n", "pol-ns")
+    assert r.returncode == 0, r.stderr
+    assert "  Rate limit:       reviews-20rps: inbound 20 per 1s (burst 40)" in r.stdout
+    # A bad one is refused whole, with its field and reason.
+    manifest.write_text(RATE_LIMIT.replace("per: 1s", "per: 1ms"))
+    bad = cp.run("apply", "-f", str(manifest))
+    assert bad.returncode != 0
+    assert "spec.local.per" in bad.stderr and "50ms" in bad.stderr, bad.stderr

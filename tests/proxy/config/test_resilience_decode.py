@@ -140,3 +140,39 @@ def test_eds_priority_and_locality_weight_are_decoded() -> None:
     cla.endpoints[1].priority = 500
     with pytest.raises(ConfigError, match=r"c.endpoints\[1\].priority: 500 is above 128"):
         decode_assignment(pack(cla))
+
+
+def test_a_listener_with_the_rate_limit_filter_decodes_and_a_listener_wide_bucket_is_nacked() -> (
+    None
+):
+    from envoy.config.listener.v3 import listener_pb2
+    from envoy.extensions.filters.http.local_ratelimit.v3 import local_rate_limit_pb2
+    from envoy.extensions.filters.network.http_connection_manager.v3 import (
+        http_connection_manager_pb2 as hcm_pb2,
+    )
+
+    from trellis.proxy.config.resources import decode_listener
+
+    text = SERVICE + (
+        "---\napiVersion: trellis.dev/v1alpha1\nkind: RateLimitPolicy\n"
+        "metadata: {name: rl, namespace: shop}\n"
+        "spec: {service: reviews, side: outbound, local: {requests: 20}}\n"
+    )
+    listener = one(node("sidecar"), load_push(text), "type.googleapis.com/"
+                   "envoy.config.listener.v3.Listener", "reviews:9080")  # fmt: skip
+    assert isinstance(listener, listener_pb2.Listener)
+    _, config = decode_listener(pack(listener))
+    assert "envoy.filters.http.local_ratelimit" in config.http_filters
+    hcm = hcm_pb2.HttpConnectionManager()
+    assert listener.api_listener.api_listener.Unpack(hcm)
+    wide = local_rate_limit_pb2.LocalRateLimit(stat_prefix="x")
+    wide.token_bucket.max_tokens = 5
+    wide.token_bucket.fill_interval.seconds = 1
+    hcm.http_filters[1].typed_config.Pack(wide)
+    listener.api_listener.api_listener.Pack(hcm)
+    with pytest.raises(ConfigError) as info:
+        decode_listener(pack(listener))
+    assert str(info.value) == (
+        "reviews:9080: api_listener.http_filters[1].typed_config.token_bucket: "
+        "a listener-wide bucket is not supported: set it per virtual host or route"
+    )
