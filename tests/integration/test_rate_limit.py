@@ -28,7 +28,7 @@ pytestmark = pytest.mark.integration
 
 URL = f"http://web:{SERVICE_PORT}/"
 RATE = 200  # offered requests per second
-SECONDS = 5
+SECONDS = 6
 
 
 def rate_limit(name: str, spec: str) -> str:
@@ -47,7 +47,10 @@ Sample = tuple[float, int, str, dict[str, str]]
 def paced(client: httpx.Client, rate: int, seconds: float, workers: int = 20) -> list[Sample]:
     """Send `rate` requests per second for `seconds`, open loop: request i is due at
     start + i/rate (a worker that falls behind sends at once, never in a burst of more
-    than its own). Returns (due time relative to start, status, flags, headers)."""
+    than its own). Returns (when the answer came, relative to start; status, flags,
+    headers): a token is taken when the request reaches the limit, so answers are binned
+    by when they came, not by when they were due (a sender running late would shift
+    them)."""
     total = int(rate * seconds)
     start = time.monotonic() + 0.2
     out: list[Sample] = []
@@ -62,9 +65,10 @@ def paced(client: httpx.Client, rate: int, seconds: float, workers: int = 20) ->
             item: Sample
             try:
                 r = client.get(URL)
-                item = (due - start, r.status_code, r.headers.get(FLAGS, ""), dict(r.headers))
+                came = time.monotonic() - start
+                item = (came, r.status_code, r.headers.get(FLAGS, ""), dict(r.headers))
             except httpx.HTTPError as e:
-                item = (due - start, 0, repr(e), {})
+                item = (time.monotonic() - start, 0, repr(e), {})
             with lock:
                 out.append(item)
 
@@ -94,9 +98,15 @@ def test_inbound_limit_admits_20_per_second_of_200(mesh: Mesh) -> None:
     assert set(codes) <= {200, 429}, codes
     assert codes[429] > 0
     per_second = Counter(int(t) for t, status, _, _ in results if status == 200)
-    # Second 0 may also spend the bucket's initial 20; from then on, one fill per second.
-    steady = [per_second[s] for s in range(1, SECONDS)]
-    assert all(18 <= n <= 22 for n in steady), (per_second, codes)
+    # Second 0 may also spend the bucket's initial 20, and the last one is partial; the
+    # full seconds between take one fill of 20 each (the offered 200 rps keeps the bucket
+    # empty): 20 ± 2 on average. A fill that lands near a second's edge is drained on both
+    # sides of it, so a single second may be off by a few, never by a whole fill.
+    last = int(max(t for t, _, _, _ in results))
+    steady = [per_second[s] for s in range(1, last)]
+    assert len(steady) >= SECONDS - 2, per_second
+    assert 18 <= sum(steady) / len(steady) <= 22, (per_second, codes)
+    assert all(12 <= n <= 28 for n in steady), (per_second, codes)
     limited = [(flags, headers) for _, status, flags, headers in results if status == 429]
     flags, headers = limited[0]
     assert flags == "RL"
