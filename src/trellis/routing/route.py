@@ -37,6 +37,7 @@ from trellis.routing.ratelimit import TokenBucket
 from trellis.routing.regex import compile_rewrite
 from trellis.routing.retry import RetryPolicy, compile_retry, with_non_idempotent
 from trellis.routing.rewrite import PathRewrite
+from trellis.wire import ENDPOINT_METADATA as METADATA_NAMESPACE
 
 Headers = list[tuple[str, str]]
 NO_MUTATION = HeaderMutation()
@@ -268,7 +269,7 @@ def compile_route(route: Any, path: str, inherited: Inherited) -> Route:
     return Route(route.name, match, action, **common)
 
 
-METADATA_NAMESPACE = "trellis"
+# The route's trellis metadata key for the opt-in (the control plane writes it).
 NON_IDEMPOTENT_KEY = "retryNonIdempotent"
 
 

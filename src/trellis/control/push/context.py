@@ -21,8 +21,8 @@ from trellis.model.policies import AuthorizationPolicy, DestinationPolicy, RateL
 from trellis.model.routes import GRPCRoute, HTTPRoute
 from trellis.model.service import Service, ServicePort
 from trellis.model.workload import Locality, Workload
-from trellis.proxy.telemetry.recorder import Identity
 from trellis.store.base import Lease, Snapshot
+from trellis.wire import peer_value, workload_peer
 
 Route = HTTPRoute | GRPCRoute
 # What a push's memo keeps, at most. Its keys hold names and namespaces that clients
@@ -51,7 +51,7 @@ class Endpoint:
     mtls: bool = False  # it speaks mesh mTLS (Workload spec.mtls)
     service_account: str = "default"
     # Who it is for its callers' metrics (app, version, canonical name and revision), in
-    # the peer header's format (proxy/telemetry/recorder.py): EDS metadata "peer".
+    # the peer header's format (trellis.wire): EDS metadata "peer".
     peer: str = ""
 
 
@@ -229,7 +229,7 @@ class PushContext:
                     weight=w.spec.weight,
                     mtls=w.spec.mtls,
                     service_account=w.service_account,
-                    peer=Identity.of(w.name, w.namespace, w.metadata.labels).peer_header().decode(),
+                    peer=peer_value(workload_peer(w.name, w.namespace, w.metadata.labels)),
                 )
             )
         return tuple(out)

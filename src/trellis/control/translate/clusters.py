@@ -41,9 +41,11 @@ from trellis.model.policies import (
     OutlierDetection,
     RetryBudget,
 )
+from trellis.wire import ENDPOINT_METADATA as METADATA_NAMESPACE
 
 LOCALHOST = "127.0.0.1"
-METADATA_NAMESPACE = "trellis"
+# Also spelled in proxy/config/resources.py (the proxy cannot import the control plane):
+# a candidate for trellis.wire.
 RETRY_BUDGET_KEY = "retryBudget"
 
 

@@ -24,8 +24,7 @@ from envoy.config.endpoint.v3 import endpoint_components_pb2 as ec
 from envoy.config.endpoint.v3 import endpoint_pb2
 
 from trellis.control.push.context import Endpoint
-
-METADATA_NAMESPACE = "trellis"
+from trellis.wire import ENDPOINT_METADATA as METADATA_NAMESPACE
 
 
 def load_assignment(

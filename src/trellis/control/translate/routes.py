@@ -25,11 +25,11 @@ from trellis.control.translate import pb, ratelimits
 from trellis.control.translate.rules import Entry, MatchSpec, StringMatch
 from trellis.model.policies import LocalRateLimit
 from trellis.model.routes import Fault, HeaderModifier, HTTPRetry, RequestRedirect, URLRewrite
+from trellis.routing.route import NON_IDEMPOTENT_KEY
+from trellis.wire import ENDPOINT_METADATA as METADATA_NAMESPACE
 
-METADATA_NAMESPACE = "trellis"
 # Envoy has no field for "retry non-idempotent requests too": the route's trellis metadata
 # carries the opt-in (routing/route.py reads it into RetryPolicy.non_idempotent).
-NON_IDEMPOTENT_KEY = "retryNonIdempotent"
 
 
 class RouteFlavor(Protocol):

@@ -48,8 +48,8 @@ from trellis.routing.paths import (
     REJECT_REQUEST,
     PathOptions,
 )
+from trellis.wire import ENDPOINT_METADATA
 
-ENDPOINT_METADATA = "trellis"
 _HEALTHY = (health_check_pb2.HealthStatus.UNKNOWN, health_check_pb2.HealthStatus.HEALTHY)
 _KNOWN_FILTERS = (ROUTER_FILTER, FAULT_FILTER, RBAC_FILTER, LOCAL_RATELIMIT_FILTER)
 
@@ -522,7 +522,7 @@ def _outlier(cluster: cluster_pb2.Cluster) -> OutlierConfig | None:
     )
 
 
-RETRY_BUDGET_KEY = "retryBudget"
+RETRY_BUDGET_KEY = "retryBudget"  # also in control/translate/clusters.py: for trellis.wire
 _BUDGET_FIELDS = ("percent", "minRetriesPerSecond", "ttl")
 
 

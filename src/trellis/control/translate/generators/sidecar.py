@@ -44,8 +44,8 @@ from trellis.control.translate.rules import Entry
 from trellis.model.duration import parse_duration
 from trellis.model.policies import LocalRateLimit
 from trellis.model.routes import GRPCRetry
+from trellis.wire import TARGET_PORT_FIELD as TARGET_PORT_HEADER
 
-TARGET_PORT_HEADER = "x-trellis-target-port"
 _ALWAYS = ["connect-failure", "reset"]
 # The longest Retry-After a retry waits for. A retry is worth waiting for only within a
 # request's life: past 10 s a caller has usually given up (and the route's timeout, when
