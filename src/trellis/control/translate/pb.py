@@ -13,6 +13,7 @@ from google.protobuf.message import Message
 from trellis.model.duration import parse_duration
 from trellis.wire import FAULT_FILTER as FAULT_FILTER
 from trellis.wire import HCM_FILTER as HCM_FILTER
+from trellis.wire import LOCAL_RATELIMIT_FILTER as LOCAL_RATELIMIT_FILTER
 from trellis.wire import RBAC_FILTER as RBAC_FILTER
 from trellis.wire import ROUTER_FILTER as ROUTER_FILTER
 

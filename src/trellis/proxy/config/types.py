@@ -14,6 +14,7 @@ from trellis.wire import ENDPOINT_TYPE as ENDPOINT_TYPE
 from trellis.wire import FAULT_FILTER as FAULT_FILTER
 from trellis.wire import HCM_FILTER as HCM_FILTER
 from trellis.wire import LISTENER_TYPE as LISTENER_TYPE
+from trellis.wire import LOCAL_RATELIMIT_FILTER as LOCAL_RATELIMIT_FILTER
 from trellis.wire import OPENTELEMETRY_TRACER as OPENTELEMETRY_TRACER
 from trellis.wire import OUTBOUND_DEFAULT_LISTENER as OUTBOUND_DEFAULT_LISTENER
 from trellis.wire import PASSTHROUGH_CLUSTER as PASSTHROUGH_CLUSTER
