@@ -1,10 +1,14 @@
 """A loop clock for cluster tests: `time()` the test moves, `call_later` timers that fire
-when the test advances the clock past them (ClusterRuntime's outlier interval)."""
+when the test advances the clock past them (ClusterRuntime's outlier interval); pools
+for Hosts that never connect."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
+
+from trellis.proxy.stack.pool import HostPool, PoolCounters
 
 
 class FakeTimer:
@@ -46,3 +50,18 @@ class FakeLoop:
             self.now = max(self.now, timer.when)
             timer.callback(*timer.args)
         self.now = target
+
+
+def unused_pool(address: str, port: int = 80) -> HostPool:
+    """A real pool that a test never connects with (Hosts for the pure modules: the compiled
+    Host takes nothing else). Sync tests have no current loop: it gets a closed one."""
+    try:
+        return HostPool(address, port, PoolCounters())
+    except RuntimeError:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            return HostPool(address, port, PoolCounters())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()

@@ -7,27 +7,23 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from typing import cast
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from tests.proxy.stack.fakeloop import FakeLoop
+from tests.proxy.stack.fakeloop import FakeLoop, unused_pool
 
 from trellis.proxy.config.resources import ClusterConfig, EndpointConfig, LbConfig, OutlierConfig
 from trellis.proxy.stack.cluster import ClusterRuntime
 from trellis.proxy.stack.hosts import Host
 from trellis.proxy.stack.locality import choose, health, layered, levels_of, priority_loads
-from trellis.proxy.stack.pool import HostPool
-
-NO_POOL = cast(HostPool, None)  # the detector never touches a pool
 
 
 def host(i: int, priority: int = 0, locality: str = "", weight: int = 0) -> Host:
     e = EndpointConfig(
         f"10.0.0.{i}", 80, locality=locality, priority=priority, locality_weight=weight
     )
-    return Host(e, NO_POOL)  # the choice never touches a pool
+    return Host(e, unused_pool(e.address))
 
 
 def test_health_is_the_healthy_share_times_1_4_at_most_100() -> None:

@@ -3,22 +3,18 @@ the back-off multiplier and its maximum, the interval check, failure percentage.
 
 from __future__ import annotations
 
-from typing import cast
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from tests.proxy.stack.fakeloop import unused_pool
 
 from trellis.proxy.config.resources import EndpointConfig, OutlierConfig
 from trellis.proxy.stack.hosts import Host
 from trellis.proxy.stack.outlier import MAX_EJECTION_TIME, OutlierDetector
-from trellis.proxy.stack.pool import HostPool
-
-NO_POOL = cast(HostPool, None)  # the detector never touches a pool
 
 
 def hosts(n: int) -> list[Host]:
-    return [Host(EndpointConfig(f"10.0.0.{i}", 80), NO_POOL) for i in range(n)]
+    return [Host(EndpointConfig(f"10.0.0.{i}", 80), unused_pool(f"10.0.0.{i}")) for i in range(n)]
 
 
 async def test_a_non_gateway_5xx_breaks_a_run_of_gateway_errors() -> None:
