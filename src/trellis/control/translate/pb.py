@@ -16,6 +16,7 @@ FAULT_FILTER = "envoy.filters.http.fault"
 ROUTER_FILTER = "envoy.filters.http.router"
 RBAC_FILTER = "envoy.filters.http.rbac"
 HCM_FILTER = "envoy.filters.network.http_connection_manager"
+LOCAL_RATELIMIT_FILTER = "envoy.filters.http.local_ratelimit"
 
 
 def pack(message: Message) -> any_pb2.Any:

@@ -13,6 +13,7 @@ HCM_FILTER = "envoy.filters.network.http_connection_manager"
 ROUTER_FILTER = "envoy.filters.http.router"
 FAULT_FILTER = "envoy.filters.http.fault"
 RBAC_FILTER = "envoy.filters.http.rbac"
+LOCAL_RATELIMIT_FILTER = "envoy.filters.http.local_ratelimit"
 
 # The listener every sidecar asks for at start: what to do with hosts outside the
 # registry (MeshConfig outboundTrafficPolicy), as Istio's virtual outbound listener.
