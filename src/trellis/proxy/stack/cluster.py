@@ -220,6 +220,8 @@ class ClusterRuntime:
         hosts = self.hosts
         if not hosts:
             return None
+        if len(hosts) == 1 and not self._ejected:
+            return hosts[0]  # one host (never layered): the usual sidecar-to-app cluster
         levels = self._levels
         candidates: list[Host] = hosts
         usable: Callable[[Host], bool] = _any_host
@@ -244,8 +246,6 @@ class ClusterRuntime:
                     return None  # panic off and nobody healthy: no healthy upstream
                 candidates = [h for h in hosts if not h.ejected]
                 usable = _not_ejected
-        elif len(hosts) == 1:
-            return hosts[0]
         if avoid is not None and len(candidates) > 1:
             candidates = [h for h in candidates if h is not avoid]
         return self._balancer.pick(candidates, hash_key, usable)
