@@ -61,6 +61,7 @@ class ProxyApp:
         self.metrics = RequestMetrics(options.metrics_max_series)
         self.metrics.gauges.append(self._connection_gauges)
         self.metrics.gauges.append(FAULTS.render)
+        self.metrics.gauges.append(self.clusters.metric_lines)  # ejections, overflows
         self.connections: dict[str, set[ServerConnection]] = {
             "outbound": set(),
             "inbound": set(),

@@ -27,6 +27,18 @@ connection, so the peer stops working on the request too. An exception that
 escapes our own code while this connection's bytes are handled is a bug
 (`fault`): counted and logged, the connection reset, and its user told
 `on_upstream_fault` — which never sends the request again.
+
+Connection limits (the cluster's circuit breaker, breaker.py): the pools of one
+cluster's hosts share a `PoolCounters`, which counts the connections open and
+opening; they never exceed `max_connections` together. A request that needs a new
+connection when the cluster is at the limit waits in the cluster's pending queue
+(at most `max_pending`, `breaker.begin_pending`), first come first served: it gets
+the next connection released to its host's pool, or a new connection when a slot
+frees (a connection closed, a connect failed). An idle connection to another host
+of the cluster is closed to make room at once (it would otherwise hold its slot
+until its idle timeout). Beyond `max_pending`, `user.on_pool_overflow()` at once
+(503 UO). A request that stops waiting (timeout, client gone, retry elsewhere)
+calls `pool.cancel(user)`, which frees its place in the queue.
 """
 
 from __future__ import annotations
@@ -36,14 +48,16 @@ import contextlib
 import socket
 import ssl
 import struct
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol, cast
 
-from trellis.proxy.config.resources import UpstreamTls
+from trellis.proxy.config.resources import CircuitLimits, UpstreamTls
 from trellis.proxy.http1.errors import ProtocolError
 from trellis.proxy.http1.head import ResponseHead
 from trellis.proxy.http1.reader import ResponseReader
 from trellis.proxy.identity.tls import peer_spiffe_id
+from trellis.proxy.stack.breaker import CircuitBreaker
 from trellis.proxy.telemetry.faults import FAULTS
 
 IDLE_TIMEOUT = 3.0
@@ -291,16 +305,67 @@ def _no_context() -> ssl.SSLContext | None:
     return None
 
 
+class PoolWaiter:
+    """A request waiting for a connection to `pool`'s host (the cluster was at its limit)."""
+
+    __slots__ = ("pool", "user")
+
+    def __init__(self, pool: HostPool, user: PoolUser) -> None:
+        self.pool = pool
+        self.user = user
+
+
 class PoolCounters:
-    """Connections of one cluster (shared by its hosts' pools), for limits and /clusters."""
+    """Connections of one cluster (shared by its hosts' pools): counts for /clusters, and
+    the cluster's connection limit and pending queue (the breaker's max_connections and
+    max_pending)."""
 
-    __slots__ = ("active", "connect_failures", "identity_refused", "opened")
+    __slots__ = (
+        "active",
+        "breaker",
+        "connect_failures",
+        "identity_refused",
+        "opened",
+        "opening",
+        "pools",
+        "waiting",
+    )
 
-    def __init__(self) -> None:
-        self.active = 0
+    def __init__(self, breaker: CircuitBreaker | None = None) -> None:
+        self.breaker = breaker if breaker is not None else CircuitBreaker(CircuitLimits())
+        self.active = 0  # connections open (connected, in use or idle)
+        self.opening = 0  # connections being opened (TCP connect, TLS handshake)
         self.opened = 0
         self.connect_failures = 0
         self.identity_refused = 0  # TLS peers whose SPIFFE ID the cluster does not allow
+        self.waiting: deque[PoolWaiter] = deque()  # bounded by breaker max_pending
+        self.pools: list[HostPool] = []  # the cluster's pools that are not retired
+
+    def room(self) -> bool:
+        """A new connection is allowed now."""
+        return self.active + self.opening < self.breaker.limits.max_connections
+
+    def slot_freed(self) -> None:
+        """A connection closed or failed to open: open one for the first waiters."""
+        waiting = self.waiting
+        while waiting and self.room():
+            waiter = waiting.popleft()
+            self.breaker.end_pending()
+            waiter.pool.open(waiter.user)
+
+    def evict_idle(self, keep: HostPool) -> bool:
+        """Close the longest-idle connection of another pool than `keep`, to make room (it
+        frees a slot, which serves the first waiter). False if there is none."""
+        oldest: UpstreamConnection | None = None
+        for pool in self.pools:
+            if pool is not keep and pool._idle:
+                first = pool._idle[0]
+                if oldest is None or first.idle_since < oldest.idle_since:
+                    oldest = first
+        if oldest is None:
+            return False
+        oldest.close()
+        return True
 
 
 class HostPool:
@@ -338,13 +403,16 @@ class HostPool:
         self.retired = False  # the host left the cluster: no connection goes back to idle
         self.tls: UpstreamTls | None = None  # mesh mTLS to this host (the cluster's setting)
         self.tls_context: Callable[[], ssl.SSLContext | None] = _no_context
+        counters.pools.append(self)
 
     @property
     def idle_count(self) -> int:
         return len(self._idle)
 
     def acquire(self, user: PoolUser) -> UpstreamConnection | None:
-        """An idle connection now, or None and a new one reported to `user` later."""
+        """An idle connection now, or None and a new one reported to `user` later; when the
+        cluster is at max_connections, None and `user` waits in the pending queue (or hears
+        `on_pool_overflow` at once when that is full too)."""
         idle = self._idle
         if idle:
             deadline = self._loop.time() - self.idle_timeout
@@ -356,19 +424,51 @@ class HostPool:
                     conn.close()
                     continue
                 return conn
-        self._loop.create_task(self._connect(user))
+        counters = self.counters
+        if counters.room():
+            self.open(user)
+        else:
+            self._wait(user)
         return None
+
+    def _wait(self, user: PoolUser) -> None:
+        counters = self.counters
+        breaker = counters.breaker
+        breaker.overflow_connections += 1  # Envoy's upstream_cx_overflow: it queues
+        if not breaker.begin_pending():
+            user.on_pool_overflow()
+            return
+        counters.waiting.append(PoolWaiter(self, user))
+        counters.evict_idle(self)  # room at once, when another host holds an idle one
+
+    def cancel(self, user: PoolUser) -> bool:
+        """`user` no longer waits for a connection (timeout, client gone, retry elsewhere):
+        its place in the pending queue is freed. False when it was not waiting."""
+        counters = self.counters
+        if not counters.waiting:
+            return False
+        for waiter in counters.waiting:
+            if waiter.user is user:
+                counters.waiting.remove(waiter)
+                counters.breaker.end_pending()
+                return True
+        return False
+
+    def open(self, user: PoolUser) -> None:
+        """Open a new connection for `user` (the caller checked the limit)."""
+        self.counters.opening += 1
+        self._loop.create_task(self._connect(user))
 
     async def _connect(self, user: PoolUser) -> None:
         conn = UpstreamConnection(self)
-        self.counters.opened += 1
+        counters = self.counters
+        counters.opened += 1
         tls = self.tls
         context = None
         if tls is not None:
             context = self.tls_context()
             if context is None:
-                self.counters.connect_failures += 1
-                user.on_connect_failed("mesh TLS is required and this proxy has no identity")
+                self._connect_failed(user, "mesh TLS is required and this proxy has no identity")
                 return
         try:
             await asyncio.wait_for(
@@ -376,31 +476,71 @@ class HostPool:
                 self.connect_timeout,
             )
         except (OSError, TimeoutError, ssl.SSLError) as e:
-            self.counters.connect_failures += 1
             reason = "connect timeout" if isinstance(e, TimeoutError) else str(e)
-            user.on_connect_failed(reason or type(e).__name__)
+            self._connect_failed(user, reason or type(e).__name__)
             return
+        except BaseException:
+            counters.opening -= 1  # cancelled (the loop is closing): the slot is free
+            raise
         if tls is not None:
             assert conn.transport is not None
             peer = peer_spiffe_id(conn.transport.get_extra_info("peercert"))
             if not tls.allows(peer):
                 # Not the identity the control plane says serves this cluster: an impostor.
-                self.counters.connect_failures += 1
-                self.counters.identity_refused += 1
+                counters.identity_refused += 1
                 conn.abort()
-                user.on_connect_failed(f"peer identity {peer or '(none)'} is not allowed")
+                self._connect_failed(user, f"peer identity {peer or '(none)'} is not allowed")
                 return
             conn.peer_identity = peer or ""
-        self.total.add(conn)
-        self.counters.active += 1
+        counters.opening -= 1
+        if conn.closed:
+            # Lost between the handshake and now (forget() ran before it was counted): its
+            # slot is free; the user finds it closed as it writes (as any lost connection).
+            counters.slot_freed()
+        else:
+            self.total.add(conn)
+            counters.active += 1
         user.on_connected(conn)
 
+    def _connect_failed(self, user: PoolUser, reason: str) -> None:
+        counters = self.counters
+        counters.opening -= 1
+        counters.connect_failures += 1
+        try:
+            user.on_connect_failed(reason)
+        finally:
+            counters.slot_freed()
+
     def put_idle(self, conn: UpstreamConnection) -> None:
+        if self.counters.waiting and not self.retired and self._hand_over(conn):
+            return
         if self.retired or len(self._idle) >= MAX_IDLE_PER_HOST:
             conn.close()
             return
         conn.idle_since = self._loop.time()
         self._idle.append(conn)
+
+    def _hand_over(self, conn: UpstreamConnection) -> bool:
+        """Give `conn` to the first request waiting for this host (the cluster is at its
+        limit), on the next loop turn: the releasing request may still be inside this
+        connection's read. False when no request waits for this host."""
+        counters = self.counters
+        for waiter in counters.waiting:
+            if waiter.pool is self:
+                counters.waiting.remove(waiter)
+                counters.breaker.end_pending()
+                conn.idle_since = 0.0
+                self._loop.call_soon(self._handed, conn, waiter.user)
+                return True
+        return False
+
+    def _handed(self, conn: UpstreamConnection, user: PoolUser) -> None:
+        if conn.closed:  # lost meanwhile (its slot went to the next waiter): ask again
+            again = self.acquire(user)
+            if again is not None:
+                user.on_connected(again)
+            return
+        user.on_connected(conn)
 
     def sweep(self, now: float) -> None:
         """Close connections idle for longer than `idle_timeout` (called every second; a
@@ -414,18 +554,23 @@ class HostPool:
         if conn in self.total:
             self.total.discard(conn)
             self.counters.active -= 1
+            if self.counters.waiting:
+                self.counters.slot_freed()
         if conn in self._idle:
             self._idle.remove(conn)
 
     def retire(self) -> None:
         """The host left the cluster: close idle connections now, busy ones when their
-        request ends (a request in flight is not cut because EDS moved on)."""
+        request ends (a request in flight is not cut because EDS moved on). Requests
+        waiting for this host get a connection when a slot frees, as before."""
         self.retired = True
+        if self in self.counters.pools:
+            self.counters.pools.remove(self)
         for conn in list(self._idle):
             conn.close()
 
     def close(self) -> None:
         """Close every connection, busy or not (the proxy is shutting down)."""
-        self.retired = True
+        self.retire()
         for conn in list(self.total):
             conn.close()
