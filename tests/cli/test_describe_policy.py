@@ -44,7 +44,7 @@ def test_describe_shows_the_default_budget_then_the_policy(
     assert "  Retry budget:     20% of requests + 10/s, ttl 10s" in lines
     assert (
         "  Circuit breakers: maxConnections=1024 maxPendingRequests=1024 maxRequests=1024 "
-        "maxRetries=3" in lines
+        "maxRetries=unbounded" in lines
     )
     assert "  Outlier:          <off>" in lines
     assert "  Load balancer:    LEAST_REQUEST, panic below 50% healthy" in lines
@@ -58,7 +58,7 @@ def test_describe_shows_the_default_budget_then_the_policy(
     assert "  Retry budget:     50% of requests + 3/s, ttl 30s" in lines
     assert (
         "  Circuit breakers: maxConnections=4 maxPendingRequests=2 maxRequests=1024 "
-        "maxRetries=3" in lines
+        "maxRetries=unbounded" in lines
     )
     outlier = next(line for line in lines if line.startswith("  Outlier:"))
     assert "consecutive5xxErrors=3" in outlier and "failurePercentageThreshold=40" in outlier

@@ -96,8 +96,11 @@ def _print(info: dict[str, Any]) -> None:
             out.print(line)
 
 
+UNBOUNDED = 2**32 - 1  # a limit that is no limit (maxRetries by default: the budget bounds)
+
+
 def _pairs(values: dict[str, Any]) -> str:
-    return " ".join(f"{k}={v}" for k, v in values.items())
+    return " ".join(f"{k}={'unbounded' if v == UNBOUNDED else v}" for k, v in values.items())
 
 
 def policy_lines(policy: dict[str, Any]) -> list[str]:

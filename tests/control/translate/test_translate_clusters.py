@@ -80,7 +80,12 @@ def test_circuit_breakers_and_outlier_detection() -> None:
         "outlierDetection: {consecutiveGatewayErrors: 3, interval: 5s, baseEjectionTime: 1m}"
     )
     c = cluster(policy(spec))
-    assert c["circuit_breakers"] == {"thresholds": [{"max_connections": 5, "max_requests": 100}]}
+    assert c["circuit_breakers"] == {
+        "thresholds": [
+            # max_retries unset: unbounded (Istio's default; the retry budget bounds retries)
+            {"max_connections": 5, "max_requests": 100, "max_retries": 4294967295}
+        ]
+    }
     od = c["outlier_detection"]
     assert od["consecutive_gateway_failure"] == 3
     assert od["enforcing_consecutive_gateway_failure"] == 100

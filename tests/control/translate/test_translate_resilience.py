@@ -30,6 +30,11 @@ def test_a_policy_sets_the_budget() -> None:
     assert budget(cluster(policy("loadBalancer: {type: ROUND_ROBIN}")))["percent"] == 20.0
 
 
+def test_max_retries_is_unbounded_unless_set_the_budget_bounds_retries() -> None:
+    # Envoy's default (3 retries in flight) refused retries the budget allowed.
+    assert cluster()["circuit_breakers"] == {"thresholds": [{"max_retries": 4294967295}]}
+
+
 def test_all_four_connection_pool_limits_reach_the_circuit_breakers() -> None:
     spec = (
         "connectionPool: {maxConnections: 5, maxPendingRequests: 7, maxRequests: 100, "

@@ -46,6 +46,8 @@ def test_default_budget_reaches_the_sidecar() -> None:
     assert config.retry_budget == RetryBudgetConfig(0.2, 10.0, 10.0)  # type: ignore[attr-defined]
     assert config.panic_threshold == 50.0  # type: ignore[attr-defined]
     assert config.locality_weighted  # type: ignore[attr-defined]  # WrrLocality
+    # Envoy's limits, but retries in flight unbounded: the budget bounds them.
+    assert config.limits == CircuitLimits(1024, 1024, 1024, 2**32 - 1)  # type: ignore[attr-defined]
 
 
 def test_policy_settings_reach_the_sidecar() -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from trellis.control.translate import ratelimits
+from trellis.control.translate.clusters import UNBOUNDED_RETRIES
 from trellis.control.translate.names import outbound_cluster_name, route_config_name, spellings
 from trellis.model import DestinationPolicy, GRPCRoute, HTTPRoute, Service, Workload
 from trellis.model.base import Document, selector_matches
@@ -101,12 +102,13 @@ def resource_names(service: Service) -> list[str]:
     return names
 
 
-# Envoy's circuit-breaker defaults, which the sidecar applies to a limit left unset.
+# The limits a connectionPool field left unset gets: Envoy's defaults, except maxRetries
+# (unbounded, as Istio's: the retry budget bounds retries; translate/clusters.py).
 CIRCUIT_DEFAULTS = {
     "maxConnections": 1024,
     "maxPendingRequests": 1024,
     "maxRequests": 1024,
-    "maxRetries": 3,
+    "maxRetries": UNBOUNDED_RETRIES,
 }
 
 

@@ -7,7 +7,8 @@ Load balancing travels in `load_balancing_policy` only (never the legacy
 - ROUND_ROBIN → WrrLocality{[RoundRobin]};
 - RING_HASH → RingHash (XX_HASH, the only hash grpcio knows); the hash key
   comes from the route's `hash_policy`.
-Circuit breakers come from connectionPool, outlier detection from
+Circuit breakers come from connectionPool (every outbound cluster states
+`max_retries`: unbounded unless set, as Istio's default), outlier detection from
 outlierDetection (only the ejections the user asks for are enforced), the
 panic threshold from loadBalancer.healthyPanicThreshold
 (`common_lb_config.healthy_panic_threshold`).
@@ -47,6 +48,7 @@ LOCALHOST = "127.0.0.1"
 # Also spelled in proxy/config/resources.py (the proxy cannot import the control plane):
 # a candidate for trellis.wire.
 RETRY_BUDGET_KEY = "retryBudget"
+UNBOUNDED_RETRIES = 2**32 - 1  # Istio's default for maxRetries: the budget bounds retries
 
 
 def outbound_cluster(name: str, policy: DestinationPolicy | None) -> cluster_pb2.Cluster:
@@ -60,8 +62,8 @@ def outbound_cluster(name: str, policy: DestinationPolicy | None) -> cluster_pb2
     spec = policy.spec if policy is not None else None
     lb = spec.load_balancer if spec is not None else LoadBalancer()
     cluster.load_balancing_policy.CopyFrom(load_balancing_policy(lb))
-    if spec is not None and spec.connection_pool is not None:
-        cluster.circuit_breakers.CopyFrom(circuit_breakers(spec.connection_pool))
+    pool = spec.connection_pool if spec is not None else None
+    cluster.circuit_breakers.CopyFrom(circuit_breakers(pool or ConnectionPool()))
     if spec is not None and spec.outlier_detection is not None:
         cluster.outlier_detection.CopyFrom(outlier_detection(spec.outlier_detection))
     if lb.healthy_panic_threshold != LoadBalancer().healthy_panic_threshold:
@@ -153,6 +155,12 @@ def load_balancing_policy(lb: LoadBalancer) -> cluster_pb2.LoadBalancingPolicy:
 
 
 def circuit_breakers(pool: ConnectionPool) -> circuit_breaker_pb2.CircuitBreakers:
+    """The DEFAULT-priority thresholds. A limit left unset is Envoy's default (1024
+    connections, pending and active requests), except `max_retries`: Envoy's 3 retries in
+    flight per destination refused retries that the retry budget allowed (a SIGKILLed
+    endpoint under 200 rps: 1% of calls failed 503 UO,UF), so, as Istio does for
+    DestinationRule `maxRetries`, unset means 2^32-1 — the retry budget is what bounds
+    retries."""
     t = circuit_breaker_pb2.CircuitBreakers.Thresholds(priority=base_pb2.RoutingPriority.DEFAULT)
     if pool.max_connections is not None:
         t.max_connections.value = pool.max_connections
@@ -160,8 +168,7 @@ def circuit_breakers(pool: ConnectionPool) -> circuit_breaker_pb2.CircuitBreaker
         t.max_pending_requests.value = pool.max_pending_requests
     if pool.max_requests is not None:
         t.max_requests.value = pool.max_requests
-    if pool.max_retries is not None:
-        t.max_retries.value = pool.max_retries
+    t.max_retries.value = pool.max_retries if pool.max_retries is not None else UNBOUNDED_RETRIES
     return circuit_breaker_pb2.CircuitBreakers(thresholds=[t])
 
 
