@@ -7,7 +7,7 @@ written for the next hop always parses back to the same ids.
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from trellis.proxy.http1.head import head_fields
@@ -195,11 +195,13 @@ _NAMES = st.sampled_from([*sorted(PROPAGATION_FIELDS), b"host", b"X-B3-TRACEID",
 
 
 @given(st.lists(st.tuples(_NAMES, st.binary(max_size=80)), max_size=12))
+@example([(b"b3", b"0"), (b"x-request-id", b" ")])  # B3's bare deny: no ids at all
 def test_fuzz_any_fields_parse_or_start_a_trace(fields: list[tuple[bytes, bytes]]) -> None:
     ctx = extract(fields)
     if ctx.sampled == 0 and ctx.request_id and ctx.parent_id == "":
-        # An unsampled traceparent with a request id: passed through, its ids unread.
-        assert len(ctx.trace_id) == 32
+        # An unsampled context with a request id: passed through, its ids unread (a
+        # traceparent's trace id is kept; B3's single "0" carries none).
+        assert ctx.trace_id == "" or len(ctx.trace_id) == 32
         return
     assert ctx.trace_id == "" or (len(ctx.trace_id) == 32 and int(ctx.trace_id, 16))
     assert ctx.parent_id == "" or (len(ctx.parent_id) == 16 and int(ctx.parent_id, 16))
