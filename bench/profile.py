@@ -482,6 +482,11 @@ def render(sidecar: list[Measured], relay: list[Measured], mtls: bool, n1: int, 
     ]
     for g in groups:
         cells = []
+        if g in RUNTIME:  # charged to its callers: nothing of its own
+            for m in sidecar:
+                cells += [f"{m.self_cost.get(g, 0):,.0f}", "—"]
+            lines.append(f"| {g} | " + " | ".join(cells) + " | — | — | — |")
+            continue
         for m in sidecar:
             cells += [f"{m.self_cost.get(g, 0):,.0f}", f"{m.charged.get(g, 0):,.0f}"]
         pair = sum(m.charged.get(g, 0) for m in sidecar)
