@@ -30,7 +30,8 @@ total; they answer "what does routing cost, dict lookups included". Instructions
 not time (a cache miss costs more than an add), but the shares track CPU.
 
 `--update-docs` writes the table into docs/benchmarks.md (section `profile`, or
-`profile-mtls`) with the command that produced it. `--keep DIR` keeps the profiles
+`profile-mtls`; `--section NAME` for another, e.g. a baseline's) with the command that
+produced it. `--keep DIR` keeps the profiles
 (for `callgrind_annotate`); `--reuse` reads them again instead of running (a new
 grouping on the same profiles). Needs valgrind and HAProxy (`make bench` installs them).
 """
@@ -482,6 +483,11 @@ def render(sidecar: list[Measured], relay: list[Measured], mtls: bool, n1: int, 
     ]
     for g in groups:
         cells = []
+        if g in RUNTIME:  # charged to its callers: nothing of its own
+            for m in sidecar:
+                cells += [f"{m.self_cost.get(g, 0):,.0f}", "—"]
+            lines.append(f"| {g} | " + " | ".join(cells) + " | — | — | — |")
+            continue
         for m in sidecar:
             cells += [f"{m.self_cost.get(g, 0):,.0f}", f"{m.charged.get(g, 0):,.0f}"]
         pair = sum(m.charged.get(g, 0) for m in sidecar)
@@ -518,6 +524,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--update-docs", action="store_true", help="write the table into docs/benchmarks.md"
     )
+    parser.add_argument(
+        "--section",
+        default="profile",
+        help="the docs section's name (default profile; -mtls is appended with --mtls)",
+    )
     args = parser.parse_args(argv)
     n1, n2 = args.requests
     if args.reuse and args.keep is None:
@@ -529,7 +540,7 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown, flush=True)
     print(f"profiles kept in {keep}", flush=True)
     if args.update_docs:
-        name = "profile-mtls" if args.mtls else "profile"
+        name = f"{args.section}-mtls" if args.mtls else args.section
         command = shlex.join(["python", "-m", "bench.profile", *(argv or sys.argv[1:])])
         update_docs([Section(name, markdown)], command)
         print("docs/benchmarks.md updated", flush=True)

@@ -94,6 +94,9 @@ ENDPOINT_METADATA: Final = "trellis"  # the filter_metadata namespace
 ENDPOINT_TARGET_PORT: Final = "targetPort"  # the app port the peer's inbound delivers to
 ENDPOINT_WORKLOAD: Final = "workload"  # the endpoint's workload name (telemetry)
 ENDPOINT_PEER: Final = "peer"  # the peer header's fields of the endpoint (callers' metrics)
+# The same namespace on a Cluster (CDS metadata.filter_metadata["trellis"]): the retry
+# budget in force for the destination (percent, minRetriesPerSecond, ttl).
+RETRY_BUDGET_KEY: Final = "retryBudget"
 
 # -- headers between sidecars ----------------------------------------------------------------
 # As text (what the control plane writes into route matchers) and as bytes (what the
