@@ -292,7 +292,8 @@ class ClusterRuntime:
             "lb": self.config.lb.kind,
             "active_requests": self.active,
             "requests": self.requests,
-            "overflows": self.overflows + breaker.overflows,
+            # 503 UO answers the request path counted (any kind); by kind: circuit_breaker
+            "overflows": self.overflows,
             "connections": self.counters.active,
             "connections_opening": self.counters.opening,
             "pending_requests": len(self.counters.waiting),
@@ -307,7 +308,7 @@ class ClusterRuntime:
                 "overflow": {
                     "connections": breaker.overflow_connections,
                     "pending": breaker.overflow_pending,
-                    "requests": breaker.overflow_requests + self.overflows,
+                    "requests": breaker.overflow_requests,
                     "retries": breaker.overflow_retries,
                 },
             },
@@ -487,7 +488,7 @@ class ClusterManager:
             for kind, n in (
                 ("connections", b.overflow_connections),
                 ("pending", b.overflow_pending),
-                ("requests", b.overflow_requests + c.overflows),
+                ("requests", b.overflow_requests),
                 ("retries", b.overflow_retries),
             ):
                 overflows.append(
