@@ -304,3 +304,24 @@ def test_retry_after_as_an_http_date() -> None:
     assert retry_after_seconds(" 7 ", wall) == 7.0
     assert retry_after_seconds("soon", wall) == -1.0
     assert retry_after_seconds("-3", wall) == -1.0
+
+
+# -- sans-IO -----------------------------------------------------------------------------
+
+
+def test_the_core_imports_no_io_and_no_protocol() -> None:
+    """No asyncio, sockets, listeners or HTTP/1: HTTP/2 and gRPC must drive the same core."""
+    import ast
+
+    from trellis import compiled
+
+    tree = ast.parse(compiled.source_path("trellis.proxy.stack.core").read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module)
+    forbidden = ("asyncio", "socket", "ssl", "selectors", "trellis.proxy.listeners")
+    assert not [m for m in imported if m.startswith(forbidden)], imported
+    assert not [m for m in imported if m.startswith("trellis.proxy.http1")], imported
