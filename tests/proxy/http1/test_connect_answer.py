@@ -37,7 +37,9 @@ def arrive(data: bytes, cuts: list[int]) -> tuple[str, object]:
         for p in points:
             answer = read_connect_answer(data[:p])
             if answer is not None:
-                return "answer", (answer.status, answer.flags, answer.status_line, answer.rest)
+                # What followed the head reaches the tunnel, now or as it arrives.
+                tunnel = answer.rest + data[p:]
+                return "answer", (answer.status, answer.flags, answer.status_line, tunnel)
         return "waiting", None
     except ProtocolError as e:
         assert e.status == 502 and e.reason
