@@ -232,7 +232,8 @@ def test_the_budget_allows_ratio_of_requests_plus_the_minimum() -> None:
 
 
 def test_a_connect_failure_retry_does_not_draw_on_the_budget() -> None:
-    """Nothing reached an upstream: the budget (which bounds upstream load) is not asked."""
+    """Nothing reached an upstream: the budget (which bounds upstream load) is not asked,
+    nor the breaker's max_retries."""
     budget = RetryBudget(ratio=0.0, min_per_second=0.0, ttl=10.0)
     c, io, flags = core(policy(), budget=budget)
     c.connect_failed("refused", 1.0)
@@ -244,12 +245,17 @@ def test_a_connect_failure_retry_does_not_draw_on_the_budget() -> None:
     assert flags == ["UO", "UC"]
 
 
-def test_breaker_max_retries_refusing_a_connect_retry_is_503_uo_uf() -> None:
+def test_breaker_max_retries_does_not_bound_connect_failure_retries() -> None:
     breaker = CircuitBreaker(limits(max_retries=0))
-    c, io, flags = core(policy(), breaker=breaker)
+    c, io, flags = core(policy(n=1), breaker=breaker)
     c.connect_failed("refused", 1.0)
-    assert io.commands == [("answer", 503, "")]
-    assert flags == ["UO", "UF"]
+    c.connect_failed("refused", 1.1)
+    assert [cmd[0] for cmd in io.commands] == ["send_again", "answer"]
+    assert flags == ["UF", "URX"] and breaker.overflow_retries == 0
+    c2, io2, flags2 = core(policy(), breaker=breaker)
+    c2.sent = True
+    c2.upstream_lost("reset", stale=False, now=1.0)  # this one may have reached the app
+    assert io2.commands == [("answer", 503, "")] and flags2 == ["UO", "UC"]
 
 
 def test_breaker_max_retries_refuses_a_retry_while_another_is_in_flight() -> None:

@@ -22,10 +22,10 @@ Decisions, in the order they are taken:
   upstream (connect failure) may go again whatever its method. Then the budget
   (`RetryBudget.withdraw`) and the breaker's `max_retries` must both allow it;
   either refusing is an overflow, as in Envoy: no retry, flag UO, and the client
-  gets the response (or the local answer) the attempt produced. The budget bounds
-  the load retries put on upstreams: the retry of a connect failure (which reached
-  none) does not draw on it, so a dead endpoint is routed around at any rate; the
-  breaker's `max_retries` still bounds those in flight.
+  gets the response (or the local answer) the attempt produced. Both bound the
+  load retries put on upstreams: the retry of a connect failure (which reached
+  none) draws on neither, so a dead endpoint is routed around at any request rate
+  (the route's attempts still bound it per request).
 - back-off: fully jittered exponential (RetryState), unless the response carries
   `Retry-After` and the policy honours it (`retry_after_max` > 0): then that
   delay, when it is at most `retry_after_max`; a longer one is not waited for
@@ -151,11 +151,13 @@ class ExchangeCore:
         return retry is not None and retry.policy.retry_after_max > 0
 
     def _allowed(self, now: float, reached: bool = True) -> bool:
-        """The budget and the breaker's `max_retries`, asked once an attempt is taken. The
-        budget bounds what reaches the upstreams: a retry of a request that reached none
-        (`reached` False: a connect failure) does not draw on it."""
+        """The budget and the breaker's `max_retries`, asked once an attempt is taken. Both
+        bound the load retries put on the upstreams: the retry of a request that reached
+        none (`reached` False: a connect failure) draws on neither."""
+        if not reached:
+            return True
         budget = self.budget
-        if reached and budget is not None and not budget.withdraw(now):
+        if budget is not None and not budget.withdraw(now):
             self.flags.append("UO")
             return False
         self.try_ended()  # a retry in flight ended with its attempt
