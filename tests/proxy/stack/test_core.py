@@ -10,7 +10,7 @@ import pytest
 from trellis.proxy.config.resources import CircuitLimits
 from trellis.proxy.stack.breaker import CircuitBreaker
 from trellis.proxy.stack.budget import RetryBudget
-from trellis.proxy.stack.core import NO_RETRY, ExchangeCore, retry_after_seconds
+from trellis.proxy.stack.core import NO_RETRY, ExchangeCore, admit, retry_after_seconds
 from trellis.routing import RetryPolicy
 
 
@@ -49,8 +49,9 @@ def core(
     budget: RetryBudget | None = None,
 ) -> tuple[ExchangeCore, FakeIO, list[str]]:
     io, flags = FakeIO(), []
-    c = ExchangeCore(io, flags, retry, breaker or CircuitBreaker(limits()), budget, idempotent)
-    assert c.admit(0.0)
+    breaker = breaker or CircuitBreaker(limits())
+    assert admit(breaker, budget, 0.0)
+    c = ExchangeCore(io, flags, retry, breaker, budget, idempotent)
     return c, io, flags
 
 
@@ -91,19 +92,15 @@ def test_pool_overflow_is_503_uo() -> None:
     assert io.commands == [("answer", 503, "UO")]
 
 
-def test_breaker_max_requests_answers_503_uo_and_releases_at_the_end() -> None:
+def test_admission_holds_a_request_slot_and_deposits_into_the_budget() -> None:
     breaker = CircuitBreaker(limits(max_requests=1))
-    first, _, _ = core(breaker=breaker)
-    io, flags = FakeIO(), []
-    second = ExchangeCore(io, flags, None, breaker, None, True)
-    assert not second.admit(0.0)
-    assert io.commands == [("answer", 503, "UO")]
-    assert breaker.overflow_requests == 1
-    second.finish()  # refused: holds nothing
-    assert breaker.requests == 1
-    first.finish()
-    first.finish()  # twice is harmless
-    assert breaker.requests == 0
+    budget = RetryBudget(ratio=1.0, min_per_second=0.0, ttl=10.0)
+    assert admit(breaker, budget, 0.0)
+    assert not admit(breaker, budget, 0.0)  # beyond max_requests: the caller answers UO
+    assert breaker.overflow_requests == 1 and breaker.requests == 1
+    assert budget.balance(0.0) == 1.0  # one deposit: the refused request made none
+    breaker.end_request()
+    assert admit(breaker, None, 0.0)
 
 
 # -- retries ------------------------------------------------------------------------------
@@ -267,7 +264,8 @@ def test_breaker_max_retries_refuses_a_retry_while_another_is_in_flight() -> Non
     assert b.retry_delay(503, "", 1.0, 0.0) == NO_RETRY
     assert b_flags == ["UO"] and breaker.overflow_retries == 1
     a.finish()
-    assert breaker.retries == 0 and breaker.requests == 1
+    a.finish()  # twice is harmless
+    assert breaker.retries == 0 and breaker.requests == 2  # the admissions: the caller's
     b.sent = True
     assert b.retry_delay(503, "", 1.0, 0.0) >= 0
 

@@ -83,6 +83,31 @@ class DownstreamHead:
         self.keep_alive = keep_alive  # False: the connection closes after this response
 
 
+def passes_through(response: ResponseHead) -> bool:
+    """The usual response: nothing hop-by-hop, length-framed, HTTP/1.1 — its head can go on
+    as it came (`raw_head`), when nothing rewrites its fields."""
+    return (
+        response.plain
+        and not response.chunked
+        and not response.close_delimited
+        and response.version == "1.1"
+    )
+
+
+def raw_head(response: ResponseHead, flags: list[str], keep_alive: bool) -> bytes:
+    """A response head that passes through, with our fields (if any) before its blank
+    line: the flags, and `connection: close` when the connection will not be kept."""
+    raw = response.raw
+    if flags or not keep_alive:
+        extra = b""
+        if flags:
+            extra = FLAGS_HEADER + b": " + ",".join(flags).encode("ascii") + CRLF
+        if not keep_alive:
+            extra += b"connection: close\r\n"
+        raw = raw[:-2] + extra + CRLF
+    return raw
+
+
 def downstream_response_head(
     response: ResponseHead,
     request: RequestHead,
@@ -93,24 +118,8 @@ def downstream_response_head(
     """The head to send the client for `response` (to `request`), with the proxy's flags
     and `connection: close` when the connection will not be kept; `mutate` rewrites the
     fields (a route's response header changes) and forbids the pass-through."""
-    if (
-        response.plain
-        and not response.chunked
-        and not response.close_delimited
-        and response.version == "1.1"
-        and mutate is None
-    ):
-        # The usual response: nothing hop-by-hop, length-framed, nothing to rewrite. Its
-        # head goes on as it came, with our fields (if any) before the blank line.
-        raw = response.raw
-        if flags or not keep_alive:
-            extra = b""
-            if flags:
-                extra = FLAGS_HEADER + b": " + ",".join(flags).encode("ascii") + CRLF
-            if not keep_alive:
-                extra += b"connection: close\r\n"
-            raw = raw[:-2] + extra + CRLF
-        return DownstreamHead(raw, False, keep_alive)
+    if mutate is None and passes_through(response):
+        return DownstreamHead(raw_head(response, flags, keep_alive), False, keep_alive)
     fields = end_to_end(response.headers)
     if mutate is not None:
         fields = mutate(fields)

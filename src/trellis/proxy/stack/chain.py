@@ -29,8 +29,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from trellis.proxy.stack import action, fault, ratelimit, split
-from trellis.proxy.stack.core import ExchangeCore
-from trellis.proxy.stack.retry import replay_safe
+from trellis.proxy.stack.core import admit
 from trellis.proxy.stack.targets import ConcreteTarget, LogicalTarget
 
 if TYPE_CHECKING:
@@ -58,28 +57,27 @@ def after_fault(ex: Exchange) -> None:
         return
     if ratelimit.limited(ex, route):  # 4 rate limit
         return
-    split.to_backend(ex, route, with_backend)  # 5 split (may wait for the cluster)
+    backend = split.to_backend(ex, route)  # 5 split (or wait: `Exchange.backend_ready`)
+    if backend is not None:
+        with_backend(ex, backend)
 
 
 def forward_original_destination(ex: Exchange) -> None:
     """No route: where the request's authority points, outside the mesh (ALLOW_ANY)."""
-    split.forward_original_destination(ex, with_backend)
+    backend = split.original_destination(ex)
+    if backend is not None:
+        with_backend(ex, backend)
 
 
 def with_backend(ex: Exchange, cluster: ConcreteTarget) -> None:
-    route = ex.route
-    core = ex.core = ExchangeCore(
-        ex,
-        ex.flags,
-        route.retry if route is not None else None,  # 7 retry (with the cluster's budget)
-        cluster.breaker,
-        cluster.budget,
-        replay_safe(ex.head),
-    )
-    if not core.admit(ex.ctx.loop.time()):  # 6 circuit breaker
+    if not admit(cluster.breaker, cluster.budget, ex.start_time):  # 6 circuit breaker
         cluster.overflows += 1
+        ex.respond(503, b"upstream overflow\n", flags="UO")
         return
+    # 7 retry with budget: the core (core.py) decides at each attempt's end, made when
+    # the first decision is due (Exchange._decide).
     ex.bind(cluster)
+    route = ex.route
     if ex.head.method == "CONNECT":
         ex.open_tunnel(cluster)  # 9-10 at L4 (tunnel.py)
         return

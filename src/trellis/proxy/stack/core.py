@@ -12,8 +12,10 @@ gRPC can drive the same core. stack/exchange.py is the HTTP/1 I/O layer around i
 tests/proxy/stack/test_core.py drives it with a fake I/O.
 
 Decisions, in the order they are taken:
-- admission (`admit`): the circuit breaker's `max_requests` (503, flag UO); each
-  admitted request deposits into the destination's retry budget.
+- admission (`admit`, the breaker layer): the circuit breaker's `max_requests` (503,
+  flag UO); each admitted request deposits into the destination's retry budget.
+  An ExchangeCore is made only when a decision is due (the usual request, answered
+  on its first attempt, never makes one: no allocation on the hot path).
 - a retriable outcome: the route's policy says whether it counts and how many
   attempts are left (stack/retry.py `RetryState`; none left: flag URX). Then
   the request must be replayable: its body still held and, once a byte may have
@@ -61,6 +63,17 @@ class ExchangeIO(Protocol):
         """The response has begun and cannot be completed: reset the client."""
 
 
+def admit(breaker: CircuitBreaker, budget: RetryBudget | None, now: float) -> bool:
+    """The breaker layer: may one more request go to this destination? When it may, it
+    holds a `max_requests` slot (the caller ends it: `breaker.end_request()`) and deposits
+    into the retry budget; when it may not, the caller answers 503 UO."""
+    if not breaker.begin_request():
+        return False
+    if budget is not None:
+        budget.deposit(now)
+    return True
+
+
 def retry_after_seconds(value: str, wall_now: float) -> float:
     """A `Retry-After` value in seconds from now: delta-seconds or an HTTP date (RFC 9110
     §10.2.3); -1 when it is neither."""
@@ -78,7 +91,6 @@ def retry_after_seconds(value: str, wall_now: float) -> float:
 
 class ExchangeCore:
     __slots__ = (
-        "_admitted",
         "_retry_slot",
         "breaker",
         "budget",
@@ -115,20 +127,6 @@ class ExchangeCore:
         self.sent = False  # a byte of this attempt may have reached the upstream
         self.stale_replayed = False
         self._retry_slot = False  # holds one of the breaker's max_retries
-        self._admitted = False  # holds one of the breaker's max_requests
-
-    # -- admission -----------------------------------------------------------------------
-
-    def admit(self, now: float) -> bool:
-        """The circuit breaker's request limit; False: answered 503 UO."""
-        if not self.breaker.begin_request():
-            self.io.answer(503, b"upstream overflow\n", "UO")
-            return False
-        self._admitted = True
-        budget = self.budget
-        if budget is not None:
-            budget.deposit(now)
-        return True
 
     # -- the rules -----------------------------------------------------------------------
 
@@ -262,8 +260,6 @@ class ExchangeCore:
             self.breaker.end_retry()
 
     def finish(self) -> None:
-        """The exchange ended: release what it holds of the breaker."""
+        """The exchange ended: release the retry it may hold (its request slot is the
+        breaker layer's: `admit`)."""
         self.try_ended()
-        if self._admitted:
-            self._admitted = False
-            self.breaker.end_request()

@@ -50,6 +50,8 @@ from trellis.proxy.http1.framing import (
     coding_unsendable,
     downstream_response_head,
     frame,
+    passes_through,
+    raw_head,
     switching_protocols_head,
     upgrade_protocol,
     upstream_request_head,
@@ -63,6 +65,7 @@ from trellis.proxy.stack.core import ExchangeCore
 from trellis.proxy.stack.hosts import Host
 from trellis.proxy.stack.mirror import send_mirrors
 from trellis.proxy.stack.pool import UpstreamConnection
+from trellis.proxy.stack.retry import replay_safe
 from trellis.proxy.stack.split import split_authority
 from trellis.proxy.stack.targets import ConcreteTarget, LogicalTarget
 from trellis.proxy.stack.tunnel import Tunnel
@@ -174,6 +177,10 @@ class Exchange:
         if not self.finished:
             chain.after_fault(self)
 
+    def backend_ready(self, backend: ConcreteTarget) -> None:
+        """The split layer's backend arrived (its config was awaited): on down the stack."""
+        chain.with_backend(self, backend)
+
     def forward_original_destination(self) -> None:
         """Send the request where its authority points, outside the mesh (ALLOW_ANY)."""
         chain.forward_original_destination(self)
@@ -181,7 +188,8 @@ class Exchange:
     # == what the layers ask of the I/O layer ==============================================
 
     def bind(self, cluster: ConcreteTarget) -> None:
-        """The request was admitted to its concrete backend."""
+        """The request was admitted to its concrete backend (it holds one of the breaker's
+        `max_requests`, released in `_finish`)."""
         self.cluster = cluster
         cluster.active += 1
         cluster.requests += 1
@@ -315,10 +323,9 @@ class Exchange:
         if status == 101:  # only ever read for a request that asked to upgrade
             self._switch_protocols(head)
             return
-        core = self.core
-        if core is not None and core.wants_status(status):
+        if self._may_retry(status):
+            core = self._decide()
             retry_after = _field(head.headers, b"retry-after") if core.honours_retry_after() else ""
-            self._sync(core)
             delay = core.retry_delay(status, retry_after, self.ctx.loop.time(), time.time())
             if delay >= 0:
                 self._record(status)
@@ -340,6 +347,10 @@ class Exchange:
         mutate: Callable[[Headers], Headers] | None = None
         if route is not None and route.response_mutations:
             mutate = partial(_mutated, route.apply_response_headers)
+        elif passes_through(head):
+            # The usual response: its head goes on as it came (no allocation but its bytes).
+            self._out.append(raw_head(head, self.flags, self.keep_alive))
+            return
         out = downstream_response_head(head, self.head, self.flags, self.keep_alive, mutate)
         self.keep_alive = out.keep_alive
         self._resp_chunked = out.chunked
@@ -501,16 +512,35 @@ class Exchange:
 
     # == the core's commands (core.py ExchangeIO) ==========================================
 
-    def _decide(self) -> ExchangeCore:
+    def _may_retry(self, status: int) -> bool:
+        """Might a response with this status be retried? (Asked for every response: no
+        core is made for it.)"""
         core = self.core
-        assert core is not None
-        self._sync(core)
-        return core
+        if core is not None:
+            return core.wants_status(status)
+        route = self.route
+        policy = route.retry if route is not None else None
+        return policy is not None and policy.num_retries > 0 and policy.should_retry_status(status)
 
-    def _sync(self, core: ExchangeCore) -> None:
-        """What the core decides on: is the body still held, may a byte have gone out."""
+    def _decide(self) -> ExchangeCore:
+        """The core, made at the first decision due, told what it decides on: is the body
+        still held, may a byte of this attempt have gone out."""
+        core = self.core
+        if core is None:
+            cluster = self.cluster
+            assert cluster is not None
+            route = self.route
+            core = self.core = ExchangeCore(
+                self,
+                self.flags,
+                route.retry if route is not None else None,
+                cluster.breaker,
+                cluster.budget,
+                replay_safe(self.head),
+            )
         core.replayable = self.replayable
         core.sent = self._sent_head
+        return core
 
     def send_again(self, delay: float) -> None:
         self._drop_upstream()
@@ -679,8 +709,10 @@ class Exchange:
         if wait is not None:
             wait.cancel()
             self.pending = None
-        if self.cluster is not None:
-            self.cluster.active -= 1
+        cluster = self.cluster
+        if cluster is not None:
+            cluster.active -= 1
+            cluster.breaker.end_request()
         if self.core is not None:
             self.core.finish()
         tracer = self.ctx.tracer

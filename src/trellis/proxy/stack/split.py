@@ -12,7 +12,6 @@ Must not know retries, timers or connections.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from trellis.proxy.config.resources import ClusterConfig
@@ -23,57 +22,54 @@ from trellis.routing import ForwardAction, Route
 if TYPE_CHECKING:
     from trellis.proxy.stack.exchange import Exchange
 
-Then = Callable[["Exchange", ConcreteTarget], None]
 
-
-def to_backend(ex: Exchange, route: Route, then: Then) -> None:
-    """Draw the route's backend and call `then(ex, backend)` once it is known (at once,
-    or after its config arrived); or answer the request."""
+def to_backend(ex: Exchange, route: Route) -> ConcreteTarget | None:
+    """The route's backend, drawn by weight; None when the request was answered, or when
+    the backend's config is awaited (then `ex.backend_ready(backend)` goes on)."""
     action = route.action
     assert isinstance(action, ForwardAction)
     clusters = action.clusters
-    forward(ex, clusters[0][0] if len(clusters) == 1 else action.pick(random.random()), then)
-
-
-def forward(ex: Exchange, cluster_name: str, then: Then) -> None:
-    """Send the request to `cluster_name` (waiting for its config if needed)."""
-    ex.cluster_name = cluster_name
-    cluster = ex.ctx.clusters.get(cluster_name)
+    name = clusters[0][0] if len(clusters) == 1 else action.pick(random.random())
+    ex.cluster_name = name
+    cluster = ex.ctx.clusters.get(name)
     if cluster is None:
-        ctx = ex.ctx
-
-        def ready(ok: bool, why: str) -> None:
-            ex.pending = None
-            if ex.finished:
-                return
-            found = ctx.clusters.get(cluster_name) if ok else None
-            if found is None:
-                ex.respond(503, f"no cluster: {why}\n".encode(), flags="NC")
-                return
-            _concrete(ex, found, then)
-
-        ex.pending = ctx.wait_for(
-            lambda: ctx.clusters.get(cluster_name) is not None, ready, f"cluster {cluster_name}"
-        )
-        return
-    _concrete(ex, cluster, then)
+        _wait_for(ex, name)
+        return None
+    return _concrete(ex, cluster)
 
 
-def forward_original_destination(ex: Exchange, then: Then) -> None:
-    """Send the request where its authority points, outside the mesh (ALLOW_ANY)."""
-    ex.cluster_name = PASSTHROUGH_CLUSTER
-    cluster = _original_destination(ex, None)
-    if cluster is not None:
-        then(ex, cluster)
+def _wait_for(ex: Exchange, cluster_name: str) -> None:
+    """The slow path: the cluster's config is not here yet (the first call to a service)."""
+    ctx = ex.ctx
 
-
-def _concrete(ex: Exchange, cluster: ConcreteTarget, then: Then) -> None:
-    if cluster.config.discovery == "ORIGINAL_DST":
-        original = _original_destination(ex, cluster.config)
-        if original is None:
+    def ready(ok: bool, why: str) -> None:
+        ex.pending = None
+        if ex.finished:
             return
-        cluster = original
-    then(ex, cluster)
+        found = ctx.clusters.get(cluster_name) if ok else None
+        if found is None:
+            ex.respond(503, f"no cluster: {why}\n".encode(), flags="NC")
+            return
+        backend = _concrete(ex, found)
+        if backend is not None:
+            ex.backend_ready(backend)
+
+    ex.pending = ctx.wait_for(
+        lambda: ctx.clusters.get(cluster_name) is not None, ready, f"cluster {cluster_name}"
+    )
+
+
+def original_destination(ex: Exchange) -> ConcreteTarget | None:
+    """Where the request's authority points, outside the mesh (ALLOW_ANY); None when
+    answered."""
+    ex.cluster_name = PASSTHROUGH_CLUSTER
+    return _original_destination(ex, None)
+
+
+def _concrete(ex: Exchange, cluster: ConcreteTarget) -> ConcreteTarget | None:
+    if cluster.config.discovery == "ORIGINAL_DST":
+        return _original_destination(ex, cluster.config)
+    return cluster
 
 
 def _original_destination(ex: Exchange, parent: ClusterConfig | None) -> ConcreteTarget | None:
