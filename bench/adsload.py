@@ -37,10 +37,9 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from google.protobuf import struct_pb2
 
-LDS = "type.googleapis.com/envoy.config.listener.v3.Listener"
-RDS = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
-CDS = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
-EDS = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+from trellis import wire
+
+LDS, RDS, CDS, EDS = wire.LISTENER_TYPE, wire.ROUTE_TYPE, wire.CLUSTER_TYPE, wire.ENDPOINT_TYPE
 ALL_TYPES = (LDS, RDS, CDS, EDS)
 
 

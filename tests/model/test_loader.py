@@ -45,6 +45,7 @@ def test_every_kind_has_a_plural_and_parses_minimal_documents() -> None:
         "GRPCRoute",
         "DestinationPolicy",
         "AuthorizationPolicy",
+        "RateLimitPolicy",
         "MeshConfig",
     }
     assert MeshConfig().spec.mtls.mode == "STRICT"

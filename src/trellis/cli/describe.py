@@ -1,4 +1,5 @@
-"""`trellis describe service NAME`: a service's ports, routes, endpoints and subscribed nodes."""
+"""`trellis describe service NAME`: a service's ports, routes, endpoints, subscribed nodes,
+and the resilience settings in force (retry budget, circuit breakers, outlier detection)."""
 
 from __future__ import annotations
 
@@ -89,3 +90,30 @@ def _print(info: dict[str, Any]) -> None:
     out.print("Subscribers:" + ("" if info["subscribers"] else " <none>"))
     for node in info["subscribers"]:
         out.print(f"  {node}")
+    policy = info.get("policy")
+    if policy:
+        for line in policy_lines(policy):
+            out.print(line)
+
+
+def _pairs(values: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in values.items())
+
+
+def policy_lines(policy: dict[str, Any]) -> list[str]:
+    """The settings in force for calls to the service, one line each."""
+    budget = policy["retryBudget"]
+    lb = policy["loadBalancer"]
+    lines = [
+        f"Policy:      {policy.get('destinationPolicy') or '<none> (defaults)'}",
+        f"  Retry budget:     {budget['percent']}% of requests"
+        f" + {budget['minRetriesPerSecond']}/s, ttl {budget['ttl']}",
+        f"  Circuit breakers: {_pairs(policy['circuitBreakers'])}",
+        "  Outlier:          "
+        + (_pairs(policy["outlierDetection"]) if policy.get("outlierDetection") else "<off>"),
+        f"  Load balancer:    {lb['type']}, panic below {lb['healthyPanicThreshold']}% healthy"
+        + (", locality failover" if lb.get("localityFailover") else ""),
+    ]
+    for limit in policy.get("rateLimits", []):
+        lines.append(f"  Rate limit:       {limit}")
+    return lines

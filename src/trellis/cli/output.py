@@ -90,6 +90,18 @@ COLUMNS: dict[str, list[Column]] = {
         ("DRY RUN", lambda d: str(bool(_spec(d).get("dryRun"))).lower()),
         ("RULES", _count_rules),
     ],
+    "RateLimitPolicy": [
+        ("SERVICE", lambda d: str(_spec(d).get("service", ""))),
+        ("SIDE", lambda d: str(_spec(d).get("side", ""))),
+        (
+            "LIMIT",
+            lambda d: (
+                f"{_spec(d).get('local', {}).get('requests', '')}"
+                f"/{_spec(d).get('local', {}).get('per', '')}"
+            ),
+        ),
+        ("ROUTES", lambda d: str(len(_spec(d).get("routes", [])) or "<service>")),
+    ],
     "MeshConfig": [
         ("TRUST DOMAIN", lambda d: str(_spec(d).get("trustDomain", ""))),
         ("MTLS", lambda d: str(_spec(d).get("mtls", {}).get("mode", ""))),

@@ -46,6 +46,9 @@ def parser() -> argparse.ArgumentParser:
         help="xDS address (default: asked of the API)")  # fmt: skip
     add("--address", default="127.0.0.1", help="the IP peers reach this workload on")
     add("--proxyless", action="store_true", help="no sidecar: the app is a grpcio xDS app")
+    add("--region", default="", help="locality: the region this workload runs in")
+    add("--zone", default="", help="locality: its zone (callers prefer their own zone)")
+    add("--sub-zone", default="", help="locality: its sub-zone")
     add(
         "--health-path",
         default=None,
@@ -143,6 +146,9 @@ def main(argv: Sequence[str]) -> None:
         metrics_port=None if args.no_metrics else args.metrics_port,
         metrics_token_sha256=args.metrics_token_sha256.strip().lower(),
         metrics_max_series=args.metrics_max_series,
+        region=args.region,
+        zone=args.zone,
+        sub_zone=args.sub_zone,
     )
     try:
         code = run_app(options, log_level=args.log_level)

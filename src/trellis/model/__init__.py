@@ -18,7 +18,7 @@ from trellis.model.documents import (
 from trellis.model.errors import DocumentError, FieldError, InvalidDocuments
 from trellis.model.keys import ResourceKey
 from trellis.model.mesh_config import MeshConfig
-from trellis.model.policies import AuthorizationPolicy, DestinationPolicy
+from trellis.model.policies import AuthorizationPolicy, DestinationPolicy, RateLimitPolicy
 from trellis.model.routes import GRPCRoute, HTTPRoute
 from trellis.model.service import Service
 from trellis.model.workload import Workload
@@ -38,6 +38,7 @@ __all__ = [
     "InvalidDocument",
     "InvalidDocuments",
     "MeshConfig",
+    "RateLimitPolicy",
     "ResourceKey",
     "Service",
     "Workload",

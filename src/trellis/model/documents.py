@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from trellis.model.base import API_VERSION, Document
 from trellis.model.errors import DocumentError, FieldError, describe_value
 from trellis.model.mesh_config import MeshConfig
-from trellis.model.policies import AuthorizationPolicy, DestinationPolicy
+from trellis.model.policies import AuthorizationPolicy, DestinationPolicy, RateLimitPolicy
 from trellis.model.routes import GRPCRoute, HTTPRoute
 from trellis.model.service import Service
 from trellis.model.workload import Workload
@@ -21,6 +21,7 @@ AnyDocument = (
     | GRPCRoute
     | DestinationPolicy
     | AuthorizationPolicy
+    | RateLimitPolicy
     | MeshConfig
 )
 
@@ -33,6 +34,7 @@ KINDS: dict[str, type[Document]] = {
         GRPCRoute,
         DestinationPolicy,
         AuthorizationPolicy,
+        RateLimitPolicy,
         MeshConfig,
     )
 }
@@ -56,6 +58,7 @@ ALIASES: dict[str, str] = {
     "routes": "HTTPRoute",
     "dp": "DestinationPolicy",
     "authz": "AuthorizationPolicy",
+    "rlp": "RateLimitPolicy",
 }
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from trellis.model.base import Document, Labels, Name, Spec
-from trellis.model.duration import Duration
+from trellis.model.duration import Duration, parse_duration
 
 
 class RingHash(Spec):
@@ -17,10 +17,22 @@ class RingHash(Spec):
     maximum_ring_size: int = Field(default=8_388_608, ge=1, le=8_388_608)
 
 
+class LocalityLbSetting(Spec):
+    """Istio's localityLbSetting: prefer the caller's own zone, fail over by priority
+    (same zone, then same region, then elsewhere) when the preferred share falls. Off
+    unless enabled: like Istio, it needs outlier detection to see a zone's endpoints fail."""
+
+    enabled: bool = False
+
+
 class LoadBalancer(Spec):
     type: Literal["LEAST_REQUEST", "ROUND_ROBIN", "RING_HASH"] = "LEAST_REQUEST"
     choice_count: int = Field(default=2, ge=2, le=16)  # P2C by default
     ring_hash: RingHash | None = None
+    # Envoy's common_lb_config.healthy_panic_threshold: below this share (%) of healthy
+    # endpoints, balance over all of them (ejected ones included). 0 disables panic.
+    healthy_panic_threshold: int = Field(default=50, ge=0, le=100)
+    locality_lb_setting: LocalityLbSetting | None = None
 
 
 class ConnectionPool(Spec):
@@ -43,6 +55,23 @@ class OutlierDetection(Spec):
     failure_percentage_request_volume: int = Field(default=50, ge=0)
 
 
+class RetryBudget(Spec):
+    """Linkerd's retry budget: retries may add at most `percent` of the requests (over
+    `ttl`) plus `minRetriesPerSecond`. On by default for every destination."""
+
+    percent: int = Field(default=20, ge=0, le=1000)
+    min_retries_per_second: int = Field(default=10, ge=0, le=100_000)
+    ttl: Duration = "10s"
+
+    @field_validator("ttl")
+    @classmethod
+    def _ttl(cls, v: str) -> str:
+        seconds = parse_duration(v)
+        if not 1.0 <= seconds <= 60.0:
+            raise ValueError(f"ttl {v!r} must be between 1s and 60s (as Linkerd's)")
+        return v
+
+
 class UpstreamTLS(Spec):
     mode: Literal["MESH", "DISABLE"] = "MESH"
 
@@ -53,6 +82,7 @@ class DestinationPolicySpec(Spec):
     connection_pool: ConnectionPool | None = None
     outlier_detection: OutlierDetection | None = None
     tls: UpstreamTLS | None = None
+    retry_budget: RetryBudget = Field(default_factory=RetryBudget)
 
 
 class DestinationPolicy(Document):
@@ -131,3 +161,58 @@ class AuthorizationPolicy(Document):
     KIND = "AuthorizationPolicy"
     kind: Literal["AuthorizationPolicy"] = "AuthorizationPolicy"
     spec: AuthorizationPolicySpec
+
+
+class LocalRateLimit(Spec):
+    """A token bucket: `requests` every `per`, holding at most `burst` (default `requests`).
+    Envoy's local rate limit: each proxy instance keeps its own bucket."""
+
+    requests: int = Field(ge=1, le=1_000_000)
+    per: Duration = "1s"
+    burst: int | None = Field(default=None, ge=1, le=10_000_000)
+
+    @field_validator("per")
+    @classmethod
+    def _per(cls, v: str) -> str:
+        seconds = parse_duration(v)
+        if not 0.05 <= seconds <= 86_400:
+            raise ValueError(f"per {v!r} must be between 50ms (Envoy's shortest fill) and 24h")
+        return v
+
+    @property
+    def max_tokens(self) -> int:
+        return self.burst if self.burst is not None else self.requests
+
+
+class RateLimitRouteRef(Spec):
+    """An HTTPRoute attached to the service (in the policy's namespace unless `namespace`
+    says), and optionally one of its rules by index; no rule: every rule of the route."""
+
+    name: Name
+    namespace: Name | None = None
+    rule: int | None = Field(default=None, ge=0)
+
+
+class RateLimitPolicySpec(Spec):
+    service: Name  # the Service (in this namespace) whose requests are limited
+    # inbound: each destination sidecar limits the requests it takes for the service;
+    # outbound: each calling sidecar limits what it sends (per service, or per route).
+    side: Literal["inbound", "outbound"] = "inbound"
+    routes: list[RateLimitRouteRef] = Field(default_factory=list)
+    local: LocalRateLimit
+
+    @model_validator(mode="after")
+    def _routes_outbound(self) -> RateLimitPolicySpec:
+        if self.routes and self.side == "inbound":
+            raise ValueError(
+                "routes: limits per route are enforced at the outbound side (the inbound "
+                "side does not evaluate HTTPRoutes): set side: outbound, or drop routes "
+                "to limit the whole service"
+            )
+        return self
+
+
+class RateLimitPolicy(Document):
+    KIND = "RateLimitPolicy"
+    kind: Literal["RateLimitPolicy"] = "RateLimitPolicy"
+    spec: RateLimitPolicySpec

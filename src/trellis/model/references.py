@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from trellis.model.base import Document
 from trellis.model.errors import DocumentError, FieldError
 from trellis.model.keys import ResourceKey
-from trellis.model.policies import DestinationPolicy
+from trellis.model.policies import DestinationPolicy, RateLimitPolicy
 from trellis.model.routes import (
     GRPCRoute,
     GRPCRouteFilter,
@@ -74,6 +74,41 @@ def _route_errors(
     return errors
 
 
+def _rate_limit_errors(
+    policy: RateLimitPolicy, world: Mapping[ResourceKey, Document]
+) -> list[FieldError]:
+    """Its service exists; each route it names is an HTTPRoute attached to that service,
+    and a rule it names by index exists."""
+    ns, service = policy.namespace, policy.spec.service
+    e = _check_service_ref(world, ns, service, None, "spec.service")
+    errors = [e] if e else []
+    for i, ref in enumerate(policy.spec.routes):
+        path = f"spec.routes[{i}]"
+        route_ns = ref.namespace or ns
+        route = world.get(ResourceKey("HTTPRoute", route_ns, ref.name))
+        if not isinstance(route, HTTPRoute):
+            errors.append(FieldError(f"{path}.name", f"unknown HTTPRoute {route_ns}/{ref.name}"))
+            continue
+        if not any(
+            p.name == service and (p.namespace or route.namespace) == ns
+            for p in route.spec.parent_refs
+        ):
+            errors.append(
+                FieldError(
+                    f"{path}.name",
+                    f"HTTPRoute {route_ns}/{ref.name} is not attached to service {ns}/{service}",
+                )
+            )
+        if ref.rule is not None and ref.rule >= len(route.spec.rules):
+            errors.append(
+                FieldError(
+                    f"{path}.rule",
+                    f"HTTPRoute {route_ns}/{ref.name} has {len(route.spec.rules)} rule(s)",
+                )
+            )
+    return errors
+
+
 def check_references(
     world: Mapping[ResourceKey, Document], written: Iterable[ResourceKey]
 ) -> list[DocumentError]:
@@ -87,6 +122,8 @@ def check_references(
         elif isinstance(doc, DestinationPolicy):
             e = _check_service_ref(world, doc.namespace, doc.spec.service, None, "spec.service")
             errors = [e] if e else []
+        elif isinstance(doc, RateLimitPolicy):
+            errors = _rate_limit_errors(doc, world)
         if errors:
             problems.append(DocumentError(str(key), tuple(errors)))
     return problems

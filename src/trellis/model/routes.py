@@ -207,6 +207,11 @@ class HTTPRetry(Spec):
     codes: list[int] = Field(default_factory=list)
     attempts: int = Field(default=1, ge=0, le=10)
     backoff: Duration | None = None
+    # Trellis extension: also retry non-idempotent methods (POST, PATCH, ...) on `codes`.
+    # Off by default (safe retries): a request that may have reached the upstream is sent
+    # again only when its method is idempotent. Sidecars only (gRPC calls are retried on
+    # gRPC codes by grpcio's own rules).
+    non_idempotent: bool = False
 
     @field_validator("codes")
     @classmethod

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from envoy.config.core.v3 import base_pb2
 from google.protobuf import struct_pb2
 
+from trellis import wire
 from trellis.proxy.listeners.timeouts import DEFAULT_TIMEOUTS, DownstreamTimeouts
 
 
@@ -77,5 +78,4 @@ class ProxyOptions:
 
 def inbound_listener_name(address: str, port: int) -> str:
     """gRFC A36's template, as the control plane names inbound listeners."""
-    host = f"[{address}]" if ":" in address else address
-    return f"trellis/inbound?address={host}:{port}"
+    return wire.inbound_listener_name(address, port)

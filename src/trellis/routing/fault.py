@@ -20,8 +20,8 @@ from envoy.extensions.filters.http.fault.v3 import fault_pb2
 
 from trellis.routing.errors import RouteConfigError, field
 from trellis.routing.pb import check_fields, fraction, seconds, unpack
+from trellis.wire import FAULT_FILTER as FAULT_FILTER
 
-FAULT_FILTER = "envoy.filters.http.fault"
 _FILTER_CONFIG = route_components_pb2.FilterConfig.DESCRIPTOR.full_name
 _IGNORED = ("max_active_faults", "disable_downstream_cluster_stats")
 

@@ -10,8 +10,11 @@ Owns which outcomes are retriable (Envoy's RetryStateImpl):
   `reset` always — and `5xx` / `gateway-error` count any reset as a 5xx;
   a per-try timeout is a reset too.
 Defaults as in Envoy: `num_retries` 1 when unset; backoff base 25 ms, max 10x
-the base. Unknown `retry_on` names are config errors. How many attempts remain,
-budgets and timers belong to the proxy's retry layer, not here.
+the base. `rate_limited_retry_back_off` with a `retry-after` SECONDS reset header
+sets `retry_after_max` (its max_interval). Whether non-idempotent requests are
+retried is the route's (its trellis metadata, route.py). Unknown `retry_on` names
+are config errors. How many attempts remain, budgets and timers belong to the
+proxy's retry layer, not here.
 """
 
 from __future__ import annotations
@@ -134,7 +137,11 @@ _APPLIED = (
     "per_try_timeout",
     "retriable_status_codes",
     "retry_back_off",
+    "rate_limited_retry_back_off",
 )
+RETRY_AFTER = "retry-after"
+DEFAULT_RETRY_AFTER_MAX = 300.0  # Envoy's default max_interval
+_SECONDS_FORMAT = 0  # envoy.config.route.v3.RetryPolicy.ResetHeaderFormat.SECONDS
 # Tuning that changes no retry decision this layer makes (host selection, idle timers, ...).
 _IGNORED = (
     "per_try_idle_timeout",
@@ -142,7 +149,6 @@ _IGNORED = (
     "retry_host_predicate",
     "retry_options_predicates",
     "host_selection_retry_max_attempts",
-    "rate_limited_retry_back_off",
 )
 
 
@@ -172,6 +178,11 @@ def compile_retry(policy: Any, path: str) -> RetryPolicy:
                 raise RouteConfigError(
                     field(where, "max_interval"), "must not be shorter than base_interval"
                 )
+    retry_after_max = 0.0
+    if policy.HasField("rate_limited_retry_back_off"):
+        retry_after_max = _retry_after_max(
+            policy.rate_limited_retry_back_off, field(path, "rate_limited_retry_back_off")
+        )
     return RetryPolicy(
         retry_on=retry_on,
         num_retries=policy.num_retries.value if policy.HasField("num_retries") else 1,
@@ -179,4 +190,39 @@ def compile_retry(policy: Any, path: str) -> RetryPolicy:
         retriable_status_codes=codes,
         backoff_base=base,
         backoff_max=top,
+        retry_after_max=retry_after_max,
+    )
+
+
+def _retry_after_max(back_off: Any, path: str) -> float:
+    """`rate_limited_retry_back_off`: the longest `Retry-After` honoured (its max_interval,
+    Envoy's 300 s when unset), when its reset headers name `retry-after` in SECONDS; 0
+    (ignored) when they name only headers this proxy does not read."""
+    check_fields(back_off, path, applied=("reset_headers", "max_interval"))
+    if not back_off.reset_headers:
+        raise RouteConfigError(field(path, "reset_headers"), "at least one reset header")
+    top = DEFAULT_RETRY_AFTER_MAX
+    if back_off.HasField("max_interval"):
+        top = seconds(back_off.max_interval, field(path, "max_interval"))
+        if top <= 0:
+            raise RouteConfigError(field(path, "max_interval"), "must be positive")
+    for i, header in enumerate(back_off.reset_headers):
+        if not header.name:
+            raise RouteConfigError(f"{field(path, 'reset_headers')}[{i}].name", "empty")
+        if header.name.lower() == RETRY_AFTER and header.format == _SECONDS_FORMAT:
+            return top
+    return 0.0
+
+
+def with_non_idempotent(policy: RetryPolicy) -> RetryPolicy:
+    """A copy of `policy` that also retries non-idempotent methods."""
+    return RetryPolicy(
+        retry_on=policy.retry_on,
+        num_retries=policy.num_retries,
+        per_try_timeout=policy.per_try_timeout,
+        retriable_status_codes=policy.retriable_status_codes,
+        backoff_base=policy.backoff_base,
+        backoff_max=policy.backoff_max,
+        non_idempotent=True,
+        retry_after_max=policy.retry_after_max,
     )

@@ -3,8 +3,10 @@
 Owns how a Route inherits from its virtual host and route configuration (as
 Envoy does): header mutations in Envoy's order (route, vhost, config — a later
 level wins — or the reverse with `most_specific_header_mutations_wins`); the
-retry policy (route, else vhost); the fault config (the most specific
-`typed_per_filter_config`); mirrors (the most specific non-empty list).
+retry policy (route, else vhost); the fault config and the local rate limit (the
+most specific `typed_per_filter_config`; an inherited rate limit is the same
+TokenBucket object for every route below it); mirrors (the most specific
+non-empty list).
 `timeout` is RouteAction.timeout, None for `0s` or unset (Envoy's unset
 default would be 15 s; our control plane always sets it for sidecars).
 Everything is read from protobuf here, once; a Route holds plain values.
@@ -28,12 +30,14 @@ from trellis.routing.errors import RouteConfigError, field
 from trellis.routing.fault import FAULT_FILTER, Disabled, FaultPolicy, compile_fault
 from trellis.routing.hashing import HashPolicy, compile_hash_policy
 from trellis.routing.headers import HeaderMutation, apply_header_mutations, compile_mutation
+from trellis.routing.local_ratelimit import per_filter_rate_limit
 from trellis.routing.matchers import RouteMatcher, compile_match
 from trellis.routing.pb import check_fields, fraction, positive_seconds
 from trellis.routing.ratelimit import TokenBucket
 from trellis.routing.regex import compile_rewrite
-from trellis.routing.retry import RetryPolicy, compile_retry
+from trellis.routing.retry import RetryPolicy, compile_retry, with_non_idempotent
 from trellis.routing.rewrite import PathRewrite
+from trellis.wire import ENDPOINT_METADATA as METADATA_NAMESPACE
 
 Headers = list[tuple[str, str]]
 NO_MUTATION = HeaderMutation()
@@ -51,9 +55,9 @@ _ROUTE_APPLIED = (
     "request_headers_to_remove",
     "response_headers_to_add",
     "response_headers_to_remove",
+    "metadata",
 )
 _ROUTE_IGNORED = (
-    "metadata",
     "decorator",
     "tracing",
     "per_request_buffer_limit_bytes",
@@ -179,6 +183,8 @@ class Inherited:
     fault: FaultPolicy | Disabled | None = None
     mirrors: Mirrors = ()
     max_direct_body: int = 4096
+    # The local rate limit of the vhost or config: one bucket shared by the routes below.
+    rate_limit: TokenBucket | Disabled | None = None
 
     def mutations(self, route: HeaderMutation, kind: str) -> tuple[HeaderMutation, ...]:
         vhost, config = (
@@ -231,6 +237,7 @@ def compile_route(route: Any, path: str, inherited: Inherited) -> Route:
         raise RouteConfigError(field(path, "match"), "a route needs a match")
     match = compile_match(route.match, field(path, "match"))
     fault = per_filter_fault(route, path, inherited.fault)
+    limit = per_filter_rate_limit(route, path, inherited.rate_limit)
     common: dict[str, Any] = {
         "virtual_host": inherited.virtual_host,
         "request_mutations": inherited.mutations(
@@ -240,11 +247,13 @@ def compile_route(route: Any, path: str, inherited: Inherited) -> Route:
             compile_mutation(route, path, "response"), "response"
         ),
         "fault": fault if isinstance(fault, FaultPolicy) else None,
+        "rate_limit": limit if isinstance(limit, TokenBucket) else None,
     }
     kind = route.WhichOneof("action")
     where = field(path, kind or "action")
     if kind == "route":
-        return _forwarding_route(route, match, where, inherited, common)
+        non_idempotent = _retries_non_idempotent(route, path)
+        return _forwarding_route(route, match, where, inherited, common, non_idempotent)
     action: Action
     if kind == "redirect":
         action = compile_redirect(route.redirect, where, match.prefix_length)
@@ -260,8 +269,32 @@ def compile_route(route: Any, path: str, inherited: Inherited) -> Route:
     return Route(route.name, match, action, **common)
 
 
+# The route's trellis metadata key for the opt-in (the control plane writes it).
+NON_IDEMPOTENT_KEY = "retryNonIdempotent"
+
+
+def _retries_non_idempotent(route: Any, path: str) -> bool:
+    """The route's `metadata.filter_metadata["trellis"]["retryNonIdempotent"]`: our control
+    plane's opt-in to retrying non-idempotent methods (Envoy has no such field)."""
+    if not route.HasField("metadata"):
+        return False
+    meta = route.metadata.filter_metadata.get(METADATA_NAMESPACE)
+    if meta is None or NON_IDEMPOTENT_KEY not in meta.fields:
+        return False
+    value = meta.fields[NON_IDEMPOTENT_KEY]
+    if value.WhichOneof("kind") != "bool_value":
+        where = field(path, f"metadata.filter_metadata[{METADATA_NAMESPACE}]")
+        raise RouteConfigError(field(where, NON_IDEMPOTENT_KEY), "must be a boolean")
+    return bool(value.bool_value)
+
+
 def _forwarding_route(
-    route: Any, match: RouteMatcher, path: str, inherited: Inherited, common: dict[str, Any]
+    route: Any,
+    match: RouteMatcher,
+    path: str,
+    inherited: Inherited,
+    common: dict[str, Any],
+    non_idempotent: bool = False,
 ) -> Route:
     action = route.route
     check_fields(action, path, applied=_ACTION_APPLIED, ignored=_ACTION_IGNORED)
@@ -277,6 +310,8 @@ def _forwarding_route(
     retry = inherited.retry
     if action.HasField("retry_policy"):
         retry = compile_retry(action.retry_policy, field(path, "retry_policy"))
+    if retry is not None and non_idempotent:
+        retry = with_non_idempotent(retry)
     max_stream = None
     if action.HasField("max_stream_duration"):
         where = field(path, "max_stream_duration")

@@ -24,6 +24,7 @@ from trellis.routing.domains import DomainIndex, strip_port
 from trellis.routing.errors import RouteConfigError, field
 from trellis.routing.fault import Disabled, FaultPolicy
 from trellis.routing.headers import compile_mutation
+from trellis.routing.local_ratelimit import per_filter_rate_limit
 from trellis.routing.matchers import HeaderLookup, parse_query, split_target
 from trellis.routing.pb import check_fields
 from trellis.routing.retry import compile_retry
@@ -180,6 +181,7 @@ class RouteTable:
         check_fields(rc, "", applied=_CONFIG_APPLIED, ignored=_CONFIG_IGNORED)
         config_fault = per_filter_fault(rc, "", None)
         base = Inherited(
+            rate_limit=per_filter_rate_limit(rc, "", None),
             config_request=compile_mutation(rc, "", "request"),
             config_response=compile_mutation(rc, "", "response"),
             most_specific_wins=rc.most_specific_header_mutations_wins,
@@ -254,6 +256,7 @@ def _virtual_host(vh: Any, path: str, base: Inherited) -> VirtualHost:
         fault=fault,
         mirrors=mirrors or base.mirrors,
         max_direct_body=base.max_direct_body,
+        rate_limit=per_filter_rate_limit(vh, path, base.rate_limit),
     )
     if not vh.name:
         raise RouteConfigError(field(path, "name"), "a virtual host needs a name")

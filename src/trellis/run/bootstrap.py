@@ -14,11 +14,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-INBOUND_LISTENER_TEMPLATE = "trellis/inbound?address=%s"
+from trellis.wire import CERTIFICATE_PROVIDER, INBOUND_LISTENER_TEMPLATE
+
 SERVER_FEATURES = ("xds_v3", "ignore_resource_deletion")
-# The one certificate provider instance every bootstrap names (clusters and listeners
-# refer to it; grpcio NACKs a name its bootstrap lacks).
-CERTIFICATE_PROVIDER = "trellis"
 
 
 @dataclass(frozen=True, slots=True)

@@ -95,6 +95,10 @@ class RunOptions:
     metrics_port: int | None = None
     metrics_token_sha256: str = ""
     metrics_max_series: int = 300
+    # Where it runs (Workload spec.locality): callers prefer endpoints of their own zone.
+    region: str = ""
+    zone: str = ""
+    sub_zone: str = ""
 
     @property
     def workload_name(self) -> str:
@@ -410,6 +414,13 @@ class Runner:
             spec["ports"] = [{"name": opts.protocol, "port": opts.port, "protocol": opts.protocol}]
         if self.identity:
             spec["mtls"] = True  # callers with an identity use mTLS to us
+        locality = {
+            k: v
+            for k, v in (("region", opts.region), ("zone", opts.zone), ("subZone", opts.sub_zone))
+            if v
+        }
+        if locality:
+            spec["locality"] = locality
         if opts.proxyless:
             spec["proxyless"] = True
         else:

@@ -12,7 +12,7 @@ from tests.control.ca.ca_support import make_csr, tampered_csr, user_intermediat
 
 from trellis.control.ca import pki
 from trellis.control.ca.authority import Authority, CaSetupError
-from trellis.control.ca.spiffe import SpiffeId
+from trellis.wire import SpiffeId
 
 NOW = dt.datetime(2030, 1, 1, 12, 0, tzinfo=dt.UTC)
 DAY = dt.timedelta(hours=24)

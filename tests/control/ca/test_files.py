@@ -22,7 +22,7 @@ from trellis.control.ca.files import (
     open_authority,
 )
 from trellis.control.ca.serving import ServingCertificate, names_for
-from trellis.control.ca.spiffe import SpiffeId
+from trellis.wire import SpiffeId
 
 NOW = pki.utcnow()
 

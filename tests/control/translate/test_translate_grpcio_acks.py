@@ -197,8 +197,17 @@ kind: DestinationPolicy
 metadata: {{name: plain, namespace: shop}}
 spec:
   service: plain
-  loadBalancer: {{type: ROUND_ROBIN}}
+  loadBalancer:
+    type: ROUND_ROBIN
+    healthyPanicThreshold: 30  # common_lb_config.healthy_panic_threshold
+    localityLbSetting: {{enabled: true}}  # EDS priorities from the client's locality
   outlierDetection: {{consecutiveGatewayErrors: 5, failurePercentageThreshold: 80}}
+  retryBudget: {{percent: 25}}  # Cluster metadata that grpcio ignores
+---
+apiVersion: trellis.dev/v1alpha1
+kind: Workload
+metadata: {{name: client, namespace: shop, labels: {{app: client}}}}
+spec: {{address: 127.0.0.1, proxyless: true, locality: {{region: r, zone: c}}}}
 ---
 apiVersion: trellis.dev/v1alpha1
 kind: AuthorizationPolicy

@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from trellis import wire
 from trellis.proxy.identity import crypto
-from trellis.proxy.identity import svid as svid_mod
 from trellis.proxy.identity.svid import Svid
 
 NOW = dt.datetime.now(dt.UTC)
@@ -131,7 +131,7 @@ class Root:
 
 
 def sid(sa: str, ns: str = "default") -> str:
-    return svid_mod.spiffe_id("test.local", ns, sa)
+    return wire.workload_id("test.local", ns, sa)
 
 
 def uris(*values: str) -> list[x509.GeneralName]:

@@ -22,7 +22,7 @@ from tests.proxy.identity.pki import NOW, Root, dns, sid, tls_context, uris
 
 from trellis.proxy.config.resources import TlsMode, UpstreamTls
 from trellis.proxy.identity.agent import write_files
-from trellis.proxy.identity.svid import Svid, parse_spiffe_id
+from trellis.proxy.identity.svid import Svid
 from trellis.proxy.identity.tls import (
     ServerTls,
     client_context,
@@ -32,6 +32,7 @@ from trellis.proxy.identity.tls import (
 )
 from trellis.proxy.listeners.acceptor import Acceptor
 from trellis.proxy.stack.pool import HostPool, PoolCounters, UpstreamConnection
+from trellis.wire import split_workload_id
 
 ROOT = Root.make()
 SERVER = ROOT.svid(sid("server"))
@@ -286,7 +287,7 @@ async def test_an_upstream_certificate_that_names_no_single_spiffe_id_is_refused
 
 
 def test_svids_name_exactly_one_spiffe_id_and_renew_at_half_life() -> None:
-    assert parse_spiffe_id(SERVER.spiffe_id) == ("test.local", "default", "server")
+    assert split_workload_id(SERVER.spiffe_id) == ("test.local", "default", "server")
     assert SERVER.renew_at() == SERVER.not_before + (SERVER.not_after - SERVER.not_before) / 2
     other = ROOT.svid(sid("x"))
     with pytest.raises(ValueError, match="not for our key"):

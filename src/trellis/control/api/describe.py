@@ -1,5 +1,7 @@
-"""`describe service`: a Service with its attached routes, its endpoints and the names
-nodes subscribe to for it. Pure: works on a store Snapshot and a clock reading.
+"""`describe service`: a Service with its attached routes, its endpoints, the names
+nodes subscribe to for it, and the resilience settings in force for calls to it (its
+DestinationPolicy's, defaults filled in). Pure: works on a store Snapshot and a clock
+reading.
 
 Endpoints follow the mesh's membership rule: Workloads in the Service's
 namespace whose labels match its selector; a Workload with a lease is healthy
@@ -10,9 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from trellis.control.translate import ratelimits
 from trellis.control.translate.names import outbound_cluster_name, route_config_name, spellings
-from trellis.model import GRPCRoute, HTTPRoute, Service, Workload
+from trellis.model import DestinationPolicy, GRPCRoute, HTTPRoute, Service, Workload
 from trellis.model.base import Document, selector_matches
+from trellis.model.policies import ConnectionPool, DestinationPolicySpec, RateLimitPolicy
 from trellis.store.base import Lease, Snapshot
 
 
@@ -95,3 +99,83 @@ def resource_names(service: Service) -> list[str]:
         # The service's own namespace sees every spelling, short names included.
         names.extend(spellings(service, sp.port, service.namespace))
     return names
+
+
+# Envoy's circuit-breaker defaults, which the sidecar applies to a limit left unset.
+CIRCUIT_DEFAULTS = {
+    "maxConnections": 1024,
+    "maxPendingRequests": 1024,
+    "maxRequests": 1024,
+    "maxRetries": 3,
+}
+
+
+def destination_policy(snapshot: Snapshot, service: Service) -> DestinationPolicy | None:
+    """The DestinationPolicy governing `service`: the oldest of those naming it (as the
+    push context chooses, and Istio does)."""
+    found = [
+        d
+        for d in snapshot.docs
+        if isinstance(d, DestinationPolicy)
+        and d.namespace == service.namespace
+        and d.spec.service == service.name
+    ]
+    if not found:
+        return None
+    return min(found, key=lambda p: (p.metadata.creation_revision or 0, p.name))
+
+
+def in_force(snapshot: Snapshot, service: Service) -> dict[str, object]:
+    """What callers' sidecars apply to calls to `service`: the retry budget, circuit-breaker
+    limits, outlier detection, load balancer and panic threshold, defaults filled in."""
+    policy = destination_policy(snapshot, service)
+    spec = policy.spec if policy is not None else DestinationPolicySpec(service=service.name)
+    pool = spec.connection_pool or ConnectionPool()
+    pool_set = pool.model_dump(by_alias=True, exclude_none=True)
+    limits = {k: pool_set.get(k, v) for k, v in CIRCUIT_DEFAULTS.items()}
+    lb = spec.load_balancer
+    locality = lb.locality_lb_setting
+    return {
+        "destinationPolicy": f"{policy.namespace}/{policy.name}" if policy else None,
+        "retryBudget": spec.retry_budget.model_dump(by_alias=True, mode="json"),
+        "circuitBreakers": limits,
+        "outlierDetection": (
+            spec.outlier_detection.model_dump(by_alias=True, mode="json", exclude_none=True)
+            if spec.outlier_detection is not None
+            else None
+        ),
+        "loadBalancer": {
+            "type": lb.type,
+            "healthyPanicThreshold": lb.healthy_panic_threshold,
+            "localityFailover": bool(locality is not None and locality.enabled),
+        },
+        "rateLimits": rate_limits(snapshot, service),
+    }
+
+
+def rate_limits(snapshot: Snapshot, service: Service) -> list[str]:
+    """The RateLimitPolicies of `service`, oldest first, one line each:
+    `NAME: inbound 20 per 1s (burst 20)` or `... outbound, route NS/NAME rule 0`."""
+    found = sorted(
+        (
+            d
+            for d in snapshot.docs
+            if isinstance(d, RateLimitPolicy)
+            and d.namespace == service.namespace
+            and d.spec.service == service.name
+        ),
+        key=lambda p: (p.metadata.creation_revision or 0, p.name),
+    )
+    out = []
+    for p in found:
+        spec = p.spec
+        where = ", ".join(
+            f"route {r.namespace or p.namespace}/{r.name}"
+            + (f" rule {r.rule}" if r.rule is not None else "")
+            for r in spec.routes
+        )
+        out.append(
+            f"{p.name}: {spec.side} {ratelimits.describe(spec.local)}"
+            + (f", {where}" if where else "")
+        )
+    return out

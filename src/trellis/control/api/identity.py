@@ -29,10 +29,10 @@ from trellis.control.ca import pki
 from trellis.control.ca.authority import CaSetupError
 from trellis.control.ca.db import CertificateRecord
 from trellis.control.ca.issuer import InvalidArgument
-from trellis.control.ca.spiffe import SpiffeId
 from trellis.control.ca.tokens import TokenRecord
 from trellis.model import Workload
 from trellis.model.keys import ResourceKey
+from trellis.wire import SpiffeId
 
 tokens_router = APIRouter(prefix="/api/v1/tokens", dependencies=[Admin])
 ca_router = APIRouter(prefix="/api/v1/ca")

@@ -107,6 +107,7 @@ class DescribeService(Body):
     routes: list[dict[str, Any]]
     endpoints: list[EndpointOut]
     subscribers: list[str]
+    policy: dict[str, Any] = {}  # resilience settings in force (describe.in_force)
 
 
 class DeregisterOut(Body):

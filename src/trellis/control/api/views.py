@@ -73,4 +73,5 @@ async def describe_service(
             for e in describe.endpoints(snapshot, service, time.time())
         ],
         subscribers=sorted(subscribers),
+        policy=describe.in_force(snapshot, service),
     )

@@ -28,7 +28,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from trellis.control.ca import pki
-from trellis.control.ca.spiffe import SpiffeId
+from trellis.wire import SpiffeId
 
 
 class CaSetupError(Exception):

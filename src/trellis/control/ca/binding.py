@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import grpc
 
 from trellis.control.ca.peers import PeerTable
-from trellis.control.ca.spiffe import SpiffeId
 from trellis.control.translate.node import NodeInfo
 from trellis.control.xds.server import Admission, StreamRefused
+from trellis.wire import SpiffeId
 
 
 @dataclass(frozen=True, slots=True)

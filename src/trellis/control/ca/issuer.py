@@ -33,8 +33,8 @@ from trellis.control.ca.authority import Authority
 from trellis.control.ca.db import CaDb, CertificateRecord
 from trellis.control.ca.files import CaFiles
 from trellis.control.ca.peers import PeerCertificate
-from trellis.control.ca.spiffe import SpiffeId
 from trellis.control.ca.tokens import TokenRecord, digest, new_token, split
+from trellis.wire import SpiffeId
 
 log = logging.getLogger("trellis.ca")
 

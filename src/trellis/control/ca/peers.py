@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from cryptography import x509
 
 from trellis.control.ca import pki
-from trellis.control.ca.spiffe import SpiffeId
+from trellis.wire import SpiffeId
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,9 +30,10 @@ from trellis.control.translate.rbac import Clause, rule_origins
 from trellis.proxy.config.resources import ClusterConfig, EndpointConfig
 from trellis.proxy.http1.head import end_to_end, header_map
 from trellis.proxy.listeners.inbound import _app_port
-from trellis.proxy.stack.exchange import _DROP_UPSTREAM, TARGET_PORT_HEADER
+from trellis.proxy.stack.exchange import _DROP_UPSTREAM
 from trellis.routing import Route
 from trellis.routing.paths import PathRefused, normalize_target
+from trellis.wire import TARGET_PORT_HEADER
 
 Json = dict[str, Any]
 

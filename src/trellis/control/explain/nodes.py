@@ -19,13 +19,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from trellis.control.ca.spiffe import SpiffeId
 from trellis.control.push.context import PushContext
 from trellis.control.translate import NodeInfo
 from trellis.control.translate.generators.mesh import workload_labels
 from trellis.control.translate.names import INBOUND_LISTENER_PREFIX, inbound_listener_name
 from trellis.model.base import selector_matches
 from trellis.model.workload import Workload
+from trellis.wire import SpiffeId
 
 
 @dataclass(frozen=True, slots=True)

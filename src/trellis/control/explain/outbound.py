@@ -23,7 +23,6 @@ from trellis.control.explain.config import Missing, NodeConfig, Refused
 from trellis.control.explain.inputs import ExplainRequest
 from trellis.control.explain.views import match_json, paths_json, route_json
 from trellis.proxy.config.resources import ListenerConfig
-from trellis.proxy.config.types import BLACKHOLE_CLUSTER, OUTBOUND_DEFAULT_LISTENER
 from trellis.proxy.listeners.outbound import _port_problem, could_be_mesh_name
 from trellis.routing import (
     DirectResponseAction,
@@ -34,6 +33,7 @@ from trellis.routing import (
     RouteTable,
 )
 from trellis.routing.paths import PathRefused, normalize_target
+from trellis.wire import BLACKHOLE_CLUSTER, OUTBOUND_DEFAULT_LISTENER
 
 Json = dict[str, Any]
 SCHEME = "http"  # what the outbound listener serves (redirects keep it)

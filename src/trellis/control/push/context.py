@@ -17,12 +17,12 @@ from types import MappingProxyType
 from trellis.model.base import selector_matches
 from trellis.model.keys import ResourceKey
 from trellis.model.mesh_config import MeshConfig
-from trellis.model.policies import AuthorizationPolicy, DestinationPolicy
+from trellis.model.policies import AuthorizationPolicy, DestinationPolicy, RateLimitPolicy
 from trellis.model.routes import GRPCRoute, HTTPRoute
 from trellis.model.service import Service, ServicePort
 from trellis.model.workload import Locality, Workload
-from trellis.proxy.telemetry.recorder import Identity
 from trellis.store.base import Lease, Snapshot
+from trellis.wire import peer_value, workload_peer
 
 Route = HTTPRoute | GRPCRoute
 # What a push's memo keeps, at most. Its keys hold names and namespaces that clients
@@ -51,7 +51,7 @@ class Endpoint:
     mtls: bool = False  # it speaks mesh mTLS (Workload spec.mtls)
     service_account: str = "default"
     # Who it is for its callers' metrics (app, version, canonical name and revision), in
-    # the peer header's format (proxy/telemetry/recorder.py): EDS metadata "peer".
+    # the peer header's format (trellis.wire): EDS metadata "peer".
     peer: str = ""
 
 
@@ -82,6 +82,8 @@ class PushContext:
     attached: Mapping[ServiceKey, tuple[AttachedRoute, ...]]  # oldest first
     policies: Mapping[ServiceKey, DestinationPolicy]
     authorization: Mapping[str, tuple[AuthorizationPolicy, ...]]  # per namespace, by name
+    # RateLimitPolicies per service (namespace, name), oldest first.
+    rate_limits: Mapping[ServiceKey, tuple[RateLimitPolicy, ...]] = field(default_factory=dict)
     # What pure functions of this snapshot computed, kept for the other callers of the
     # same push (the generators' resources, shared by every node of the same shape). It
     # lives and dies with the push: a new snapshot starts empty, so nothing goes stale.
@@ -106,6 +108,7 @@ class PushContext:
         routes: list[Route] = []
         policies: dict[ServiceKey, DestinationPolicy] = {}
         authorization: dict[str, list[AuthorizationPolicy]] = {}
+        rate_limits: dict[ServiceKey, list[RateLimitPolicy]] = {}
         mesh = MeshConfig()
         for doc in snapshot.docs:
             if isinstance(doc, Service):
@@ -121,6 +124,8 @@ class PushContext:
                     policies[key] = doc
             elif isinstance(doc, AuthorizationPolicy):
                 authorization.setdefault(doc.namespace, []).append(doc)
+            elif isinstance(doc, RateLimitPolicy):
+                rate_limits.setdefault((doc.namespace, doc.spec.service), []).append(doc)
             elif isinstance(doc, MeshConfig):
                 mesh = doc
         live = frozenset(_live_workloads(workloads, snapshot.leases, now))
@@ -145,6 +150,9 @@ class PushContext:
             authorization=MappingProxyType(
                 {ns: tuple(sorted(ps, key=lambda p: p.name)) for ns, ps in authorization.items()}
             ),
+            rate_limits=MappingProxyType(
+                {k: tuple(sorted(ps, key=_policy_order)) for k, ps in rate_limits.items()}
+            ),
         )
 
     # -- queries ----------------------------------------------------------------------
@@ -161,6 +169,31 @@ class PushContext:
 
     def policy(self, service: Service) -> DestinationPolicy | None:
         return self.policies.get((service.namespace, service.name))
+
+    def service_rate_limit(self, service: Service, side: str) -> RateLimitPolicy | None:
+        """The RateLimitPolicy limiting all of `service` at `side` (one without routes): the
+        oldest, when several do."""
+        for p in self.rate_limits.get((service.namespace, service.name), ()):
+            if p.spec.side == side and not p.spec.routes:
+                return p
+        return None
+
+    def route_rate_limit(
+        self, service: Service, route_namespace: str, route_name: str, rule: int
+    ) -> RateLimitPolicy | None:
+        """The outbound RateLimitPolicy of `service` naming rule `rule` of that HTTPRoute
+        (or all its rules): the oldest, when several do."""
+        for p in self.rate_limits.get((service.namespace, service.name), ()):
+            if p.spec.side != "outbound":
+                continue
+            for ref in p.spec.routes:
+                if (
+                    ref.name == route_name
+                    and (ref.namespace or p.namespace) == route_namespace
+                    and (ref.rule is None or ref.rule == rule)
+                ):
+                    return p
+        return None
 
     def authorization_policies(
         self, namespace: str, labels: Mapping[str, str]
@@ -196,7 +229,7 @@ class PushContext:
                     weight=w.spec.weight,
                     mtls=w.spec.mtls,
                     service_account=w.service_account,
-                    peer=Identity.of(w.name, w.namespace, w.metadata.labels).peer_header().decode(),
+                    peer=peer_value(workload_peer(w.name, w.namespace, w.metadata.labels)),
                 )
             )
         return tuple(out)
@@ -237,7 +270,7 @@ def _selects(policy: AuthorizationPolicy, labels: Mapping[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in selector.match_labels.items())
 
 
-def _policy_order(p: DestinationPolicy) -> tuple[int, str]:
+def _policy_order(p: DestinationPolicy | RateLimitPolicy) -> tuple[int, str]:
     return (p.metadata.creation_revision or 0, p.name)
 
 

@@ -11,11 +11,11 @@ from google.protobuf.message import Message
 
 from trellis.control.push.context import PushContext
 from trellis.control.translate.node import NodeInfo
+from trellis.wire import CLUSTER_TYPE as CLUSTER_TYPE
+from trellis.wire import ENDPOINT_TYPE as ENDPOINT_TYPE
+from trellis.wire import LISTENER_TYPE as LISTENER_TYPE
+from trellis.wire import ROUTE_TYPE as ROUTE_TYPE
 
-LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
-ROUTE_TYPE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
-CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
-ENDPOINT_TYPE = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
 # Make-before-break: clusters and endpoints before the listeners/routes that use them.
 TYPE_ORDER = (CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE)
 

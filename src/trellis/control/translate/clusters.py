@@ -8,7 +8,17 @@ Load balancing travels in `load_balancing_policy` only (never the legacy
 - RING_HASH → RingHash (XX_HASH, the only hash grpcio knows); the hash key
   comes from the route's `hash_policy`.
 Circuit breakers come from connectionPool, outlier detection from
-outlierDetection (only the ejections the user asks for are enforced).
+outlierDetection (only the ejections the user asks for are enforced), the
+panic threshold from loadBalancer.healthyPanicThreshold
+(`common_lb_config.healthy_panic_threshold`).
+
+The retry budget (Linkerd's rate-based shape: a share of the requests plus a
+minimum rate, over a ttl) has no Envoy field: Envoy's
+`circuit_breakers.thresholds.retry_budget` bounds *concurrent* retries, another
+thing. It travels in the Cluster's `metadata.filter_metadata["trellis"]
+["retryBudget"]` = `{percent, minRetriesPerSecond, ttl}` (ttl in seconds), which
+only our sidecar reads (Envoy and grpcio ignore filter metadata they do not
+know). Every outbound cluster carries one: the budget is on by default.
 """
 
 from __future__ import annotations
@@ -23,14 +33,20 @@ from envoy.extensions.load_balancing_policies.wrr_locality.v3 import wrr_localit
 from google.protobuf.message import Message
 
 from trellis.control.translate import pb
+from trellis.model.duration import parse_duration
 from trellis.model.policies import (
     ConnectionPool,
     DestinationPolicy,
     LoadBalancer,
     OutlierDetection,
+    RetryBudget,
 )
+from trellis.wire import ENDPOINT_METADATA as METADATA_NAMESPACE
 
 LOCALHOST = "127.0.0.1"
+# Also spelled in proxy/config/resources.py (the proxy cannot import the control plane):
+# a candidate for trellis.wire.
+RETRY_BUDGET_KEY = "retryBudget"
 
 
 def outbound_cluster(name: str, policy: DestinationPolicy | None) -> cluster_pb2.Cluster:
@@ -48,7 +64,22 @@ def outbound_cluster(name: str, policy: DestinationPolicy | None) -> cluster_pb2
         cluster.circuit_breakers.CopyFrom(circuit_breakers(spec.connection_pool))
     if spec is not None and spec.outlier_detection is not None:
         cluster.outlier_detection.CopyFrom(outlier_detection(spec.outlier_detection))
+    if lb.healthy_panic_threshold != LoadBalancer().healthy_panic_threshold:
+        cluster.common_lb_config.healthy_panic_threshold.value = float(lb.healthy_panic_threshold)
+    budget = spec.retry_budget if spec is not None else RetryBudget()
+    cluster.metadata.filter_metadata[METADATA_NAMESPACE].update(
+        {RETRY_BUDGET_KEY: retry_budget(budget)}
+    )
     return cluster
+
+
+def retry_budget(budget: RetryBudget) -> dict[str, float]:
+    """The budget as the Cluster's trellis metadata carries it (ttl in seconds)."""
+    return {
+        "percent": float(budget.percent),
+        "minRetriesPerSecond": float(budget.min_retries_per_second),
+        "ttl": parse_duration(budget.ttl),
+    }
 
 
 def inbound_cluster(name: str, port: int) -> cluster_pb2.Cluster:

@@ -2,9 +2,11 @@
 
 Outbound: `api_listener` = HttpConnectionManager with RDS over ADS and the
 HTTP filters [fault, router] — the router must be last (grpcio NACKs a
-listener without it). Inbound: a Listener whose `address` matches the bind
-string of its name, one filter chain with an HCM whose RouteConfiguration is
-inline, and the HTTP filters [authorization filters (rbac.py)..., router].
+listener without it); sidecars' add the local rate limit before the router
+(ratelimits.py). Inbound: a Listener whose `address` matches the bind string
+of its name, one filter chain with an HCM whose RouteConfiguration is inline,
+and the HTTP filters [authorization filters (rbac.py)..., (sidecars: local
+rate limit,) router].
 
 Path normalization (sidecars): every HCM states `normalize_path`,
 `merge_slashes` and `path_with_escaped_slashes_action`, from MeshConfig
@@ -31,7 +33,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 )
 from google.protobuf import wrappers_pb2
 
-from trellis.control.translate import pb
+from trellis.control.translate import pb, ratelimits
 from trellis.control.translate.tls import InboundMode, inbound_chains
 from trellis.control.translate.tracing import hcm_tracing
 from trellis.model.mesh_config import PathNormalization, Tracing
@@ -59,12 +61,14 @@ def path_options(setting: PathNormalization | None, manager: hcm_pb2.HttpConnect
     manager.path_with_escaped_slashes_action = action
 
 
-def http_filters() -> list[hcm_pb2.HttpFilter]:
-    """[fault, router]: per-route fault config needs the filter; the router goes last."""
-    return [
-        hcm_pb2.HttpFilter(name=pb.FAULT_FILTER, typed_config=pb.pack(fault_pb2.HTTPFault())),
-        hcm_pb2.HttpFilter(name=pb.ROUTER_FILTER, typed_config=pb.pack(router_pb2.Router())),
-    ]
+def http_filters(rate_limits: bool = False) -> list[hcm_pb2.HttpFilter]:
+    """[fault, (local rate limit,) router]: per-route fault and rate-limit configs need
+    their filters; the router goes last. Only sidecars get the rate-limit filter."""
+    out = [hcm_pb2.HttpFilter(name=pb.FAULT_FILTER, typed_config=pb.pack(fault_pb2.HTTPFault()))]
+    if rate_limits:
+        out.append(ratelimits.http_filter())
+    out.append(hcm_pb2.HttpFilter(name=pb.ROUTER_FILTER, typed_config=pb.pack(router_pb2.Router())))
+    return out
 
 
 def trace_options(setting: Tracing | None, manager: hcm_pb2.HttpConnectionManager) -> None:
@@ -79,12 +83,13 @@ def outbound_listener(
     route_config_name: str,
     paths: PathNormalization | None = None,
     tracing: Tracing | None = None,
+    rate_limits: bool = False,
 ) -> listener_pb2.Listener:
     manager = HCM(
         stat_prefix="outbound",
         codec_type=HCM.AUTO,
         rds=hcm_pb2.Rds(config_source=pb.ads(), route_config_name=route_config_name),
-        http_filters=http_filters(),
+        http_filters=http_filters(rate_limits),
     )
     path_options(paths, manager)
     trace_options(tracing, manager)

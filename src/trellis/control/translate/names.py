@@ -15,19 +15,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from trellis import wire
 from trellis.control.push.context import PushContext
 from trellis.model.service import Service, ServicePort
 
-DOMAIN_SUFFIX = "svc.mesh"
-INBOUND_LISTENER_PREFIX = "trellis/inbound?address="
-# Sidecars only: what to do with hosts outside the registry (Istio's virtual outbound).
-OUTBOUND_DEFAULT_LISTENER = "trellis/outbound"
-PASSTHROUGH_CLUSTER = "PassthroughCluster"
-BLACKHOLE_CLUSTER = "BlackHoleCluster"
+# The wire contract's names (shared with the proxy), used here and by the generators.
+# Sidecars only: `trellis/outbound` is what to do with hosts outside the registry
+# (Istio's virtual outbound), routed to PassthroughCluster or BlackHoleCluster.
+from trellis.wire import BLACKHOLE_CLUSTER as BLACKHOLE_CLUSTER
+from trellis.wire import DOMAIN_SUFFIX as DOMAIN_SUFFIX
+from trellis.wire import INBOUND_LISTENER_PREFIX as INBOUND_LISTENER_PREFIX
+from trellis.wire import OUTBOUND_DEFAULT_LISTENER as OUTBOUND_DEFAULT_LISTENER
+from trellis.wire import PASSTHROUGH_CLUSTER as PASSTHROUGH_CLUSTER
+from trellis.wire import inbound_cluster_name as inbound_cluster_name
+from trellis.wire import inbound_listener_name as inbound_listener_name
 
 
 def fqdn(namespace: str, name: str) -> str:
-    return f"{name}.{namespace}.{DOMAIN_SUFFIX}"
+    return wire.service_fqdn(namespace, name)
 
 
 def service_fqdn(service: Service) -> str:
@@ -39,16 +44,7 @@ def route_config_name(service: Service, port: int) -> str:
 
 
 def outbound_cluster_name(namespace: str, name: str, port: int) -> str:
-    return f"outbound|{port}||{fqdn(namespace, name)}"
-
-
-def inbound_cluster_name(port: int) -> str:
-    return f"inbound|{port}||"
-
-
-def inbound_listener_name(address: str, port: int) -> str:
-    host = f"[{address}]" if ":" in address else address
-    return f"{INBOUND_LISTENER_PREFIX}{host}:{port}"
+    return wire.outbound_cluster_name(fqdn(namespace, name), port)
 
 
 @dataclass(frozen=True, slots=True)

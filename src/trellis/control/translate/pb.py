@@ -11,11 +11,11 @@ from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.message import Message
 
 from trellis.model.duration import parse_duration
-
-FAULT_FILTER = "envoy.filters.http.fault"
-ROUTER_FILTER = "envoy.filters.http.router"
-RBAC_FILTER = "envoy.filters.http.rbac"
-HCM_FILTER = "envoy.filters.network.http_connection_manager"
+from trellis.wire import FAULT_FILTER as FAULT_FILTER
+from trellis.wire import HCM_FILTER as HCM_FILTER
+from trellis.wire import LOCAL_RATELIMIT_FILTER as LOCAL_RATELIMIT_FILTER
+from trellis.wire import RBAC_FILTER as RBAC_FILTER
+from trellis.wire import ROUTER_FILTER as ROUTER_FILTER
 
 
 def pack(message: Message) -> any_pb2.Any:

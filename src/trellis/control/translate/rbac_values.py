@@ -20,7 +20,8 @@ from envoy.config.rbac.v3 import rbac_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.type.matcher.v3 import path_pb2, regex_pb2, string_pb2
 
-SPIFFE = "spiffe://"
+from trellis.wire import SPIFFE_SCHEME as SPIFFE
+
 _RE2_SPECIAL = frozenset(".^$*+?()[]{}|\\")
 
 

@@ -3,7 +3,8 @@
 What both client kinds share is here (path/header matches, weighted
 clusters, header modifiers, redirect, rewrite, fault, ring-hash hash
 policy). What differs (timeouts, retries, query matches, mirrors, how to hash
-"the connection") is asked of a `RouteFlavor`, which each generator supplies.
+"the connection", the non-idempotent retry opt-in) is asked of a `RouteFlavor`,
+which each generator supplies.
 """
 
 from __future__ import annotations
@@ -20,9 +21,15 @@ from envoy.extensions.filters.http.fault.v3 import fault_pb2
 from envoy.type.matcher.v3 import regex_pb2, string_pb2
 
 from trellis.control.push.context import PushContext
-from trellis.control.translate import pb
+from trellis.control.translate import pb, ratelimits
 from trellis.control.translate.rules import Entry, MatchSpec, StringMatch
-from trellis.model.routes import Fault, HeaderModifier, RequestRedirect, URLRewrite
+from trellis.model.policies import LocalRateLimit
+from trellis.model.routes import Fault, HeaderModifier, HTTPRetry, RequestRedirect, URLRewrite
+from trellis.routing.route import NON_IDEMPOTENT_KEY
+from trellis.wire import ENDPOINT_METADATA as METADATA_NAMESPACE
+
+# Envoy has no field for "retry non-idempotent requests too": the route's trellis metadata
+# carries the opt-in (routing/route.py reads it into RetryPolicy.non_idempotent).
 
 
 class RouteFlavor(Protocol):
@@ -30,6 +37,11 @@ class RouteFlavor(Protocol):
 
     supports_query: bool
     supports_mirror: bool
+    # Route metadata `trellis.retryNonIdempotent` (an HTTPRoute retry's `nonIdempotent`):
+    # only our sidecar reads it; proxyless routes never carry it.
+    marks_non_idempotent: bool
+    # Local rate limits (RateLimitPolicy) as typed_per_filter_config: sidecars only.
+    supports_rate_limit: bool
 
     def apply_policies(self, action: rc.RouteAction, entry: Entry) -> None:
         """Set timeouts and retries on `action` from `entry`."""
@@ -53,10 +65,16 @@ def route_configuration(
     entries: Sequence[Entry],
     flavor: RouteFlavor,
     push: PushContext,
+    service_limit: LocalRateLimit | None = None,
 ) -> route_pb2.RouteConfiguration:
-    """One VirtualHost whose domains are every spelling the client may use."""
+    """One VirtualHost whose domains are every spelling the client may use; `service_limit`:
+    an outbound RateLimitPolicy on the whole service, on the virtual host (one bucket)."""
     routes = [r for e in entries if (r := build_route(e, flavor, push)) is not None]
     vhost = rc.VirtualHost(name=name, domains=list(domains), routes=routes)
+    if service_limit is not None and flavor.supports_rate_limit:
+        vhost.typed_per_filter_config[pb.LOCAL_RATELIMIT_FILTER].CopyFrom(
+            ratelimits.per_filter_config(service_limit)
+        )
     return route_pb2.RouteConfiguration(name=name, virtual_hosts=[vhost])
 
 
@@ -74,12 +92,24 @@ def build_route(entry: Entry, flavor: RouteFlavor, push: PushContext) -> rc.Rout
         route.direct_response.status = 500
     else:
         route.route.CopyFrom(_action(entry, flavor, push))
+        retry = entry.retry
+        if (
+            flavor.marks_non_idempotent
+            and isinstance(retry, HTTPRetry)
+            and retry.non_idempotent
+            and retry.attempts > 0
+        ):
+            route.metadata.filter_metadata[METADATA_NAMESPACE].update({NON_IDEMPOTENT_KEY: True})
     if entry.request_headers is not None:
         _headers_to_add(route.request_headers_to_add, entry.request_headers)
         route.request_headers_to_remove.extend(h.lower() for h in entry.request_headers.remove)
     if entry.response_headers is not None:
         _headers_to_add(route.response_headers_to_add, entry.response_headers)
         route.response_headers_to_remove.extend(h.lower() for h in entry.response_headers.remove)
+    if entry.rate_limit is not None and flavor.supports_rate_limit:
+        route.typed_per_filter_config[pb.LOCAL_RATELIMIT_FILTER].CopyFrom(
+            ratelimits.per_filter_config(entry.rate_limit)
+        )
     if entry.fault is not None and (entry.fault.delay or entry.fault.abort):
         route.typed_per_filter_config[pb.FAULT_FILTER].CopyFrom(pb.pack(http_fault(entry.fault)))
     return route

@@ -26,6 +26,7 @@ from typing import Literal
 from trellis.control.push.context import PushContext, Route
 from trellis.control.translate.names import Target, outbound_cluster_name
 from trellis.model.mesh_config import MeshConfig
+from trellis.model.policies import LocalRateLimit
 from trellis.model.routes import (
     BackendRef,
     Fault,
@@ -36,6 +37,7 @@ from trellis.model.routes import (
     HeaderMatch,
     HeaderModifier,
     HTTPRetry,
+    HTTPRoute,
     HTTPRouteMatch,
     HTTPRouteRule,
     RequestRedirect,
@@ -103,6 +105,8 @@ class Entry:
     retry: HTTPRetry | GRPCRetry | None = None
     fault: Fault | None = None
     port: int = 0  # the parent service port (a redirect without port or scheme keeps it)
+    # An outbound RateLimitPolicy naming this rule of an HTTPRoute (ratelimits.py).
+    rate_limit: LocalRateLimit | None = None
 
 
 ROOT = PathSpec("prefix", "/", _RANK["prefix"], 1)
@@ -182,6 +186,10 @@ def _entry(
     else:
         backends = (_own_backend(target),)
     rule_name = rule.name or f"rule-{r}"
+    limit = None
+    if isinstance(route, HTTPRoute):
+        policy = push.route_rate_limit(target.service, route.namespace, route.name, r)
+        limit = policy.spec.local if policy is not None else None
     return Entry(
         name=f"{route.namespace}/{route.name}/{rule_name}/match-{m}",
         match=match,
@@ -195,6 +203,7 @@ def _entry(
         retry=rule.retry or mesh.spec.defaults.retry,
         fault=rule.fault,
         port=target.port.port,
+        rate_limit=limit,
     )
 
 

@@ -30,13 +30,12 @@ from envoy.config.listener.v3 import listener_components_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 from envoy.type.matcher.v3 import string_pb2
 
-from trellis.control.ca.spiffe import SpiffeId
 from trellis.control.push.context import Endpoint, PushContext
 from trellis.control.translate import pb
 from trellis.control.translate.node import NodeInfo
 from trellis.model.policies import DestinationPolicy
+from trellis.wire import CERTIFICATE_PROVIDER, SpiffeId
 
-CERTIFICATE_PROVIDER = "trellis"
 TLS_SOCKET = "envoy.transport_sockets.tls"
 
 InboundMode = Literal["DISABLE", "STRICT", "PERMISSIVE"]

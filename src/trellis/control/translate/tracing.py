@@ -24,7 +24,7 @@ from envoy.type.v3 import percent_pb2
 
 from trellis.control.translate import pb
 from trellis.model.mesh_config import Tracing
-from trellis.proxy.config.types import CONTROL_PLANE_CLUSTER, OPENTELEMETRY_TRACER
+from trellis.wire import CONTROL_PLANE_CLUSTER, OPENTELEMETRY_TRACER
 
 GoogleGrpc = grpc_service_pb2.GrpcService.GoogleGrpc
 

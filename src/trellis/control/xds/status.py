@@ -11,19 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from trellis.control.translate.api import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE
-
-SHORT_TYPE_NAMES: dict[str, str] = {
-    LISTENER_TYPE: "LDS",
-    ROUTE_TYPE: "RDS",
-    CLUSTER_TYPE: "CDS",
-    ENDPOINT_TYPE: "EDS",
-}
-
-
-def short_type_name(type_url: str) -> str:
-    """`LDS`/`RDS`/`CDS`/`EDS` for the four xDS types, else the message name."""
-    return SHORT_TYPE_NAMES.get(type_url, type_url.rsplit(".", 1)[-1])
+from trellis.wire import short_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +34,7 @@ class TypeStatus:
 
     @property
     def short_name(self) -> str:
-        return short_type_name(self.type_url)
+        return short_name(self.type_url)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -42,8 +42,9 @@ from google.rpc import code_pb2, status_pb2
 from trellis.control.translate.api import CLUSTER_TYPE, LISTENER_TYPE, TYPE_ORDER, Generated
 from trellis.control.translate.node import NodeInfo
 from trellis.control.translate.pb import pack
-from trellis.control.xds.status import NodeStatus, TypeStatus, short_type_name
+from trellis.control.xds.status import NodeStatus, TypeStatus
 from trellis.control.xds.version import content_version
+from trellis.wire import short_name as short_type_name
 
 if TYPE_CHECKING:
     from trellis.control.push.context import PushContext

@@ -35,10 +35,12 @@ from trellis.proxy.config.types import (
     CERTIFICATE_PROVIDER,
     FAULT_FILTER,
     HCM_FILTER,
+    LOCAL_RATELIMIT_FILTER,
     RBAC_FILTER,
     ROUTER_FILTER,
 )
 from trellis.routing import RouteConfigError, RouteTable
+from trellis.routing.local_ratelimit import filter_level as rate_limit_filter
 from trellis.routing.matchers import StringTest, string_test
 from trellis.routing.paths import (
     DEFAULT_OPTIONS,
@@ -46,10 +48,10 @@ from trellis.routing.paths import (
     REJECT_REQUEST,
     PathOptions,
 )
+from trellis.wire import ENDPOINT_METADATA
 
-ENDPOINT_METADATA = "trellis"
 _HEALTHY = (health_check_pb2.HealthStatus.UNKNOWN, health_check_pb2.HealthStatus.HEALTHY)
-_KNOWN_FILTERS = (ROUTER_FILTER, FAULT_FILTER, RBAC_FILTER)
+_KNOWN_FILTERS = (ROUTER_FILTER, FAULT_FILTER, RBAC_FILTER, LOCAL_RATELIMIT_FILTER)
 
 
 class ConfigError(Exception):
@@ -184,6 +186,11 @@ def _http_filters(hcm: hcm_pb2.HttpConnectionManager, where: str) -> tuple[str, 
     for i, f in enumerate(hcm.http_filters):
         if f.name not in _KNOWN_FILTERS and not f.is_optional:
             raise ConfigError(f"{where}.http_filters[{i}]: unsupported filter {f.name!r}")
+        if f.name == LOCAL_RATELIMIT_FILTER and f.HasField("typed_config"):
+            try:
+                rate_limit_filter(f.typed_config, f"http_filters[{i}].typed_config")
+            except RouteConfigError as e:
+                raise ConfigError(f"{where}.{e}") from None
         names.append(f.name)
     if not names or names[-1] != ROUTER_FILTER:
         raise ConfigError(f"{where}.http_filters: the router filter must be last")
@@ -494,12 +501,96 @@ def _outlier(cluster: cluster_pb2.Cluster) -> OutlierConfig | None:
         if wrapped("enforcing_consecutive_gateway_failure", 0)
         else None
     )
+    percentage = (
+        wrapped("failure_percentage_threshold", 85)
+        if wrapped("enforcing_failure_percentage", 0)
+        else None
+    )
+    where = f"{cluster.name}: outlier_detection"
+    for pct in ("failure_percentage_threshold", "max_ejection_percent"):
+        if wrapped(pct, 0) > 100:
+            raise ConfigError(f"{where}.{pct}: {wrapped(pct, 0)} is above 100")
     return OutlierConfig(
         consecutive_5xx=five,
         consecutive_gateway=gateway,
         interval=_seconds(od.interval, 10.0),
         base_ejection=_seconds(od.base_ejection_time, 30.0),
         max_ejection_percent=wrapped("max_ejection_percent", 10),
+        failure_percentage=percentage,
+        failure_percentage_min_hosts=wrapped("failure_percentage_minimum_hosts", 5),
+        failure_percentage_volume=wrapped("failure_percentage_request_volume", 50),
+    )
+
+
+RETRY_BUDGET_KEY = "retryBudget"  # also in control/translate/clusters.py: for trellis.wire
+_BUDGET_FIELDS = ("percent", "minRetriesPerSecond", "ttl")
+
+
+def _retry_budget(cluster: cluster_pb2.Cluster) -> RetryBudgetConfig | None:
+    """The Cluster's `metadata.filter_metadata["trellis"]["retryBudget"]` (our control
+    plane's: Envoy has no rate-based budget): `{percent, minRetriesPerSecond, ttl}` with
+    ttl in seconds. Absent: Linkerd's default budget (on by default)."""
+    meta = cluster.metadata.filter_metadata.get(ENDPOINT_METADATA)
+    if meta is None or RETRY_BUDGET_KEY not in meta.fields:
+        return RetryBudgetConfig()
+    where = f"{cluster.name}: metadata.filter_metadata[{ENDPOINT_METADATA}].{RETRY_BUDGET_KEY}"
+    value = meta.fields[RETRY_BUDGET_KEY]
+    if value.WhichOneof("kind") != "struct_value":
+        raise ConfigError(f"{where}: must be a struct")
+    fields = value.struct_value.fields
+    unknown = sorted(set(fields) - set(_BUDGET_FIELDS))
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {unknown}")
+    numbers: dict[str, float] = {}
+    default = RetryBudgetConfig()
+    defaults = {
+        "percent": default.ratio * 100,
+        "minRetriesPerSecond": default.min_per_second,
+        "ttl": default.ttl,
+    }
+    for name in _BUDGET_FIELDS:
+        if name not in fields:
+            numbers[name] = defaults[name]
+            continue
+        item = fields[name]
+        if item.WhichOneof("kind") != "number_value":
+            raise ConfigError(f"{where}.{name}: must be a number")
+        number = float(item.number_value)
+        if number != number or number < 0 or number > 1e9:
+            raise ConfigError(f"{where}.{name}: {number} is out of range")
+        numbers[name] = number
+    if not 1.0 <= numbers["ttl"] <= 60.0:
+        raise ConfigError(f"{where}.ttl: {numbers['ttl']} must be between 1 and 60 seconds")
+    return RetryBudgetConfig(
+        ratio=numbers["percent"] / 100.0,
+        min_per_second=numbers["minRetriesPerSecond"],
+        ttl=numbers["ttl"],
+    )
+
+
+def _panic_threshold(cluster: cluster_pb2.Cluster) -> float:
+    """`common_lb_config.healthy_panic_threshold` (percent; unset: Envoy's 50, 0: off)."""
+    common = cluster.common_lb_config
+    if not common.HasField("healthy_panic_threshold"):
+        return 50.0
+    value = float(common.healthy_panic_threshold.value)
+    if not 0.0 <= value <= 100.0:
+        raise ConfigError(
+            f"{cluster.name}: common_lb_config.healthy_panic_threshold: "
+            f"{value} is not a percentage (0-100)"
+        )
+    return value
+
+
+def _locality_weighted(cluster: cluster_pb2.Cluster) -> bool:
+    """Locality weights from EDS apply under WrrLocality (what our control plane sends) or
+    the legacy `common_lb_config.locality_weighted_lb_config`."""
+    if cluster.common_lb_config.HasField("locality_weighted_lb_config"):
+        return True
+    wrr = wrr_locality_pb2.WrrLocality.DESCRIPTOR.full_name
+    return any(
+        p.typed_extension_config.typed_config.TypeName() == wrr
+        for p in cluster.load_balancing_policy.policies
     )
 
 
@@ -522,6 +613,9 @@ def decode_cluster(packed: any_pb2.Any) -> tuple[str, ClusterConfig]:
         limits=_limits(cluster),
         outlier=_outlier(cluster),
         tls=tls,
+        retry_budget=_retry_budget(cluster),
+        panic_threshold=_panic_threshold(cluster),
+        locality_weighted=_locality_weighted(cluster),
     )
     kind = cluster.type
     if kind == cluster_pb2.Cluster.EDS:
@@ -547,6 +641,12 @@ def _assignment(
     for i, group in enumerate(cla.endpoints):
         loc = group.locality
         locality = "/".join(p for p in (loc.region, loc.zone, loc.sub_zone) if p)
+        priority = group.priority
+        if priority > 128:
+            raise ConfigError(f"{where}.endpoints[{i}].priority: {priority} is above 128")
+        locality_weight = (
+            group.load_balancing_weight.value if group.HasField("load_balancing_weight") else 0
+        )
         for j, lb in enumerate(group.lb_endpoints):
             if lb.health_status not in _HEALTHY:
                 continue
@@ -573,7 +673,15 @@ def _assignment(
                     peer = fields["peer"].string_value[:1024]
             out.append(
                 EndpointConfig(
-                    sock.address, sock.port_value, weight, target_port, workload, locality, peer
+                    sock.address,
+                    sock.port_value,
+                    weight,
+                    target_port,
+                    workload,
+                    locality,
+                    peer,
+                    priority,
+                    locality_weight,
                 )
             )
     return cla.cluster_name, tuple(out)

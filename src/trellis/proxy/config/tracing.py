@@ -28,7 +28,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
 
-from trellis.proxy.config.types import CONTROL_PLANE_CLUSTER, OPENTELEMETRY_TRACER
+from trellis.wire import CONTROL_PLANE_CLUSTER, OPENTELEMETRY_TRACER
 
 
 class TracingConfigError(ValueError):

@@ -1,30 +1,27 @@
-"""xDS type URLs and the filter names the proxy understands."""
+"""xDS type URLs and the filter names the proxy understands.
+
+Every value is the wire contract's (`trellis.wire`, shared with the control plane),
+named here for the proxy's config modules.
+"""
 
 from __future__ import annotations
 
-LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
-ROUTE_TYPE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
-CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
-ENDPOINT_TYPE = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+from trellis.wire import BLACKHOLE_CLUSTER as BLACKHOLE_CLUSTER
+from trellis.wire import CERTIFICATE_PROVIDER as CERTIFICATE_PROVIDER
+from trellis.wire import CLUSTER_TYPE as CLUSTER_TYPE
+from trellis.wire import CONTROL_PLANE_CLUSTER as CONTROL_PLANE_CLUSTER
+from trellis.wire import ENDPOINT_TYPE as ENDPOINT_TYPE
+from trellis.wire import FAULT_FILTER as FAULT_FILTER
+from trellis.wire import HCM_FILTER as HCM_FILTER
+from trellis.wire import LISTENER_TYPE as LISTENER_TYPE
+from trellis.wire import LOCAL_RATELIMIT_FILTER as LOCAL_RATELIMIT_FILTER
+from trellis.wire import OPENTELEMETRY_TRACER as OPENTELEMETRY_TRACER
+from trellis.wire import OUTBOUND_DEFAULT_LISTENER as OUTBOUND_DEFAULT_LISTENER
+from trellis.wire import PASSTHROUGH_CLUSTER as PASSTHROUGH_CLUSTER
+from trellis.wire import RBAC_FILTER as RBAC_FILTER
+from trellis.wire import ROUTE_TYPE as ROUTE_TYPE
+from trellis.wire import ROUTER_FILTER as ROUTER_FILTER
+from trellis.wire import SHORT_NAMES
+
 ALL_TYPES = (LISTENER_TYPE, ROUTE_TYPE, CLUSTER_TYPE, ENDPOINT_TYPE)
-SHORT = {LISTENER_TYPE: "LDS", ROUTE_TYPE: "RDS", CLUSTER_TYPE: "CDS", ENDPOINT_TYPE: "EDS"}
-
-HCM_FILTER = "envoy.filters.network.http_connection_manager"
-ROUTER_FILTER = "envoy.filters.http.router"
-FAULT_FILTER = "envoy.filters.http.fault"
-RBAC_FILTER = "envoy.filters.http.rbac"
-
-# The listener every sidecar asks for at start: what to do with hosts outside the
-# registry (MeshConfig outboundTrafficPolicy), as Istio's virtual outbound listener.
-OUTBOUND_DEFAULT_LISTENER = "trellis/outbound"
-PASSTHROUGH_CLUSTER = "PassthroughCluster"
-BLACKHOLE_CLUSTER = "BlackHoleCluster"
-
-# The certificate provider instance every node's bootstrap names (gRFC A29): the proxy's
-# own identity for sidecars, grpcio's file_watcher for proxyless apps.
-CERTIFICATE_PROVIDER = "trellis"
-
-# Tracing (HCM `tracing`): the one provider sidecars speak, and the envoy_grpc cluster name
-# that means "the control plane this proxy is connected to" (its OTLP receiver).
-OPENTELEMETRY_TRACER = "envoy.tracers.opentelemetry"
-CONTROL_PLANE_CLUSTER = "trellis/control-plane"
+SHORT = SHORT_NAMES  # LDS, RDS, CDS, EDS

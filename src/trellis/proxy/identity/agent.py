@@ -10,8 +10,11 @@ connections; open connections keep the certificate they were made with, so a
 rotation drops nothing.
 
 Failure: the first issuance failing is fatal (IdentityError, with the CA's
-reason); a failed renewal is retried with backoff until the certificate
-expires, logged and counted, and the proxy keeps serving with what it has.
+reason); a failed renewal is retried with backoff, logged and counted, and the
+proxy keeps serving with what it has. Once the certificate has expired (the
+control plane was away for more than half its life), the retries join again with
+the join token, as at the start: an expired certificate is refused by the CA's
+TLS, so without the token the sidecar would stay locked out for good.
 """
 
 from __future__ import annotations
@@ -184,9 +187,15 @@ class IdentityAgent:
             if token:
                 body["token"] = token
             last: grpc.aio.AioRpcError | None = None
+            # With a token, no client certificate at all (not the expired one we hold).
+            credentials = (
+                self.credentials(current)
+                if current is not None
+                else grpc.ssl_channel_credentials(root_certificates=self.bundle_pem)
+            )
             for server in self.servers:  # in order of preference, as for xDS
                 async with grpc.aio.secure_channel(
-                    server, self.credentials(current), options=channel_options()
+                    server, credentials, options=channel_options()
                 ) as channel:
                     call = channel.unary_unary(SIGN)
                     try:
@@ -232,8 +241,18 @@ class IdentityAgent:
             # An attempt (key worker and every CA address) is bounded as a whole: a hung
             # one counts as failed and is retried, never left to let the certificate expire.
             bound = 2 * KEY_WORKER_TIMEOUT + CA_CALL_TIMEOUT * len(self.servers) + 10
+            # A certificate that expired (the control plane was away for longer than half
+            # its life) proves nothing any more: the CA's TLS refuses it, and so would the
+            # xDS port. Join again with the join token, as at the start (the CA still checks
+            # that the token is valid and not revoked); a live certificate renews itself.
+            expired = svid.seconds_left(_now()) <= 0
             try:
-                fresh = await asyncio.wait_for(self._sign(token=None, current=svid), bound)
+                sign = (
+                    self._sign(token=self.join_token, current=None)
+                    if expired
+                    else self._sign(token=None, current=svid)
+                )
+                fresh = await asyncio.wait_for(sign, bound)
             except (grpc.aio.AioRpcError, IdentityError, OSError) as e:
                 self.failures += 1
                 if isinstance(e, grpc.aio.AioRpcError):

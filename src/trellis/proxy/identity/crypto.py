@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from trellis.proxy.identity.svid import Svid
+from trellis.wire import SPIFFE_SCHEME
 
 
 def new_key() -> ec.EllipticCurvePrivateKey:
@@ -49,7 +50,7 @@ def spiffe_ids(cert: x509.Certificate) -> list[str]:
     except x509.ExtensionNotFound:
         return []
     uris = san.value.get_values_for_type(x509.UniformResourceIdentifier)
-    return [u for u in uris if u.startswith("spiffe://")]
+    return [u for u in uris if u.startswith(SPIFFE_SCHEME)]
 
 
 def parse_svid(chain_pem: bytes, key: bytes, bundle_pem: bytes) -> Svid:

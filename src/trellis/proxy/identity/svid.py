@@ -1,4 +1,4 @@
-"""SVIDs as data: what an issued identity says, and SPIFFE ID helpers. Pure, and free of
+"""SVIDs as data: what an issued identity says (SPIFFE IDs: `trellis.wire`). Pure, and free of
 `cryptography`: a sidecar keeps its memory small by doing the X.509 work (key, CSR,
 reading certificates) in a short-lived child process (`keygen`), or in `x509` when the
 caller does not mind loading the library (the CA, tests).
@@ -36,17 +36,3 @@ class Svid:
 
     def seconds_left(self, now: dt.datetime) -> float:
         return (self.not_after - now).total_seconds()
-
-
-def spiffe_id(trust_domain: str, namespace: str, service_account: str) -> str:
-    return f"spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}"
-
-
-def parse_spiffe_id(value: str) -> tuple[str, str, str] | None:
-    """(trust domain, namespace, service account) of `spiffe://TD/ns/NS/sa/SA`, or None."""
-    if not value.startswith("spiffe://"):
-        return None
-    parts = value[len("spiffe://") :].split("/")
-    if len(parts) != 5 or parts[1] != "ns" or parts[3] != "sa" or not all(parts):
-        return None
-    return parts[0], parts[2], parts[4]

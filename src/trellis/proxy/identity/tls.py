@@ -38,15 +38,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from trellis.wire import WORKLOAD_ID_PATTERN, WORKLOAD_ID_SHAPE
+
 if TYPE_CHECKING:  # not at run time: a proxy without an identity never loads cryptography
     from trellis.proxy.identity.svid import Svid
 
 CIPHERS_TLS12 = "ECDHE+AESGCM:ECDHE+CHACHA20"
 _DIR: Path | None = None
-# A workload's SPIFFE ID, as the mesh CA issues them (control/ca/spiffe.py's rules).
-_WORKLOAD_ID = re.compile(
-    r"spiffe://([a-z0-9](?:[-a-z0-9.]*[a-z0-9])?)/ns/[A-Za-z0-9._-]+/sa/[A-Za-z0-9._-]+"
-)
+# A workload's SPIFFE ID, as the mesh CA issues them (the wire contract's rules).
+_WORKLOAD_ID = re.compile(WORKLOAD_ID_PATTERN)
 
 
 def _private_dir() -> Path:
@@ -132,7 +132,7 @@ def peer_refusal(peercert: Any, trust_domains: frozenset[str]) -> str:
         return f"the certificate has {len(uris)} URI SANs; an SVID has exactly one"
     domain = trust_domain(uris[0])
     if not domain:
-        return f"{uris[0]!r} is not a workload SPIFFE ID (spiffe://TD/ns/NS/sa/SA)"
+        return f"{uris[0]!r} is not a workload SPIFFE ID ({WORKLOAD_ID_SHAPE})"
     if domain not in trust_domains:
         accepted = ", ".join(sorted(trust_domains)) or "none"
         return f"{uris[0]} is of trust domain {domain}, not of the mesh's ({accepted})"

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -31,6 +30,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
 from trellis.proxy.telemetry.metrics import LABELS, Labels, RequestMetrics, Series, TcpSeries
+from trellis.wire import parse_peer as parse_peer
+from trellis.wire import peer_value, split_workload_id, workload_peer
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -42,19 +43,8 @@ _LABEL_CACHE_MAX = 4096
 # Inbound keys hold the caller's peer header: only headers up to this long are cached
 # (parse_peer reads at most 8 fields of 128 characters), so the cache stays small.
 _PEER_CACHE_MAX_CHARS = 1100
-_SAFE = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
 UNKNOWN = "unknown"
 _DESTINATION_SERVICE = LABELS.index("destination_service")
-# The peer header's fields: workload, namespace, app, version, canonical service and
-# revision (cs, cr), and the service called (added per cluster by the listener context).
-_PEER_FIELDS = frozenset(("workload", "namespace", "app", "version", "cs", "cr", "service"))
-# Labels Istio reads a workload's canonical name and revision from, in order.
-CANONICAL_NAME_LABELS = ("service.istio.io/canonical-name", "app.kubernetes.io/name", "app")
-CANONICAL_REVISION_LABELS = (
-    "service.istio.io/canonical-revision",
-    "app.kubernetes.io/version",
-    "version",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,18 +65,16 @@ class Identity:
     def of(
         cls, workload: str, namespace: str, labels: Mapping[str, str], principal: str = ""
     ) -> Identity:
-        """Istio's rules: app and version labels; the canonical name from the first of
-        CANONICAL_NAME_LABELS set (else the workload), the revision from the first of
-        CANONICAL_REVISION_LABELS (else "latest")."""
-        name = next((labels[k] for k in CANONICAL_NAME_LABELS if labels.get(k)), workload)
-        revision = next((labels[k] for k in CANONICAL_REVISION_LABELS if labels.get(k)), "latest")
+        """Istio's rules (`trellis.wire.workload_peer`, which the control plane applies
+        to the endpoints it sends)."""
+        fields = dict(workload_peer(workload, namespace, labels))
         return cls(
             workload,
             namespace,
-            labels.get("app") or workload,
-            labels.get("version") or UNKNOWN,
-            name,
-            revision,
+            fields["app"],
+            fields["version"],
+            fields["cs"],
+            fields["cr"],
             principal,
         )
 
@@ -99,28 +87,13 @@ class Identity:
             ("cs", self.canonical_service or self.workload),
             ("cr", self.canonical_revision),
         ]
-        text = ";".join(f"{k}={v}" for k, v in fields if _SAFE.match(v))
-        return text.encode("ascii")
-
-
-def parse_peer(value: str | None) -> dict[str, str]:
-    """The peer header's fields; anything malformed reads as unknown."""
-    out: dict[str, str] = {}
-    if not value:
-        return out
-    for part in value.split(";")[:8]:
-        key, sep, val = part.partition("=")
-        if sep and key in _PEER_FIELDS and _SAFE.match(val):
-            out[key] = val
-    return out
+        return peer_value(fields).encode("ascii")
 
 
 def principal_namespace(principal: str) -> str:
     """The namespace in `spiffe://TD/ns/NS/sa/SA`, or ""."""
-    parts = principal.split("/")
-    if len(parts) == 7 and parts[0] == "spiffe:" and parts[3] == "ns":
-        return parts[4]
-    return ""
+    parts = split_workload_id(principal)
+    return "" if parts is None else parts[1]
 
 
 def cluster_service(cluster: str) -> tuple[str, str, str]:

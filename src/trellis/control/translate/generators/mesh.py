@@ -17,9 +17,10 @@ wildcards are not meaningful and return nothing.
 
 Sharing: most resources depend on little of the node (`scope`): a route
 configuration on its namespace, an outbound cluster on whether it is secure,
-endpoints on nothing. Each is built and packed once per push and scope, kept in
-the push's memo, and handed to every node of that scope: a push to N nodes of
-one shape costs one generation, not N. Inbound listeners are the node's own and
+endpoints on the node's (region, zone) — the priorities of locality failover.
+Each is built and packed once per push and scope, kept in the push's memo, and
+handed to every node of that scope: a push to N nodes of one shape costs one
+generation, not N. Inbound listeners are the node's own and
 are built for each; names that resolve to nothing are not kept, and the memo
 is bounded (`MEMO_MAX` in push/context.py). A builder that starts reading more of the
 node must say so in `scope` (tests/control/translate/test_shared_generation.py
@@ -37,7 +38,7 @@ from envoy.config.route.v3 import route_pb2
 from google.protobuf.message import Message
 
 from trellis.control.push.context import PushContext
-from trellis.control.translate import names, pb
+from trellis.control.translate import names, pb, ratelimits
 from trellis.control.translate.api import (
     CLUSTER_TYPE,
     ENDPOINT_TYPE,
@@ -112,7 +113,7 @@ class MeshGenerator:
         out = Generated()
         memo = push.memo
         for name in wanted:
-            scope = self.scope(node, type_url, name)
+            scope = self.scope(node, push, type_url, name)
             if scope is None:
                 try:
                     out.resources[name] = build(node, push, name)
@@ -133,11 +134,13 @@ class MeshGenerator:
             out.resources[name], out.packed[name] = shared
         return out
 
-    def scope(self, node: NodeInfo, type_url: str, name: str) -> Hashable | None:
+    def scope(self, node: NodeInfo, push: PushContext, type_url: str, name: str) -> Hashable | None:
         """What of `node` its resource `name` depends on: nodes (of this kind) that agree on
         it get the same resource. None: the resource is the node's own."""
         if type_url == ENDPOINT_TYPE:
-            return ()  # the service's endpoints
+            # The service's endpoints, with priorities from the caller's zone: one variant
+            # per caller locality (as Istio caches EDS per locality).
+            return node_locality(node, push)
         if type_url == CLUSTER_TYPE:
             return node.secure  # upstream_tls; an inbound cluster is its name's port alone
         if type_url == ROUTE_TYPE:
@@ -181,16 +184,27 @@ class MeshGenerator:
             filters = rbac_filters(policies, push.mesh.spec.trust_domain, self.kind.rbac_dialect)
             routes = self.kind.inbound_routes(node, push, name)
             mode = inbound_mode(node, push)
+            if any(
+                pb.LOCAL_RATELIMIT_FILTER in v.typed_per_filter_config for v in routes.virtual_hosts
+            ):
+                filters = [*filters, ratelimits.http_filter()]  # only where a limit applies
             return inbound_listener(name, address, port, routes, filters, mode, paths, tracing)
         target = names.resolve_host(push, name, node.namespace)
         rds = names.route_config_name(target.service, target.port.port)
-        return outbound_listener(name, rds, paths, tracing)
+        limited = self.kind.supports_rate_limit and any(
+            p.spec.side == "outbound"
+            for p in push.rate_limits.get((target.service.namespace, target.service.name), ())
+        )
+        return outbound_listener(name, rds, paths, tracing, limited)
 
     def route_config(self, node: NodeInfo, push: PushContext, name: str) -> Message:
         target = names.resolve_route_config(push, name)
         domains = names.spellings(target.service, target.port.port, node.namespace)
         rules = entries(push, target, node.namespace)
-        return route_configuration(name, domains, rules, self.kind, push)
+        limit = push.service_rate_limit(target.service, "outbound")
+        return route_configuration(
+            name, domains, rules, self.kind, push, limit.spec.local if limit else None
+        )
 
     def cluster(self, node: NodeInfo, push: PushContext, name: str) -> Message:
         if self.kind.outbound_default:
@@ -219,7 +233,20 @@ class MeshGenerator:
         if ref.direction == "inbound":
             raise names.Unresolved(f"{name!r} is a STATIC cluster: it has no EDS resource")
         target = names.resolve_cluster(push, ref)
-        return load_assignment(name, push.endpoints(target.service, target.port))
+        policy = push.policy(target.service)
+        setting = policy.spec.load_balancer.locality_lb_setting if policy is not None else None
+        caller = node_locality(node, push) if setting is not None and setting.enabled else None
+        return load_assignment(name, push.endpoints(target.service, target.port), caller)
+
+
+def node_locality(node: NodeInfo, push: PushContext) -> tuple[str, str]:
+    """(region, zone) of the node's registered Workload; ("", "") when it has none (yet:
+    a sidecar connects before `trellis run` registers its workload)."""
+    workload = push.workload(node.namespace, node.workload)
+    if workload is None:
+        return ("", "")
+    locality = workload.spec.locality
+    return (locality.region, locality.zone)
 
 
 def workload_labels(node: NodeInfo, push: PushContext) -> Mapping[str, str]:

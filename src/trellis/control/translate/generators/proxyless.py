@@ -58,6 +58,8 @@ class ProxylessKind:
     outbound_default = False
     supports_query = False
     supports_mirror = False
+    marks_non_idempotent = False
+    supports_rate_limit = False
 
     def apply_policies(self, action: rc.RouteAction, entry: Entry) -> None:
         timeouts = entry.timeouts

@@ -6,7 +6,10 @@
   on "connect-failure,reset,retriable-status-codes" with its codes in
   `retriable_status_codes` (no codes: connect-failure,reset only); a
   GRPCRoute retries on connect-failure,reset and its gRPC codes.
-  `num_retries` = attempts; backoff base from `backoff`, max 10x base.
+  `num_retries` = attempts; backoff base from `backoff`, max 10x base;
+  `rate_limited_retry_back_off` honours `Retry-After` (seconds) up to 10 s.
+  An HTTPRoute retry's `nonIdempotent: true` (Trellis extension) sets the route's
+  `metadata.filter_metadata.trellis.retryNonIdempotent` (routes.py).
 - Query-parameter matches and request mirrors are kept.
 - Ring hash without a header hashes the client's source IP.
 
@@ -19,7 +22,9 @@ declared `tcp` (by the Workload's port, or by a Service port that targets it)
 accept CONNECT: `upgrade_configs: [{upgrade_type: CONNECT, connect_config: {}}]`,
 Envoy's way to terminate CONNECT and carry its payload to the cluster as raw
 TCP. Other ports are HTTP: the sidecar refuses tunnels to them, since the
-requests inside a tunnel would pass no L7 policy.
+requests inside a tunnel would pass no L7 policy. An inbound RateLimitPolicy of
+the workload's service sits on the inbound virtual host (ratelimits.py): one
+bucket for all that the sidecar takes in.
 """
 
 from __future__ import annotations
@@ -30,17 +35,22 @@ from envoy.config.route.v3 import route_pb2
 from envoy.type.matcher.v3 import string_pb2
 
 from trellis.control.push.context import PushContext
-from trellis.control.translate import names, pb, rbac
+from trellis.control.translate import names, pb, ratelimits, rbac
 from trellis.control.translate.clusters import inbound_cluster
 from trellis.control.translate.generators.mesh import MeshGenerator
 from trellis.control.translate.generators.proxyless import retry_back_off
 from trellis.control.translate.node import NodeInfo
 from trellis.control.translate.rules import Entry
 from trellis.model.duration import parse_duration
+from trellis.model.policies import LocalRateLimit
 from trellis.model.routes import GRPCRetry
+from trellis.wire import TARGET_PORT_FIELD as TARGET_PORT_HEADER
 
-TARGET_PORT_HEADER = "x-trellis-target-port"
 _ALWAYS = ["connect-failure", "reset"]
+# The longest Retry-After a retry waits for. A retry is worth waiting for only within a
+# request's life: past 10 s a caller has usually given up (and the route's timeout, when
+# set, bounds the wait anyway). Envoy's own default would be 300 s.
+RETRY_AFTER_MAX = 10.0
 
 
 class SidecarKind:
@@ -50,6 +60,8 @@ class SidecarKind:
     outbound_default = True
     supports_query = True
     supports_mirror = True
+    marks_non_idempotent = True
+    supports_rate_limit = True
 
     def apply_policies(self, action: rc.RouteAction, entry: Entry) -> None:
         timeouts = entry.timeouts
@@ -77,6 +89,7 @@ class SidecarKind:
             back_off = retry_back_off(retry.backoff)
             if back_off is not None:
                 policy.retry_back_off.CopyFrom(back_off)
+            policy.rate_limited_retry_back_off.CopyFrom(retry_after_back_off())
         if per_try > 0:
             policy.per_try_timeout.CopyFrom(pb.seconds(per_try))
         action.retry_policy.CopyFrom(policy)
@@ -106,10 +119,29 @@ class SidecarKind:
         if ports:
             routes.append(_inbound_route("default", ports[0], [], ports[0] in tcp))
         vhost = rc.VirtualHost(name="inbound", domains=["*"], routes=routes)
+        limit = inbound_rate_limit(node, push)
+        if limit is not None:
+            vhost.typed_per_filter_config[pb.LOCAL_RATELIMIT_FILTER].CopyFrom(
+                ratelimits.per_filter_config(limit)
+            )
         return route_pb2.RouteConfiguration(name=name, virtual_hosts=[vhost])
 
     def local_cluster(self, node: NodeInfo, port: int) -> cluster_pb2.Cluster | None:
         return inbound_cluster(names.inbound_cluster_name(port), port)
+
+
+def inbound_rate_limit(node: NodeInfo, push: PushContext) -> LocalRateLimit | None:
+    """The inbound RateLimitPolicy of a service the node's workload is a member of (the
+    first such service by name, when several select it and have one): one bucket for every
+    request this sidecar takes in."""
+    workload = push.workload(node.namespace, node.workload)
+    if workload is None:
+        return None
+    for service in push.services_of(workload):
+        policy = push.service_rate_limit(service, "inbound")
+        if policy is not None:
+            return policy.spec.local
+    return None
 
 
 def tcp_ports(node: NodeInfo, push: PushContext) -> frozenset[int]:
@@ -139,6 +171,18 @@ def _inbound_route(
             )
         )
     return rc.Route(name=name, match=rc.RouteMatch(prefix="/", headers=headers), route=action)
+
+
+def retry_after_back_off() -> rc.RetryPolicy.RateLimitedRetryBackOff:
+    """Honour an upstream's `Retry-After: SECONDS` before the next attempt, up to
+    RETRY_AFTER_MAX; a longer one is discarded (Envoy's rule) and the usual back-off
+    applies."""
+    return rc.RetryPolicy.RateLimitedRetryBackOff(
+        reset_headers=[
+            rc.RetryPolicy.ResetHeader(name="retry-after", format=rc.RetryPolicy.SECONDS)
+        ],
+        max_interval=pb.seconds(RETRY_AFTER_MAX),
+    )
 
 
 GENERATOR = MeshGenerator(SidecarKind())
