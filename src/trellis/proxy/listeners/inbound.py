@@ -22,7 +22,8 @@ that port's policies. Its authority must name the app port the tunnel ends at
 rule that needs an HTTP attribute does not match a tunnel, a DENY rule with
 HTTP conditions denies it).
 
-Must not know how requests are forwarded (stack/exchange.py does that).
+Must not know how requests are forwarded: the layers of stack/chain.py do that
+(`Exchange.run(route)` enters them).
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ from trellis.proxy.http1.head import RequestHead
 from trellis.proxy.listeners.paths import normalize_request_path
 from trellis.proxy.listeners.server import ServerConnection
 from trellis.proxy.stack.context import ListenerContext
-from trellis.proxy.stack.exchange import Exchange, split_authority
+from trellis.proxy.stack.exchange import Exchange
+from trellis.proxy.stack.split import split_authority
 from trellis.routing import ForwardAction, Route, RouteTable
 
 

@@ -21,7 +21,8 @@ The path is normalized with the listener's options before the route is
 selected, and forwarded normalized (listeners/paths.py); the `trellis/outbound`
 listener (hosts outside the mesh) states no normalization.
 
-Must not know how requests are forwarded (stack/exchange.py does that).
+Must not know how requests are forwarded: the layers of stack/chain.py do that
+(`Exchange.run(route)` enters them).
 """
 
 from __future__ import annotations

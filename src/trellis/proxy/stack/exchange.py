@@ -1,20 +1,22 @@
-"""Exchange: one request through the stack — route action, fault, timeout, retry, balance,
-pool, upstream — and its response back. Envoy's router filter, callback-driven.
+"""Exchange: the I/O layer of one request — the downstream connection, the upstream one,
+the timers — driven by the layers of stack/chain.py and by the decisions of stack/core.py.
 
 Theory of operation. A listener makes an Exchange when a request head arrives,
-selects a Route and calls `run(route)`. From there everything happens in
-callbacks on the event loop (no task per request):
+selects a Route and calls `run(route)`: the layers (chain.py, read top to bottom)
+answer it or bring it to a concrete backend with its core (core.py: breaker, retry,
+budget). From there everything happens in callbacks on the event loop (no task per
+request):
 
-    run ─► redirect / direct response ─► respond()
-     └─► fault delay? (timer) ─► fault abort? ─► respond()
-          └─► pick cluster (weighted) ─► not there yet? wait for config (the only task)
-               └─► limits ─► route timeout armed ─► attempt:
-                    pick host (P2C / RR / ring) ─► pool.acquire ─► on_connected
-                    ─► request head + body out ─► on_upstream_response
-                         ├─ retriable status, attempts left ─► backoff (timer) ─► attempt
-                         └─ relay head, body, end ─► finish ─► conn.done(keep_alive)
-    failures: connect failure (UF), reset before a head (UC), per-try timeout (UT)
-              ─► retry when the policy says so, else a local 503/504 with flags.
+    attempt: pick host (balance) ─► pool.acquire ─► on_connected
+         ─► request head + body out ─► on_upstream_response
+              ├─ the core says retry ─► send_again (after the back-off) ─► attempt
+              └─ relay head, body, end ─► finish ─► conn.done(keep_alive)
+    failures: connect failure, reset before a head, per-try timeout, pool overflow
+              ─► the core decides: send again, or answer (503/504 with flags)
+
+The HTTP/1 re-framing (request head for the upstream, response head for the client,
+chunks, HTTP/1.0 rules, the `head.raw` pass-through) is the codec's
+(http1/framing.py): this layer only chooses what goes where, and when.
 
 The request body streams: it is written upstream as it arrives, and kept for
 replay only while it fits in RETRY_BUFFER (64 KiB); a bigger body can still be
@@ -24,65 +26,64 @@ client; each side's full write buffer pauses reading on the other.
 
 Response flags (Envoy's): NR no route, NC no cluster, UH no healthy upstream,
 UF connect failure, UC upstream reset, UT timeout, URX retries exhausted, UO
-overflow (circuit breaker), DI/FI fault delay/abort, DC downstream closed,
-DPE downstream protocol error, UPE upstream protocol error (a transfer coding an
-HTTP/1.0 client cannot be sent), SI request body idle timeout, DT request body
-timeout. A local response carries them in the `x-trellis-flags` header.
+overflow (circuit breaker, pool, retry budget), RL rate limited, DI/FI fault
+delay/abort, DC downstream closed, DPE downstream protocol error, UPE upstream
+protocol error (a transfer coding an HTTP/1.0 client cannot be sent), SI request
+body idle timeout, DT request body timeout. A local response carries them in the
+`x-trellis-flags` header.
 
-Sending again: a request goes out again (a retry, or a pooled connection found
-closed as it was reused) only while its body is held and, once a byte of it may
-have reached the upstream, only when it is idempotent (`_may_resend`): a POST is
-never delivered twice. A fault of ours on the upstream connection (pool.py) ends
-the request with a 502 and is never retried.
+A fault of ours on the upstream connection (pool.py) ends the request with a 502 and
+is never retried.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
+import time
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import TYPE_CHECKING
 
-from trellis.proxy.config.resources import ClusterConfig
-from trellis.proxy.config.types import PASSTHROUGH_CLUSTER
-from trellis.proxy.http1.head import HOP_BY_HOP, Headers, RequestHead, ResponseHead, end_to_end
-from trellis.proxy.http1.writer import (
-    CONTINUE_100,
-    CRLF,
-    LAST_CHUNK,
-    chunk,
-    local_response,
-    request_head,
-    response_head,
+from trellis.proxy.http1.framing import (
+    DROP_UPSTREAM,
+    body_end,
+    coding_unsendable,
+    downstream_response_head,
+    frame,
+    passes_through,
+    raw_head,
+    switching_protocols_head,
+    upgrade_protocol,
+    upstream_request_head,
+    with_fields,
 )
+from trellis.proxy.http1.head import Headers, RequestHead, ResponseHead, end_to_end
+from trellis.proxy.http1.writer import CONTINUE_100, LAST_CHUNK, local_response, request_head
+from trellis.proxy.stack import chain
 from trellis.proxy.stack.balance import hash64
-from trellis.proxy.stack.cluster import ClusterRuntime
+from trellis.proxy.stack.core import ExchangeCore
 from trellis.proxy.stack.hosts import Host
-from trellis.proxy.stack.mirror import MirrorRequest, shadow_head
+from trellis.proxy.stack.mirror import send_mirrors
 from trellis.proxy.stack.pool import UpstreamConnection
-from trellis.proxy.stack.retry import RetryState, replay_safe
+from trellis.proxy.stack.retry import replay_safe
+from trellis.proxy.stack.split import split_authority
+from trellis.proxy.stack.targets import ConcreteTarget, LogicalTarget
 from trellis.proxy.stack.tunnel import Tunnel
 from trellis.proxy.telemetry.tracecontext import PROPAGATION_FIELDS
 from trellis.proxy.telemetry.tracer import RequestTrace, Tracer
-from trellis.routing import (
-    DirectResponseAction,
-    ForwardAction,
-    RedirectAction,
-    Route,
-    hash_keys,
-)
+from trellis.routing import hash_keys
+from trellis.wire import TARGET_PORT_HEADER
 
 if TYPE_CHECKING:
     from trellis.proxy.listeners.server import ServerConnection
     from trellis.proxy.stack.context import ListenerContext
 
+__all__ = ["RETRY_BUFFER", "TARGET_PORT_HEADER", "Exchange", "split_authority"]
+
 RETRY_BUFFER = 64 * 1024
-TARGET_PORT_HEADER = b"x-trellis-target-port"
-FLAGS_HEADER = b"x-trellis-flags"
-PEER_HEADER = b"x-trellis-peer"
-_DROP_UPSTREAM = HOP_BY_HOP | {b"host", b"expect", TARGET_PORT_HEADER, PEER_HEADER}
+_DROP_UPSTREAM = DROP_UPSTREAM  # (control/explain/inbound.py reads it here)
 # Traced: the propagation fields that came are replaced by this hop's (tracer.py).
-_DROP_TRACED = _DROP_UPSTREAM | PROPAGATION_FIELDS
+_DROP_TRACED = DROP_UPSTREAM | PROPAGATION_FIELDS
 
 
 class Exchange:
@@ -91,10 +92,8 @@ class Exchange:
         "_buffered",
         "_down_paused",
         "_host_counted",
-        "_mirror_pending",
         "_out",
         "_resp_chunked",
-        "_retried_stale",
         "_sent_head",
         "_timer",
         "_try_timer",
@@ -102,19 +101,20 @@ class Exchange:
         "cluster",
         "cluster_name",
         "conn",
+        "core",
         "ctx",
         "finished",
         "flags",
         "head",
         "host",
         "keep_alive",
+        "mirror_pending",
         "pending",
         "replayable",
         "req_bytes",
         "req_done",
         "resp_bytes",
         "resp_started",
-        "retry",
         "route",
         "shadow_denied_by",
         "start_time",
@@ -131,14 +131,14 @@ class Exchange:
         self.head = head
         self.ctx = ctx
         self.start_time = ctx.loop.time()
-        self.route: Route | None = None
-        self.cluster: ClusterRuntime | None = None
+        self.route: LogicalTarget | None = None
+        self.cluster: ConcreteTarget | None = None
         self.cluster_name = ""
         self.host: Host | None = None
         self.upstream: UpstreamConnection | None = None
         self.upstream_head = b""
         self.tunnel: Tunnel | None = None
-        self.retry: RetryState | None = None
+        self.core: ExchangeCore | None = None  # the decisions, once forwarded (core.py)
         self.flags: list[str] = []
         self.authz_policy: str | None = None  # the policy that denied (or allowed) it
         self.shadow_denied_by: str | None = None  # a dry-run policy that would have denied it
@@ -151,14 +151,13 @@ class Exchange:
         self.finished = False
         self.keep_alive = head.keep_alive and head.method != "CONNECT"
         self.replayable = True
+        self.mirror_pending = False
         self._buffer: list[bytes] = []
         self._out: list[bytes] = []  # response bytes of the current upstream read
         self._buffered = 0
         self._sent_head = False
         self._resp_chunked = False
         self._host_counted = False
-        self._mirror_pending = False
-        self._retried_stale = False
         self._down_paused = False
         self._timer: asyncio.TimerHandle | None = None
         self._try_timer: asyncio.TimerHandle | None = None
@@ -166,127 +165,40 @@ class Exchange:
         if head.expect_continue and head.has_body:
             conn.write(CONTINUE_100)  # Envoy answers 100-continue itself
 
-    # == route action ======================================================================
+    # == entering the stack (chain.py) =====================================================
 
-    def run(self, route: Route) -> None:
-        self.route = route
-        action = route.action
-        if route.fault is None and type(action) is ForwardAction:
-            # The common case, in as few calls as it takes: no fault, forward.
-            clusters = action.clusters
-            self.forward(clusters[0][0] if len(clusters) == 1 else action.pick(random.random()))
-            return
-        if isinstance(action, RedirectAction):
-            location = action.location(self.ctx.scheme, self.head.authority, self.head.path)
-            self.respond(action.status, b"", extra=[(b"location", location.encode("latin-1"))])
-            return
-        if isinstance(action, DirectResponseAction):
-            self.respond(action.status, action.body)
-            return
-        if not isinstance(action, ForwardAction):
-            self.respond(500, f"route {route.name!r}: action not for sidecars\n".encode())
-            return
-        fault = route.fault
-        if fault is not None:
-            delay = fault.delay_for(random.random())
-            if delay:
-                self.flags.append("DI")
-                self.pending = self.ctx.loop.call_later(delay, self._after_delay)
-                return
-        self._after_delay()
+    def run(self, route: LogicalTarget) -> None:
+        """A routed request: down the layers of chain.py."""
+        chain.run(self, route)
 
-    def _after_delay(self) -> None:
+    def after_fault(self) -> None:
+        """The fault layer's delay is over: on down the stack."""
         self.pending = None
-        if self.finished:
-            return
-        route = self.route
-        assert route is not None
-        if route.fault is not None:
-            status = route.fault.abort_for(random.random())
-            if status:
-                self.flags.append("FI")
-                self.respond(status, b"fault filter abort\n")
-                return
-        action = route.action
-        assert isinstance(action, ForwardAction)
-        self.forward(action.pick(random.random()))
+        if not self.finished:
+            chain.after_fault(self)
 
-    def forward(self, cluster_name: str) -> None:
-        """Send the request to `cluster_name` (waiting for its config if needed)."""
-        self.cluster_name = cluster_name
-        cluster = self.ctx.clusters.get(cluster_name)
-        if cluster is None:
-            self.pending = self.ctx.wait_for(
-                lambda: self.ctx.clusters.get(cluster_name) is not None,
-                self._cluster_ready,
-                f"cluster {cluster_name}",
-            )
-            return
-        self._begin(cluster)
-
-    def _cluster_ready(self, ok: bool, why: str) -> None:
-        self.pending = None
-        if self.finished:
-            return
-        cluster = self.ctx.clusters.get(self.cluster_name) if ok else None
-        if cluster is None:
-            self.flags.append("NC")
-            self.respond(503, f"no cluster: {why}\n".encode())
-            return
-        self._begin(cluster)
+    def backend_ready(self, backend: ConcreteTarget) -> None:
+        """The split layer's backend arrived (its config was awaited): on down the stack."""
+        chain.with_backend(self, backend)
 
     def forward_original_destination(self) -> None:
         """Send the request where its authority points, outside the mesh (ALLOW_ANY)."""
-        self.cluster_name = PASSTHROUGH_CLUSTER
-        cluster = self._original_destination(None)
-        if cluster is not None:
-            self._begin(cluster)
+        chain.forward_original_destination(self)
 
-    def _original_destination(self, parent: ClusterConfig | None) -> ClusterRuntime | None:
-        host, port = split_authority(self.head.authority, 80)
-        if not host:
-            self.respond(400, b"no destination host in the request\n", flags="NR")
-            return None
-        if (host, port) in self.ctx.own_addresses:
-            self.respond(508, b"the request names this proxy: loop refused\n", flags="NR")
-            return None
-        return self.ctx.clusters.original_destination(host, port, parent)
+    # == what the layers ask of the I/O layer ==============================================
 
-    # == upstream request ==================================================================
-
-    def _begin(self, cluster: ClusterRuntime) -> None:
-        if cluster.config.discovery == "ORIGINAL_DST":
-            original = self._original_destination(cluster.config)
-            if original is None:
-                return
-            cluster = original
-        limits = cluster.config.limits
-        if cluster.active >= limits.max_requests:
-            cluster.overflows += 1
-            self.flags.append("UO")
-            self.respond(503, b"upstream overflow\n")
-            return
+    def bind(self, cluster: ConcreteTarget) -> None:
+        """The request was admitted to its concrete backend (it holds one of the breaker's
+        `max_requests`, released in `_finish`)."""
         self.cluster = cluster
         cluster.active += 1
         cluster.requests += 1
-        if self.head.method == "CONNECT":
-            self._start_tunnel(cluster)
-            return
-        route = self.route
-        loop = self.ctx.loop
-        if route is not None:
-            if route.timeout:
-                self._timer = loop.call_later(route.timeout, self._on_timeout)
-            policy = route.retry
-            if policy is not None and policy.num_retries > 0:
-                self.retry = RetryState(policy)
-        self.upstream_head = self._request_head()
-        if route is not None and route.mirrors:
-            self._mirror_pending = True
-            self._mirror()
-        self._attempt()
 
-    def _request_head(self) -> bytes:
+    def arm_route_timer(self, seconds: float) -> None:
+        self._timer = self.ctx.loop.call_later(seconds, self._on_timeout)
+
+    def prepare_upstream(self) -> None:
+        """The request head for the upstream, built once for every attempt (and mirror)."""
         head = self.head
         route = self.route
         path = head.path
@@ -294,26 +206,20 @@ class Exchange:
         tracer = self.ctx.tracer
         if tracer.enabled:
             trace = self.trace = tracer.begin(self)
-            headers = end_to_end(
-                head.headers, _DROP_UPSTREAM if trace.passthrough else _DROP_TRACED
-            )
+            fields = end_to_end(head.headers, _DROP_UPSTREAM if trace.passthrough else _DROP_TRACED)
         else:
-            headers = end_to_end(head.headers, _DROP_UPSTREAM)
+            fields = end_to_end(head.headers, _DROP_UPSTREAM)
         if route is not None:
             path = route.rewrite_path(path)
             if route.host_rewrite:
                 authority = route.host_rewrite
             if route.request_mutations:
-                headers = _mutated(route.apply_request_headers, headers)
-        headers.insert(0, (b"host", authority.encode("latin-1")))
-        if head.upgrade:  # hop-by-hop, so re-stated for the next hop (RFC 9110 §7.8)
-            headers += [(b"connection", b"upgrade"), (b"upgrade", head.upgrade)]
-        headers.extend(self.ctx.request_headers(self))
-        if head.content_length is not None:
-            headers.append((b"content-length", b"%d" % head.content_length))
-        elif head.chunked:
-            headers.append((b"transfer-encoding", b"chunked"))
-        return request_head(head.method.encode("ascii"), path.encode("latin-1"), headers)
+                fields = _mutated(route.apply_request_headers, fields)
+        self.upstream_head = upstream_request_head(
+            head, path, authority, fields, self.ctx.request_headers(self)
+        )
+        if self.mirror_pending:
+            self._mirror()
 
     def _hash_key(self) -> int | None:
         route = self.route
@@ -323,7 +229,8 @@ class Exchange:
         keys = hash_keys(route.hash_policies, head, self.conn.peer[0], head.path)
         return hash64("\0".join(keys).encode("utf-8", "replace")) if keys else None
 
-    def _attempt(self) -> None:
+    def attempt(self) -> None:
+        """One attempt: balance (an endpoint), then its pool (a connection)."""
         self.pending = None
         if self.finished:
             return
@@ -351,6 +258,8 @@ class Exchange:
         if conn is not None:
             self.on_connected(conn)
 
+    # == the pool's callbacks (pool.py PoolUser) ===========================================
+
     def on_connected(self, conn: UpstreamConnection) -> None:
         if self.finished or self.upstream is not None or self.host is None:
             conn.pool.put_idle(conn)  # nobody waits for it any more
@@ -370,28 +279,24 @@ class Exchange:
             extra = TARGET_PORT_HEADER + b": " + host.target_port + b"\r\n"
             if trace is not None:
                 extra += trace.header_block()
-            data = data[:-2] + extra + b"\r\n"
+            data = with_fields(data, extra)
         elif trace is not None:
-            data = data[:-2] + trace.header_block() + b"\r\n"
+            data = with_fields(data, trace.header_block())
         if trace is not None and trace.sampled:
             trace.peer_principal = conn.peer_identity
+        chunked = self.head.chunked
         if self._buffer:  # head and what arrived of the body so far: one write
-            body = b"".join(self._buffer)
-            data += chunk(body) if self.head.chunked else body
+            data += frame(b"".join(self._buffer), chunked)
             if self._buffered > RETRY_BUFFER:
                 self.replayable = False
                 self._buffer.clear()
-        if self.req_done and self.head.chunked:
-            data += LAST_CHUNK
+        if self.req_done:
+            data += body_end(chunked)
         conn.write(data)
         self._sent_head = True
         if self._down_paused:
             self._down_paused = False
             self.conn.pause_reading(False)
-
-    def _write_body(self, data: bytes) -> None:
-        assert self.upstream is not None
-        self.upstream.write(chunk(data) if self.head.chunked else data)
 
     def on_connect_failed(self, reason: str) -> None:
         if self.finished or self.upstream is not None:
@@ -402,143 +307,15 @@ class Exchange:
         self._end_try()
         if host is not None and self.cluster is not None:
             self.cluster.record(host, 503)
-        delay = self.retry.after_connect_failure() if self.retry and self.replayable else None
-        if delay is not None:
-            self._retry_in(delay)
-            return
-        self.flags.append("UF")
-        if self.retry is not None and self.retry.retries:
-            self.flags.append("URX")
-        self.respond(503, f"upstream connect error: {reason}\n".encode())
+        self._decide().connect_failed(reason, self.ctx.loop.time())
 
     def on_pool_overflow(self) -> None:
         if self.finished or self.upstream is not None:
             return
         self._end_try()
-        self.respond(503, b"upstream overflow: connection pool full\n", flags="UO")
-
-    # == CONNECT ===========================================================================
-
-    def _start_tunnel(self, cluster: ClusterRuntime) -> None:
-        host = cluster.pick(self._hash_key())
-        if host is None:
-            self.respond(503, b"no healthy upstream\n", flags="UH")
-            return
-        self.host = host
-        host.active += 1
-        host.requests += 1
-        self._host_counted = True
-        preface = None
-        if host.target_port:  # a peer sidecar: ask its inbound side for the app port
-            target = b"127.0.0.1:" + host.target_port
-            headers = [(b"host", target), (TARGET_PORT_HEADER, host.target_port)]
-            headers.extend(self.ctx.request_headers(self))
-            preface = request_head(b"CONNECT", target, headers)
-        self.tunnel = Tunnel(self, host, preface)
-        self.tunnel.start()
-
-    def _switch_protocols(self, head: ResponseHead) -> None:
-        """The upstream switched protocols (101): say so to the client, then splice the
-        two connections. The route timeout stops here (it bounds the answer, not the
-        life of a WebSocket)."""
-        upstream = self.upstream
-        assert upstream is not None and upstream.transport is not None and self.host is not None
-        protocol = b""
-        for name, value in head.headers:
-            if name.lower() == b"upgrade":
-                protocol = value
-        if protocol.strip().lower() != self.head.upgrade.lower():
-            # Only the protocol the client asked for (and the reader let through) may
-            # follow: anything else would carry bytes no policy has seen.
-            self._record(502)
-            self.respond(502, b"the upstream switched to another protocol\n", flags="UPE")
-            return
-        self._record(101)
-        self.status = 101
-        self.resp_started = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        headers = end_to_end(head.headers)
-        headers += [(b"connection", b"upgrade"), (b"upgrade", protocol)]
-        self.conn.write(response_head(101, headers, head.reason))
-        self.upstream = None  # the tunnel's now; never back to the pool
-        tunnel = Tunnel(self, self.host, None)
-        self.tunnel = tunnel
-        upstream.become_tunnel(tunnel)
-        tunnel.splice(upstream.transport)
-
-    def tunnel_established(self) -> None:
-        self.status = 200
-        self.resp_started = True
-        self._record(200)
-        self.ctx.record(self)  # a tunnel is recorded as it opens, and again when it ends
-
-    def tunnel_failed(self, status: int, flag: str, reason: str) -> None:
-        self.tunnel = None
-        if self.finished:
-            return
-        self._record(status)
-        self.respond(status, f"{reason}\n".encode(), flags=flag)
-
-    def tunnel_closed(self, abort: bool) -> None:
-        self.tunnel = None
-        if self.finished:
-            return
-        self._finish()
-        if abort:
-            self.conn.abort()
-        else:
-            self.conn.close()
-
-    # == downstream request body ===========================================================
-
-    def on_request_body(self, data: bytes) -> None:
-        self.req_bytes += len(data)
-        if self._sent_head and self.upstream is not None:
-            self._write_body(data)
-            if self.replayable:
-                self._buffer.append(data)
-                self._buffered += len(data)
-                if self._buffered > RETRY_BUFFER:
-                    self.replayable = False
-                    self._buffer.clear()
-            return
-        if not self.replayable:
-            return  # an attempt failed after the buffer was dropped: the answer is on its way
-        self._buffer.append(data)
-        self._buffered += len(data)
-        if self._buffered > RETRY_BUFFER and not self._down_paused:
-            self._down_paused = True
-            self.conn.pause_reading(True)
-
-    def on_request_end(self) -> None:
-        self.req_done = True
-        if self._sent_head and self.upstream is not None and self.head.chunked:
-            self.upstream.write(LAST_CHUNK)
-        if self._mirror_pending:
-            self._mirror()
-
-    def _mirror(self) -> None:
-        """Send the copies the route asks for, once the whole request is known."""
-        if not self.req_done:
-            return  # again at the end of the body
-        self._mirror_pending = False
-        route = self.route
-        if route is None or not self.replayable:
-            return  # a body too big to keep is not copied
-        body = b"".join(self._buffer)
-        if self.head.chunked:
-            body = (chunk(body) if body else b"") + LAST_CHUNK
-        head = shadow_head(self.upstream_head)
-        for name, fraction in route.mirrors:
-            if fraction < 1.0 and random.random() >= fraction:
-                continue
-            cluster = self.ctx.clusters.get(name)
-            if cluster is not None:
-                MirrorRequest(cluster, head, body).start()
-
-    # == upstream response =================================================================
+        if self.cluster is not None:
+            self.cluster.overflows += 1
+        self._decide().pool_overflow()
 
     def on_upstream_response(self, head: ResponseHead) -> None:
         self._cancel_try_timer()
@@ -546,19 +323,15 @@ class Exchange:
         if status == 101:  # only ever read for a request that asked to upgrade
             self._switch_protocols(head)
             return
-        retry = self.retry
-        if retry is not None and retry.wants_status(status) and self._may_resend():
-            delay = retry.after_status(status)
-            if delay is not None:
+        if self._may_retry(status):
+            core = self._decide()
+            retry_after = _field(head.headers, b"retry-after") if core.honours_retry_after() else ""
+            delay = core.retry_delay(status, retry_after, self.ctx.loop.time(), time.time())
+            if delay >= 0:
                 self._record(status)
-                self._drop_upstream()
-                self._end_try()
-                self._retry_in(delay)
+                self.send_again(delay)
                 return
-            self.flags.append("URX")
-        if head.codings and self.head.version != "1.1":
-            # RFC 9112 §6.1: no Transfer-Encoding to an HTTP/1.0 client, and without it
-            # the coded body could not be read.
+        if coding_unsendable(head, self.head):
             self.respond(
                 502,
                 b"the upstream response has a transfer coding HTTP/1.0 cannot carry\n",
@@ -571,50 +344,23 @@ class Exchange:
         if not self.req_done and not self.conn.can_drain():
             self.keep_alive = False  # said now, in this head: the body left is too big
         route = self.route
-        if (
-            head.plain
-            and not head.chunked
-            and not head.close_delimited
-            and head.version == "1.1"
-            and (route is None or not route.response_mutations)
-        ):
-            # The usual response: nothing hop-by-hop, length-framed, nothing to rewrite.
-            # Its head goes on as it came, with our fields (if any) before the blank line.
-            raw = head.raw
-            if self.flags or not self.keep_alive:
-                extra = b""
-                if self.flags:
-                    extra = FLAGS_HEADER + b": " + ",".join(self.flags).encode("ascii") + CRLF
-                if not self.keep_alive:
-                    extra += b"connection: close\r\n"
-                raw = raw[:-2] + extra + CRLF
-            self._out.append(raw)
-            return
-        headers = end_to_end(head.headers)
+        mutate: Callable[[Headers], Headers] | None = None
         if route is not None and route.response_mutations:
-            headers = _mutated(route.apply_response_headers, headers)
-        if self.head.method == "HEAD":
-            headers.extend((n, v) for n, v in head.headers if n.lower() == b"content-length")
-        elif head.content_length is not None:
-            headers.append((b"content-length", b"%d" % head.content_length))
-        elif head.chunked or head.close_delimited:
-            if self.head.version == "1.1":
-                self._resp_chunked = True
-                te = head.codings + b", chunked" if head.codings else b"chunked"
-                headers.append((b"transfer-encoding", te))
-            else:
-                self.keep_alive = False
-        if self.flags:
-            headers.append((FLAGS_HEADER, ",".join(self.flags).encode("ascii")))
-        if not self.keep_alive:
-            headers.append((b"connection", b"close"))
+            mutate = partial(_mutated, route.apply_response_headers)
+        elif passes_through(head):
+            # The usual response: its head goes on as it came (no allocation but its bytes).
+            self._out.append(raw_head(head, self.flags, self.keep_alive))
+            return
+        out = downstream_response_head(head, self.head, self.flags, self.keep_alive, mutate)
+        self.keep_alive = out.keep_alive
+        self._resp_chunked = out.chunked
         # Written with the body bytes of the same upstream read (`on_upstream_flush`):
         # one send for a small response instead of two.
-        self._out.append(response_head(status, headers, head.reason))
+        self._out.append(out.data)
 
     def on_upstream_body(self, data: bytes) -> None:
         self.resp_bytes += len(data)
-        self._out.append(chunk(data) if self._resp_chunked else data)
+        self._out.append(frame(data, self._resp_chunked))
 
     def on_upstream_flush(self) -> None:
         """The upstream read is parsed: send what it produced."""
@@ -654,25 +400,51 @@ class Exchange:
         if self.trace is not None:
             self.trace.try_outcome = "UC"
         self._end_try()
-        if stale and not self._retried_stale and self._may_resend():
-            # The pooled connection was closed by the peer as we reused it: once, at once
-            # (idempotent requests only: the peer may have read it before it closed).
-            self._retried_stale = True
-            self._sent_head = False
-            self._attempt()
-            return
-        self._record(503)
-        delay = self.retry.after_reset() if self.retry and self._may_resend() else None
-        if delay is not None:
-            self._retry_in(delay)
-            return
-        self.flags.append("UC")
-        if self.retry is not None and self.retry.retries:
-            self.flags.append("URX")
-        self.respond(503, f"upstream reset before response: {reason}\n".encode())
+        if not stale:
+            self._record(503)
+        self._decide().upstream_lost(reason, stale, self.ctx.loop.time())
 
     def on_upstream_paused(self, paused: bool) -> None:
         self.conn.pause_reading(paused)
+
+    def on_upstream_fault(self) -> None:
+        """The upstream connection hit a bug of ours and was reset (pool.py `fault`): the
+        request is never sent again, whatever its method; the client gets a 502, or a reset
+        once its response has begun."""
+        self.upstream = None
+        if self.finished:
+            return
+        self.replayable = False
+        self.keep_alive = False
+        self.respond(502, b"internal proxy error\n")
+
+    # == the downstream connection's callbacks (server.py) =================================
+
+    def on_request_body(self, data: bytes) -> None:
+        self.req_bytes += len(data)
+        if self._sent_head and self.upstream is not None:
+            self.upstream.write(frame(data, self.head.chunked))
+            if self.replayable:
+                self._buffer.append(data)
+                self._buffered += len(data)
+                if self._buffered > RETRY_BUFFER:
+                    self.replayable = False
+                    self._buffer.clear()
+            return
+        if not self.replayable:
+            return  # an attempt failed after the buffer was dropped: the answer is on its way
+        self._buffer.append(data)
+        self._buffered += len(data)
+        if self._buffered > RETRY_BUFFER and not self._down_paused:
+            self._down_paused = True
+            self.conn.pause_reading(True)
+
+    def on_request_end(self) -> None:
+        self.req_done = True
+        if self._sent_head and self.upstream is not None and self.head.chunked:
+            self.upstream.write(LAST_CHUNK)
+        if self.mirror_pending and self.upstream_head:
+            self._mirror()
 
     def on_downstream_paused(self, paused: bool) -> None:
         if self.upstream is not None:
@@ -691,17 +463,6 @@ class Exchange:
         self._drop_upstream()
         self._finish()
 
-    def on_upstream_fault(self) -> None:
-        """The upstream connection hit a bug of ours and was reset (pool.py `fault`): the
-        request is never sent again, whatever its method; the client gets a 502, or a reset
-        once its response has begun."""
-        self.upstream = None
-        if self.finished:
-            return
-        self.replayable = False
-        self.keep_alive = False
-        self.respond(502, b"internal proxy error\n")
-
     def on_request_timeout(self, idle: bool) -> None:
         """The client's body stopped coming, or took too long (server.py `sweep`): 408 and a
         closed connection, or a reset once the response has begun. The upstream connection
@@ -715,6 +476,20 @@ class Exchange:
         else:
             self.respond(408, b"request body timeout\n", flags="DT")
 
+    def _mirror(self) -> None:
+        """Send the copies the route asks for, once the whole request is known."""
+        if not self.req_done:
+            return  # again at the end of the body
+        self.mirror_pending = False
+        route = self.route
+        if route is None or not self.replayable:
+            return  # a body too big to keep is not copied
+        body = b"".join(self._buffer)
+        chunked = self.head.chunked
+        if chunked:
+            body = (frame(body, True) if body else b"") + body_end(True)
+        send_mirrors(self.ctx.clusters, route.mirrors, self.upstream_head, body)
+
     # == timers ============================================================================
 
     def _on_try_timeout(self) -> None:
@@ -727,29 +502,134 @@ class Exchange:
             self.trace.try_outcome = "UT"
         self._drop_upstream()
         self._end_try()
-        delay = self.retry.after_per_try_timeout() if self.retry and self._may_resend() else None
-        if delay is not None:
-            self._retry_in(delay)
-            return
-        self.flags.append("UT")
-        self.respond(504, b"upstream request timeout\n")
+        self._decide().try_timed_out(self.ctx.loop.time())
 
     def _on_timeout(self) -> None:
         self._timer = None
         if self.finished:
             return
-        self.flags.append("UT")
-        if self.resp_started:
-            self._drop_upstream()
-            self._finish()
-            self.conn.abort()
-            return
-        self._drop_upstream()
-        self.respond(504, b"upstream request timeout\n")
+        self._decide().route_timed_out(self.resp_started)
 
-    def _retry_in(self, delay: float) -> None:
+    # == the core's commands (core.py ExchangeIO) ==========================================
+
+    def _may_retry(self, status: int) -> bool:
+        """Might a response with this status be retried? (Asked for every response: no
+        core is made for it.)"""
+        core = self.core
+        if core is not None:
+            return core.wants_status(status)
+        route = self.route
+        policy = route.retry if route is not None else None
+        return policy is not None and policy.num_retries > 0 and policy.should_retry_status(status)
+
+    def _decide(self) -> ExchangeCore:
+        """The core, made at the first decision due, told what it decides on: is the body
+        still held, may a byte of this attempt have gone out."""
+        core = self.core
+        if core is None:
+            cluster = self.cluster
+            assert cluster is not None
+            route = self.route
+            core = self.core = ExchangeCore(
+                self,
+                self.flags,
+                route.retry if route is not None else None,
+                cluster.breaker,
+                cluster.budget,
+                replay_safe(self.head),
+            )
+        core.replayable = self.replayable
+        core.sent = self._sent_head
+        return core
+
+    def send_again(self, delay: float) -> None:
+        self._drop_upstream()
+        self._end_try()
         self._sent_head = False
-        self.pending = self.ctx.loop.call_later(delay, self._attempt)
+        if delay <= 0:
+            self.attempt()
+        else:
+            self.pending = self.ctx.loop.call_later(delay, self.attempt)
+
+    def answer(self, status: int, body: bytes, flag: str) -> None:
+        self.respond(status, body, flags=flag)
+
+    def reset_downstream(self, flag: str) -> None:
+        if self.finished:
+            return
+        self.flags.append(flag)
+        self._drop_upstream()
+        self._finish()
+        self.conn.abort()
+
+    # == CONNECT and upgrades ==============================================================
+
+    def open_tunnel(self, cluster: ConcreteTarget) -> None:
+        host = cluster.pick(self._hash_key())
+        if host is None:
+            self.respond(503, b"no healthy upstream\n", flags="UH")
+            return
+        self.host = host
+        host.active += 1
+        host.requests += 1
+        self._host_counted = True
+        preface = None
+        if host.target_port:  # a peer sidecar: ask its inbound side for the app port
+            target = b"127.0.0.1:" + host.target_port
+            fields = [(b"host", target), (TARGET_PORT_HEADER, host.target_port)]
+            fields.extend(self.ctx.request_headers(self))
+            preface = request_head(b"CONNECT", target, fields)
+        self.tunnel = Tunnel(self, host, preface)
+        self.tunnel.start()
+
+    def _switch_protocols(self, head: ResponseHead) -> None:
+        """The upstream switched protocols (101): say so to the client, then splice the
+        two connections. The route timeout stops here (it bounds the answer, not the
+        life of a WebSocket)."""
+        upstream = self.upstream
+        assert upstream is not None and upstream.transport is not None and self.host is not None
+        protocol = upgrade_protocol(head)
+        if protocol.strip().lower() != self.head.upgrade.lower():
+            # Only the protocol the client asked for (and the reader let through) may
+            # follow: anything else would carry bytes no policy has seen.
+            self._record(502)
+            self.respond(502, b"the upstream switched to another protocol\n", flags="UPE")
+            return
+        self._record(101)
+        self.status = 101
+        self.resp_started = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.conn.write(switching_protocols_head(head, protocol))
+        self.upstream = None  # the tunnel's now; never back to the pool
+        tunnel = Tunnel(self, self.host, None)
+        self.tunnel = tunnel
+        upstream.become_tunnel(tunnel)
+        tunnel.splice(upstream.transport)
+
+    def tunnel_established(self) -> None:
+        self.status = 200
+        self.resp_started = True
+        self._record(200)
+        self.ctx.record(self)  # a tunnel is recorded as it opens, and again when it ends
+
+    def tunnel_failed(self, status: int, flag: str, reason: str) -> None:
+        self.tunnel = None
+        if self.finished:
+            return
+        self._record(status)
+        self.respond(status, f"{reason}\n".encode(), flags=flag)
+
+    def tunnel_closed(self, abort: bool) -> None:
+        self.tunnel = None
+        if self.finished:
+            return
+        self._finish()
+        if abort:
+            self.conn.abort()
+        else:
+            self.conn.close()
 
     # == endings ===========================================================================
 
@@ -788,11 +668,6 @@ class Exchange:
         self.resp_bytes = len(body)
         self._finish()
         self.conn.done(keep_alive)
-
-    def _may_resend(self) -> bool:
-        """The request may go out again: its body is still held and, when a byte of it may
-        have reached the upstream, it is idempotent (stack/retry.py `replay_safe`)."""
-        return self.replayable and (not self._sent_head or replay_safe(self.head))
 
     def _record(self, status: int) -> None:
         trace = self.trace
@@ -834,8 +709,12 @@ class Exchange:
         if wait is not None:
             wait.cancel()
             self.pending = None
-        if self.cluster is not None:
-            self.cluster.active -= 1
+        cluster = self.cluster
+        if cluster is not None:
+            cluster.active -= 1
+            cluster.breaker.end_request()
+        if self.core is not None:
+            self.core.finish()
         tracer = self.ctx.tracer
         if tracer.enabled and not self.ctx.outbound:
             trace = self.trace
@@ -856,23 +735,9 @@ def _mutated(
     return [(n.encode("latin-1"), v.encode("latin-1", "replace")) for n, v in apply(text)]
 
 
-def split_authority(authority: str, default_port: int) -> tuple[str, int]:
-    """(host, port) of `host[:port]` or `[v6][:port]`; ("", 0) when it is not one."""
-    host, port = authority, default_port
-    if authority.startswith("["):
-        end = authority.find("]")
-        if end < 0:
-            return "", 0
-        host, rest = authority[1:end], authority[end + 1 :]
-        if rest.startswith(":") and rest[1:].isdigit():
-            port = int(rest[1:])
-        elif rest:
-            return "", 0
-    elif ":" in authority:
-        host, _, text = authority.rpartition(":")
-        if not text.isdigit():
-            return "", 0
-        port = int(text)
-    if not host or not 0 < port < 65536:
-        return "", 0
-    return host, port
+def _field(headers: Headers, name: bytes) -> str:
+    """One header's value (`name` lower-case), or "" when absent."""
+    for n, v in headers:
+        if n.lower() == name:
+            return v.decode("latin-1")
+    return ""

@@ -7,16 +7,36 @@ never delays the real request. As Envoy does, the copy's authority gets a
 whose whole body the exchange kept (at most its 64 KiB replay buffer) are
 mirrored; bigger ones are not copied.
 
-Must not know about routing: the exchange decides which clusters and when.
+The mirror layer of the stack (chain.py): the route's mirrors are planned as the
+request comes down the stack, and sent (`send_mirrors`) once the whole body is known.
+Each mirror fraction is drawn per request.
 """
 
 from __future__ import annotations
 
-from trellis.proxy.http1.head import ResponseHead
-from trellis.proxy.stack.cluster import ClusterRuntime
-from trellis.proxy.stack.pool import UpstreamConnection
+import random
 
-TARGET_PORT_HEADER = b"x-trellis-target-port"
+from trellis.proxy.http1.head import ResponseHead
+from trellis.proxy.stack.cluster import ClusterManager, ClusterRuntime
+from trellis.proxy.stack.pool import UpstreamConnection
+from trellis.wire import TARGET_PORT_HEADER
+
+
+def send_mirrors(
+    clusters: ClusterManager,
+    mirrors: tuple[tuple[str, float], ...],
+    upstream_head: bytes,
+    body: bytes,
+) -> None:
+    """Send the copies of a request (its head for the upstream, its whole framed body)
+    to each mirror cluster drawn."""
+    head = shadow_head(upstream_head)
+    for name, fraction in mirrors:
+        if fraction < 1.0 and random.random() >= fraction:
+            continue
+        cluster = clusters.get(name)
+        if cluster is not None:
+            MirrorRequest(cluster, head, body).start()
 
 
 def shadow_head(upstream_head: bytes) -> bytes:

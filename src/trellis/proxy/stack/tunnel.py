@@ -25,10 +25,11 @@ counted and logged, and resets both sides.
 from __future__ import annotations
 
 import asyncio
-import re
 import ssl
 from typing import TYPE_CHECKING, cast
 
+from trellis.proxy.http1.errors import ProtocolError
+from trellis.proxy.http1.framing import read_connect_answer
 from trellis.proxy.identity.tls import peer_spiffe_id
 from trellis.proxy.stack.hosts import Host
 from trellis.proxy.telemetry.faults import FAULTS
@@ -37,8 +38,6 @@ if TYPE_CHECKING:
     from trellis.proxy.stack.exchange import Exchange
 
 ESTABLISHED = b"HTTP/1.1 200 Connection established\r\n\r\n"
-_FLAGS = re.compile(r"[^A-Z,]")  # what is not a response flag in a peer's answer
-MAX_PREFACE_ANSWER = 16 * 1024
 
 
 class _Upstream(asyncio.Protocol):
@@ -171,40 +170,36 @@ class Tunnel:
 
     def upstream_data(self, data: bytes) -> None:
         if self.preface is not None:
+            # The peer sidecar's answer to our CONNECT, parsed by the HTTP/1 codec.
             self._answer += data
-            end = self._answer.find(b"\r\n\r\n")
-            if end < 0:
-                if len(self._answer) > MAX_PREFACE_ANSWER:
-                    self._fail_preface(b"answer too long")
+            try:
+                answer = read_connect_answer(self._answer)
+            except ProtocolError as e:
+                self._fail_preface(502, "", e.reason)
                 return
-            head = self._answer[:end]
-            status_line = head.split(b"\r\n", 1)[0]
-            parts = status_line.split(b" ", 2)
-            if len(parts) < 2 or not parts[1].startswith(b"2"):
-                self._fail_preface(status_line, head)
+            if answer is None:
                 return
-            rest = self._answer[end + 4 :]
+            if not answer.established:
+                self._fail_preface(answer.status, answer.flags, answer.status_line)
+                return
             self.preface = None
             self._answer = b""
             self._open()
-            if rest:
-                self.upstream_data(rest)
+            if answer.rest:
+                self.upstream_data(answer.rest)
             return
         self.ex.resp_bytes += len(data)
         self.ex.conn.write(data)
 
-    def _fail_preface(self, why: bytes, head: bytes = b"") -> None:
+    def _fail_preface(self, status: int, flags: str, reason: str) -> None:
         """The peer sidecar did not open the tunnel. A refusal of the client's (4xx: its
         policy denied the tunnel, 403 flag RBAC; a bad target) reaches the client as it
-        was given, flags included; anything else is the peer's failure (502, UC)."""
+        was given, flags included (letters and commas only: the codec keeps no more);
+        anything else is the peer's failure (502, UC)."""
         if self.transport is not None:
             self.transport.abort()
         self.transport = None
-        reason = why.decode("latin-1", "replace")
-        status = _status(why)
         if 400 <= status < 500:
-            # The peer's flags as they go into our answer and metrics: letters and commas.
-            flags = _FLAGS.sub("", _field(head, b"x-trellis-flags").decode("latin-1"))[:32]
             self.ex.tunnel_failed(status, flags, f"peer sidecar refused the tunnel: {reason}")
             return
         self.ex.tunnel_failed(502, "UC", f"peer sidecar refused the tunnel: {reason}")
@@ -247,18 +242,3 @@ class Tunnel:
         if self.transport is not None:
             self.transport.abort()
             self.transport = None
-
-
-def _status(status_line: bytes) -> int:
-    parts = status_line.split(b" ", 2)
-    code = parts[1] if len(parts) > 1 else b""
-    return int(code) if len(code) == 3 and code.isdigit() else 0
-
-
-def _field(head: bytes, name: bytes) -> bytes:
-    """One header field's value in a response head (`name` lower-case), or b""."""
-    for line in head.split(b"\r\n")[1:]:
-        field, sep, value = line.partition(b":")
-        if sep and field.strip().lower() == name:
-            return value.strip()
-    return b""
