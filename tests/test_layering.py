@@ -126,12 +126,15 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
         "trellis.control.explain.inbound",
         "trellis.proxy.http1.head",
     ): "explain frames heads as the proxy",
+    (
+        "trellis.control.explain.inbound",
+        "trellis.proxy.http1.framing",
+    ): "explain drops the fields the proxy drops upstream",
     # Issue 11 removes these: private names of the request path's I/O modules, read by
     # explain (the inbound listener's app-port rule, the outbound listener's name checks,
     # the headers the exchange drops upstream). They move into pure modules of the new
     # stack (or trellis.wire), which explain may then import.
     ("trellis.control.explain.inbound", "trellis.proxy.listeners.inbound"): "issue 11",
-    ("trellis.control.explain.inbound", "trellis.proxy.stack.exchange"): "issue 11",
     ("trellis.control.explain.outbound", "trellis.proxy.listeners.outbound"): "issue 11",
 }
 

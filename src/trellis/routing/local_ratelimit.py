@@ -22,8 +22,8 @@ from trellis.routing.errors import RouteConfigError, field
 from trellis.routing.fault import DISABLED, Disabled
 from trellis.routing.pb import check_fields, fraction, seconds, unpack
 from trellis.routing.ratelimit import TokenBucket
+from trellis.wire import LOCAL_RATELIMIT_FILTER
 
-LOCAL_RATELIMIT_FILTER = "envoy.filters.http.local_ratelimit"
 _FILTER_CONFIG = route_components_pb2.FilterConfig.DESCRIPTOR.full_name
 _APPLIED = (
     "stat_prefix",

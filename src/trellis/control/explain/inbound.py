@@ -28,9 +28,9 @@ from trellis.control.explain.views import match_json, paths_json
 from trellis.control.push.context import PushContext
 from trellis.control.translate.rbac import Clause, rule_origins
 from trellis.proxy.config.resources import ClusterConfig, EndpointConfig
+from trellis.proxy.http1.framing import DROP_UPSTREAM
 from trellis.proxy.http1.head import end_to_end, header_map
 from trellis.proxy.listeners.inbound import _app_port
-from trellis.proxy.stack.exchange import _DROP_UPSTREAM
 from trellis.routing import Route
 from trellis.routing.paths import PathRefused, normalize_target
 from trellis.wire import TARGET_PORT_HEADER
@@ -42,10 +42,10 @@ def forwarded_headers(
     headers: Sequence[tuple[str, str]], route: Route, authority: str, endpoint: EndpointConfig
 ) -> dict[str, str]:
     """The header map of the request as the source's sidecar sends it to `endpoint`
-    (Exchange._request_head and on_connected): end-to-end headers, the route's mutations,
-    Host, and the app port it asks for."""
+    (http1/framing.py upstream_request_head, Exchange.on_connected): end-to-end headers,
+    the route's mutations, Host, and the app port it asks for."""
     raw = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in headers]
-    kept = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in end_to_end(raw, _DROP_UPSTREAM)]
+    kept = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in end_to_end(raw, DROP_UPSTREAM)]
     if route.request_mutations:
         kept = route.apply_request_headers(kept)
     sent = [(b"host", authority.encode("latin-1"))]

@@ -43,11 +43,11 @@ from trellis.model.policies import (
     RetryBudget,
 )
 from trellis.wire import ENDPOINT_METADATA as METADATA_NAMESPACE
+from trellis.wire import RETRY_BUDGET_KEY
 
 LOCALHOST = "127.0.0.1"
 # Also spelled in proxy/config/resources.py (the proxy cannot import the control plane):
 # a candidate for trellis.wire.
-RETRY_BUDGET_KEY = "retryBudget"
 UNBOUNDED_RETRIES = 2**32 - 1  # Istio's default for maxRetries: the budget bounds retries
 
 

@@ -25,6 +25,7 @@ from envoy.config.endpoint.v3 import endpoint_pb2
 
 from trellis.control.push.context import Endpoint
 from trellis.wire import ENDPOINT_METADATA as METADATA_NAMESPACE
+from trellis.wire import ENDPOINT_PEER, ENDPOINT_TARGET_PORT, ENDPOINT_WORKLOAD
 
 
 def load_assignment(
@@ -79,7 +80,7 @@ def _lb_endpoint(e: Endpoint) -> ec.LbEndpoint:
     out.load_balancing_weight.value = e.weight
     if e.sidecar:
         meta = out.metadata.filter_metadata[METADATA_NAMESPACE]
-        meta.update({"targetPort": e.target_port, "workload": e.workload})
+        meta.update({ENDPOINT_TARGET_PORT: e.target_port, ENDPOINT_WORKLOAD: e.workload})
         if e.peer:
-            meta.update({"peer": e.peer})  # app, version, canonical name: callers' metrics
+            meta.update({ENDPOINT_PEER: e.peer})  # app, version, canonical name: callers' metrics
     return out

@@ -48,7 +48,13 @@ from trellis.routing.paths import (
     REJECT_REQUEST,
     PathOptions,
 )
-from trellis.wire import ENDPOINT_METADATA
+from trellis.wire import (
+    ENDPOINT_METADATA,
+    ENDPOINT_PEER,
+    ENDPOINT_TARGET_PORT,
+    ENDPOINT_WORKLOAD,
+    RETRY_BUDGET_KEY,
+)
 
 _HEALTHY = (health_check_pb2.HealthStatus.UNKNOWN, health_check_pb2.HealthStatus.HEALTHY)
 _KNOWN_FILTERS = (ROUTER_FILTER, FAULT_FILTER, RBAC_FILTER, LOCAL_RATELIMIT_FILTER)
@@ -522,7 +528,6 @@ def _outlier(cluster: cluster_pb2.Cluster) -> OutlierConfig | None:
     )
 
 
-RETRY_BUDGET_KEY = "retryBudget"  # also in control/translate/clusters.py: for trellis.wire
 _BUDGET_FIELDS = ("percent", "minRetriesPerSecond", "ttl")
 
 
@@ -665,12 +670,12 @@ def _assignment(
             peer = ""
             if meta is not None:
                 fields = meta.fields
-                if "targetPort" in fields:
-                    target_port = int(fields["targetPort"].number_value)
-                if "workload" in fields:
-                    workload = fields["workload"].string_value
-                if "peer" in fields:
-                    peer = fields["peer"].string_value[:1024]
+                if ENDPOINT_TARGET_PORT in fields:
+                    target_port = int(fields[ENDPOINT_TARGET_PORT].number_value)
+                if ENDPOINT_WORKLOAD in fields:
+                    workload = fields[ENDPOINT_WORKLOAD].string_value
+                if ENDPOINT_PEER in fields:
+                    peer = fields[ENDPOINT_PEER].string_value[:1024]
             out.append(
                 EndpointConfig(
                     sock.address,

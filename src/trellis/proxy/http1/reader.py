@@ -73,11 +73,12 @@ import httptools
 
 from trellis.proxy.http1.errors import ProtocolError
 from trellis.proxy.http1.head import Headers, RequestHead, ResponseHead
+from trellis.wire import PEER_HEADER
 
 MAX_HEAD_BYTES = 60 * 1024  # Envoy's default max_request_headers_kb
 MAX_HEADERS = 100  # Envoy's default max_headers_count
 MAX_TARGET_BYTES = 16 * 1024
-PEER_FIELD = b"x-trellis-peer"  # who the calling sidecar is (telemetry), kept aside
+PEER_FIELD = PEER_HEADER  # who the calling sidecar is (telemetry), kept aside
 # The one protocol a request may switch to through the sidecar (Istio's default
 # `upgrade_configs`): its messages are not HTTP requests a policy would have to see.
 UPGRADE_ALLOWED = b"websocket"

@@ -81,7 +81,6 @@ if TYPE_CHECKING:
 __all__ = ["RETRY_BUFFER", "TARGET_PORT_HEADER", "Exchange", "split_authority"]
 
 RETRY_BUFFER = 64 * 1024
-_DROP_UPSTREAM = DROP_UPSTREAM  # (control/explain/inbound.py reads it here)
 # Traced: the propagation fields that came are replaced by this hop's (tracer.py).
 _DROP_TRACED = DROP_UPSTREAM | PROPAGATION_FIELDS
 
@@ -206,9 +205,9 @@ class Exchange:
         tracer = self.ctx.tracer
         if tracer.enabled:
             trace = self.trace = tracer.begin(self)
-            fields = end_to_end(head.headers, _DROP_UPSTREAM if trace.passthrough else _DROP_TRACED)
+            fields = end_to_end(head.headers, DROP_UPSTREAM if trace.passthrough else _DROP_TRACED)
         else:
-            fields = end_to_end(head.headers, _DROP_UPSTREAM)
+            fields = end_to_end(head.headers, DROP_UPSTREAM)
         if route is not None:
             path = route.rewrite_path(path)
             if route.host_rewrite:
@@ -685,8 +684,13 @@ class Exchange:
 
     def _end_try(self) -> None:
         self._cancel_try_timer()
-        if self._host_counted and self.host is not None:
-            self.host.active -= 1
+        host = self.host
+        if self._host_counted and host is not None:
+            if self.upstream is None:
+                # May still wait in the pool's pending queue (max_connections reached):
+                # give its place back (a no-op when nothing waits).
+                host.pool.cancel(self)
+            host.active -= 1
             self._host_counted = False
             trace = self.trace
             if trace is not None and trace.sampled and self.ctx.outbound:
