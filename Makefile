@@ -71,8 +71,12 @@ unit: install
 # the sources (trellis/compiled.py: faults can be compiled-only, or interpreted-only).
 HOT_UNIT_TESTS := tests/proxy tests/routing tests/authz tests/test_compiled.py
 
+# Test files run three at a time (pytest-xdist, one file per worker: module fixtures are
+# shared as before); most of an integration test is waiting on processes and sockets.
+# Tests marked `serial` (rates and deadlines under load) run alone afterwards.
 test: install lint typecheck
-	$(BIN)/pytest -q --durations=25
+	$(BIN)/pytest -q --durations=25 -n 3 --dist loadfile -m "not serial"
+	$(BIN)/pytest -q --durations=10 -m serial
 	TRELLIS_INTERPRETED=1 $(BIN)/pytest -q -m "not integration" $(HOT_UNIT_TESTS)
 
 demo: install
