@@ -134,8 +134,6 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
     # explain (the inbound listener's app-port rule, the outbound listener's name checks,
     # the headers the exchange drops upstream). They move into pure modules of the new
     # stack (or trellis.wire), which explain may then import.
-    ("trellis.control.explain.inbound", "trellis.proxy.listeners.inbound"): "issue 11",
-    ("trellis.control.explain.outbound", "trellis.proxy.listeners.outbound"): "issue 11",
 }
 
 

@@ -16,6 +16,7 @@ import which; this module imports nothing of trellis).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -81,6 +82,47 @@ def outbound_cluster_name(fqdn: str, port: int) -> str:
 
 def inbound_cluster_name(port: int) -> str:
     return f"inbound|{port}||"
+
+
+def inbound_cluster_port(name: str) -> int:
+    """The app port of an `inbound|PORT||` cluster name; 0 when it is not one."""
+    parts = name.split("|")
+    if len(parts) == 4 and parts[0] == "inbound" and parts[1].isdigit():
+        return int(parts[1])
+    return 0
+
+
+def mesh_name_shape(authority: str) -> bool:
+    """Could `authority` name a mesh service: NAME, NAME.NAMESPACE or
+    NAME.NAMESPACE.svc.mesh, with an optional port (an IP address cannot)? The outbound
+    listener asks the control plane only for such names; others follow the mesh's
+    outboundTrafficPolicy."""
+    host = authority
+    if authority.startswith("["):
+        return False
+    if ":" in authority:
+        host, _, port = authority.rpartition(":")
+        if not port.isdigit():
+            return False
+    if not host:
+        return False
+    try:
+        ipaddress.ip_address(host)
+        return False
+    except ValueError:
+        pass
+    parts = host.split(".")
+    return len(parts) <= 2 or (len(parts) == 4 and host.endswith("." + DOMAIN_SUFFIX))
+
+
+# Why a name resolves to no service port (the reason of an outbound listener's NOT_FOUND):
+# the client's sidecar answers such a name 404 (NR) itself instead of passing it on.
+NO_SUCH_PORT: Final = "has no port"
+SEVERAL_PORTS: Final = "has several ports"
+
+
+def port_unresolved(reason: str) -> bool:
+    return SEVERAL_PORTS in reason or NO_SUCH_PORT in reason
 
 
 def inbound_listener_name(address: str, port: int) -> str:

@@ -26,6 +26,7 @@ from trellis.routing.errors import RouteConfigError, field
 from trellis.routing.pb import check_fields
 from trellis.routing.regex import compile_rewrite
 from trellis.routing.rewrite import PathRewrite
+from trellis.wire import inbound_cluster_port
 
 _MAX_TOTAL_WEIGHT = 2**32 - 1
 # envoy.config.route.v3.RedirectAction.RedirectResponseCode
@@ -54,6 +55,14 @@ class ForwardAction:
         self._total = total
         # Where float rounding could land past the end: the last cluster with weight.
         self._fallback = max(i for i, (_, w) in enumerate(self.clusters) if w > 0)
+
+    def app_port(self) -> int:
+        """The app port of an inbound route: its first `inbound|PORT||` cluster (0: none)."""
+        for name, _ in self.clusters:
+            port = inbound_cluster_port(name)
+            if port:
+                return port
+        return 0
 
     def pick(self, r: float) -> str:
         """The cluster for `r` uniform in [0, 1): each gets a share proportional to its weight."""

@@ -30,8 +30,7 @@ from trellis.control.translate.rbac import Clause, rule_origins
 from trellis.proxy.config.resources import ClusterConfig, EndpointConfig
 from trellis.proxy.http1.framing import DROP_UPSTREAM
 from trellis.proxy.http1.head import end_to_end, header_map
-from trellis.proxy.listeners.inbound import _app_port
-from trellis.routing import Route
+from trellis.routing import ForwardAction, Route
 from trellis.routing.paths import PathRefused, normalize_target
 from trellis.wire import TARGET_PORT_HEADER
 
@@ -107,7 +106,8 @@ def take(
     route = selection.route
     if route is None:
         return out, Answer(404, "NR", DESTINATION, "no route matched")
-    port = _app_port(route)
+    action = route.action
+    port = action.app_port() if isinstance(action, ForwardAction) else 0
     out["route"] = {"name": route.name, "appPort": port}
     if listener.authz:
         just_path, _, query = path.partition("?")

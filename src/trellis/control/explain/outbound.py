@@ -5,8 +5,8 @@ Owns the order of the steps and the answers the outbound side gives on the way: 
 (no host, a path refused by normalization, DPE), 404 NR (no route; a mesh name with a
 wrong or ambiguous port), 502 NR (a host outside the registry under REGISTRY_ONLY),
 503 NC (config the sidecar cannot get), redirects and direct responses. Every decision
-is made by the code the proxy runs: `could_be_mesh_name` and the port-problem test of
-the outbound listener, the listener's path options with `normalize_target`, the
+is made by the code the proxy runs: the mesh-name shape and the port-problem test of
+the outbound listener (trellis.wire), the listener's path options with `normalize_target`, the
 compiled `RouteTable` (`explain`, the same matchers as `select`). What comes after the
 route (the split, the endpoints, the destination) is trail.py's.
 
@@ -23,7 +23,6 @@ from trellis.control.explain.config import Missing, NodeConfig, Refused
 from trellis.control.explain.inputs import ExplainRequest
 from trellis.control.explain.views import match_json, paths_json, route_json
 from trellis.proxy.config.resources import ListenerConfig
-from trellis.proxy.listeners.outbound import _port_problem, could_be_mesh_name
 from trellis.routing import (
     DirectResponseAction,
     ForwardAction,
@@ -33,7 +32,12 @@ from trellis.routing import (
     RouteTable,
 )
 from trellis.routing.paths import PathRefused, normalize_target
-from trellis.wire import BLACKHOLE_CLUSTER, OUTBOUND_DEFAULT_LISTENER
+from trellis.wire import (
+    BLACKHOLE_CLUSTER,
+    OUTBOUND_DEFAULT_LISTENER,
+    mesh_name_shape,
+    port_unresolved,
+)
 
 Json = dict[str, Any]
 SCHEME = "http"  # what the outbound listener serves (redirects keep it)
@@ -56,13 +60,13 @@ def take(config: NodeConfig, request: ExplainRequest) -> Outbound:
     out = Outbound()
     name = request.authority
     out.json["listener"] = {"name": name}
-    if not could_be_mesh_name(name):
+    if not mesh_name_shape(name):
         why = f"{name!r} cannot be a mesh name (an IP address, or a DNS name outside the mesh)"
         return _default(config, request, out, why)
     listener = config.listener(name)
     if isinstance(listener, Missing):
         out.json["listener"].update(found=False, reason=listener.reason)
-        if _port_problem(listener.reason):
+        if port_unresolved(listener.reason):
             return _answer(out, 404, "NR", listener.reason)
         return _default(config, request, out, f"the control plane knows no {name!r}")
     if isinstance(listener, Refused):

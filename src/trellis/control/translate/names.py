@@ -25,6 +25,7 @@ from trellis.model.service import Service, ServicePort
 from trellis.wire import BLACKHOLE_CLUSTER as BLACKHOLE_CLUSTER
 from trellis.wire import DOMAIN_SUFFIX as DOMAIN_SUFFIX
 from trellis.wire import INBOUND_LISTENER_PREFIX as INBOUND_LISTENER_PREFIX
+from trellis.wire import NO_SUCH_PORT, SEVERAL_PORTS
 from trellis.wire import OUTBOUND_DEFAULT_LISTENER as OUTBOUND_DEFAULT_LISTENER
 from trellis.wire import PASSTHROUGH_CLUSTER as PASSTHROUGH_CLUSTER
 from trellis.wire import inbound_cluster_name as inbound_cluster_name
@@ -86,11 +87,11 @@ def pick_port(service: Service, port: int | None) -> ServicePort:
     if port is not None:
         found = service.port(port)
         if found is None:
-            raise Unresolved(f"{where} has no port {port} (ports: {known})")
+            raise Unresolved(f"{where} {NO_SUCH_PORT} {port} (ports: {known})")
         return found
     default = service.default_port()
     if default is None:
-        raise Unresolved(f"{where} has several ports ({known}) and no port 80: name one")
+        raise Unresolved(f"{where} {SEVERAL_PORTS} ({known}) and no port 80: name one")
     return default
 
 

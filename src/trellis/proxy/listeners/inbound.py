@@ -160,9 +160,4 @@ class InboundListener:
 def _app_port(route: Route) -> int:
     """The app port an inbound route forwards to: its `inbound|PORT||` cluster."""
     action = route.action
-    if isinstance(action, ForwardAction):
-        for name, _ in action.clusters:
-            parts = name.split("|")
-            if len(parts) == 4 and parts[0] == "inbound" and parts[1].isdigit():
-                return int(parts[1])
-    return 0
+    return action.app_port() if isinstance(action, ForwardAction) else 0

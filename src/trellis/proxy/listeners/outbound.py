@@ -27,8 +27,6 @@ Must not know how requests are forwarded: the layers of stack/chain.py do that
 
 from __future__ import annotations
 
-import ipaddress
-
 from trellis.proxy.config.resources import ListenerConfig
 from trellis.proxy.config.state import ConfigState
 from trellis.proxy.config.types import (
@@ -43,9 +41,7 @@ from trellis.proxy.listeners.server import ServerConnection
 from trellis.proxy.stack.context import ListenerContext
 from trellis.proxy.stack.exchange import Exchange
 from trellis.routing import ForwardAction, RouteTable
-
-_MESH_SUFFIX = ".svc.mesh"
-
+from trellis.wire import mesh_name_shape, port_unresolved
 
 _MESH_NAMES: dict[str, bool] = {}  # could_be_mesh_name's answers (cleared when it grows)
 _MESH_NAMES_MAX = 4096
@@ -58,31 +54,8 @@ def could_be_mesh_name(authority: str) -> bool:
     if answer is None:
         if len(_MESH_NAMES) >= _MESH_NAMES_MAX:
             _MESH_NAMES.clear()
-        answer = _MESH_NAMES[authority] = _could_be_mesh_name(authority)
+        answer = _MESH_NAMES[authority] = mesh_name_shape(authority)
     return answer
-
-
-def _could_be_mesh_name(authority: str) -> bool:
-    host = authority
-    if authority.startswith("["):
-        return False
-    if ":" in authority:
-        host, _, port = authority.rpartition(":")
-        if not port.isdigit():
-            return False
-    if not host:
-        return False
-    try:
-        ipaddress.ip_address(host)
-        return False
-    except ValueError:
-        pass
-    parts = host.split(".")
-    return len(parts) <= 2 or (len(parts) == 4 and host.endswith(_MESH_SUFFIX))
-
-
-def _port_problem(reason: str) -> bool:
-    return "several ports" in reason or "has no port" in reason
 
 
 class OutboundListener:
@@ -110,7 +83,7 @@ class OutboundListener:
         if listener is None:
             reason = state.missing[LISTENER_TYPE].get(name)
             if reason is not None:
-                if _port_problem(reason):
+                if port_unresolved(reason):
                     ex.respond(404, f"{reason}\n".encode(), flags="NR")
                 else:
                     self._default(ex)
