@@ -40,20 +40,24 @@ serving for the next. Each phase prints every failure with its status and flags.
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 
 import pytest
 
 from tests.integration.dataplane import Member, Sidecar, client_sidecar
 from tests.integration.harness import Mesh, wait_for
 from tests.integration.paced_load import PacedLoad
-from tests.integration.traffic import SERVICE_PORT, children, kill, service_yaml, start_members
+from tests.integration.traffic import (
+    SERVICE_PORT,
+    app_pid,
+    kill,
+    service_yaml,
+    start_members,
+)
 
 # Serial: its figures (rates, zero failures, "within 1 s") are about time, measured
 # with the machine to itself (make test runs the rest concurrently first).
@@ -279,20 +283,10 @@ def test_certificate_rotation_under_load_fails_nothing(world: World) -> None:
 # -- an instance is SIGKILLed ---------------------------------------------------------------
 
 
-def app_of(member: Member) -> int:
-    """The PID of the web app under `trellis run` (traffic.app_pid expects one child; the
-    sidecar may have another, its identity key worker)."""
-    for pid in children(member.proc.pid):
-        with contextlib.suppress(OSError):
-            if b"trellis.demo.web_app" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                return pid
-    raise AssertionError(f"no web app under trellis run {member.proc.pid}")
-
-
 def test_one_of_three_instances_sigkilled_under_load(world: World) -> None:
     doomed = world.members[0]
     survivors = {m.workload for m in world.members[1:]}
-    app = app_of(doomed)
+    app = app_pid(doomed)
     with world.client.client() as c, PacedLoad(c, URL, RATE) as load:
         wait_for(lambda: load.count(lambda o: o.name == doomed.workload) > 30, 10, "load")
         doomed.proc.signal(signal.SIGKILL)  # the sidecar and the app die at once

@@ -46,8 +46,7 @@ from tests.integration.dataplane import (
     run_service,
 )
 from tests.integration.harness import Mesh, wait_for
-from tests.integration.test_chaos import app_of
-from tests.integration.traffic import SERVICE_PORT, kill, service_yaml
+from tests.integration.traffic import SERVICE_PORT, app_pid, kill, service_yaml
 from trellis.ports import free_port
 
 pytestmark = pytest.mark.integration
@@ -332,7 +331,7 @@ def test_a_mirror_that_never_answers_costs_the_primary_nothing(world: World) -> 
             started = time.monotonic()
             assert c.get(URL + "/").status_code == 200
             baseline.append(time.monotonic() - started)
-    app = app_of(world.stalled)
+    app = app_pid(world.stalled)
     kill(app, signal.SIGSTOP)  # the mirror's app accepts (kernel backlog) and never answers
     try:
         latencies = []

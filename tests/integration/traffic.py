@@ -158,8 +158,15 @@ def children(pid: int) -> list[int]:
 
 
 def app_pid(member: Member) -> int:
-    """The PID of the app that `trellis run` started."""
-    kids = children(member.proc.pid)
+    """The PID of the app that `trellis run` started (not the sidecar's identity key
+    worker, a short-lived child of its own while a certificate is made)."""
+    kids = []
+    for pid in children(member.proc.pid):
+        try:
+            if b"trellis.proxy.identity.keygen" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+                kids.append(pid)
+        except OSError:
+            continue
     assert len(kids) == 1, f"expected one app under trellis run {member.proc.pid}: {kids}"
     return kids[0]
 
