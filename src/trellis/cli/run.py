@@ -56,6 +56,13 @@ def parser() -> argparse.ArgumentParser:
         "3 failures in a row take it out of the endpoints, 1 success brings it back",
     )
     add("--ttl", type=float, default=10.0, help="registration lease, seconds")
+    add(
+        "--drain-delay",
+        type=float,
+        default=3.0,
+        help="after deregistering, keep serving while callers still send, up to this "
+        "long (seconds; ends once no request came for 0.5 s)",
+    )
     add("--drain-timeout", type=float, default=10.0)
     add("--access-log", default="", help="sidecar JSON access log: '-' or a file")
     add("--outbound-port", type=int, default=15001, help="0: a free port; taken: a free one")
@@ -134,6 +141,7 @@ def main(argv: Sequence[str]) -> None:
         health_path=args.health_path,
         ttl=args.ttl,
         drain_timeout=args.drain_timeout,
+        drain_delay=args.drain_delay,
         access_log=args.access_log,
         environment=app_base,
         insecure=args.insecure,

@@ -51,6 +51,9 @@ if TYPE_CHECKING:
     from trellis.proxy.identity.agent import IdentityAgent
 
 log = logging.getLogger("trellis.proxy")
+# A deregistered sidecar keeps serving until its inbound side has been quiet this long
+# (callers that heard of the removal have stopped; `quiesce`).
+QUIET_AFTER_DEREGISTER = 0.5
 
 
 class ProxyApp:
@@ -278,6 +281,20 @@ class ProxyApp:
             for conn in self.connections[name]
             if conn.exchange is not None
         )
+
+    async def quiesce(self, limit: float, quiet: float = QUIET_AFTER_DEREGISTER) -> float:
+        """After deregistering: keep serving while callers still send (their sidecars
+        have not all heard that this endpoint left: Istio's terminationDrainDuration),
+        until no request has come in for `quiet` seconds, or for at most `limit`.
+        Returns how long it waited. A sidecar nobody is calling returns at once."""
+        start = time.monotonic()
+        while time.monotonic() - start < limit:
+            conns = self.connections["inbound"]
+            last = max((c.last_request_at() for c in conns), default=0.0)
+            if time.monotonic() - last >= quiet:
+                break
+            await asyncio.sleep(0.05)
+        return time.monotonic() - start
 
     async def drain(self, timeout: float) -> int:
         """Stop accepting, wait for requests in flight (up to `timeout`); returns how many

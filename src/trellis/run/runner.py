@@ -12,9 +12,12 @@ Start:
 
 Stop, on SIGTERM/SIGINT:
 1. deregister, so peers stop choosing this endpoint;
-2. drain: requests in flight finish, up to `--drain-timeout`;
-3. stop the app (SIGTERM, SIGKILL after the grace period);
-4. close the sidecar. The exit status is the app's.
+2. keep accepting while callers still send (their sidecars hear of the removal with
+   the control plane's next push), until the inbound side is quiet for 0.5 s, up to
+   `--drain-delay` (3 s);
+3. drain: stop accepting, requests in flight finish, up to `--drain-timeout`;
+4. stop the app (SIGTERM, SIGKILL after the grace period);
+5. close the sidecar. The exit status is the app's.
 
 When the app exits by itself (a job), the same happens from step 1 without
 stopping the app, and the exit status is the app's.
@@ -80,6 +83,9 @@ class RunOptions:
     ttl: float = 10.0
     startup_timeout: float = 60.0
     drain_timeout: float = 10.0
+    # After deregistering, keep accepting while callers still send, up to this long
+    # (their sidecars learn of the removal from the control plane's next push).
+    drain_delay: float = 3.0
     stop_grace: float = 10.0
     outbound_port: int = 15001
     inbound_port: int = 15006
@@ -302,6 +308,10 @@ class Runner:
             registration, self.registration = self.registration, None
             await asyncio.to_thread(registration.close, True)
         status = 0
+        if self.proxy is not None and opts.drain_delay > 0:
+            waited = await self.proxy.quiesce(opts.drain_delay)
+            if waited > 0.1:
+                log.info("served callers for %.1f s after deregistering", waited)
         if self.proxy is not None:
             log.info("draining %d request(s) in flight", self.proxy.in_flight())
             left = await self.proxy.drain(opts.drain_timeout)

@@ -387,6 +387,11 @@ class ServerConnection:
         except Exception as error:
             self.fault(error)
 
+    def last_request_at(self) -> float:
+        """When a request was last in flight here (time.monotonic; now while one is)."""
+        since = self._idle_since
+        return since if since else _now()
+
     def _busy(self) -> bool:
         # A method, not an inline test: compiled code must not narrow `self.exchange` to
         # None across the calls that set it (mypyc then checks the attribute's type).
