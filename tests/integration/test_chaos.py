@@ -13,8 +13,10 @@ What a user configures, and why:
   status the app chose), and the sidecar resends only idempotent requests once a byte may
   have reached the app. This module's route does so, on every rule. Without it (measured
   on a shared 2-core machine): the rolling restart failed 6 calls of ~1400 (503 UF: a
-  drained instance stops accepting at once, before every client has heard that it
-  deregistered), and the SIGKILL 531 of ~1900 (503 UF each time the dead endpoint was
+  drained instance stopped accepting at once, before every client had heard that it
+  deregistered; `trellis run` now keeps serving until its callers are quiet, and
+  test_drain.py checks a rolling restart with no retry policy), and the SIGKILL 531 of
+  ~1900 (503 UF each time the dead endpoint was
   chosen, until its lease expired).
 - Outlier detection on each Service (`consecutiveGatewayErrors: 3`, at most half the
   hosts ejected): a SIGKILLed instance refuses connections at once until its lease
@@ -28,10 +30,10 @@ What a user configures, and why:
 - The rolling restart surges: the new instances are started (and are endpoints) before
   the old ones get SIGTERM, one at a time, as a Deployment with maxSurge does.
 - The short certificate TTL is applied after the control-plane restart: a sidecar whose
-  certificate expires while the control plane is away (a 10 s TTL and a restart that took
-  ~7 s under this load) never reconnects — its xDS stream and its renewal both present
-  the expired certificate to the secure port, which refuses it. With the default 24 h TTL
-  that takes a 12 h outage; it is reported, not tested here.
+  certificate expired while the control plane was away (a 10 s TTL and a restart that
+  took ~7 s under this load) never reconnected — its xDS stream and its renewal both
+  presented the expired certificate. It now joins again with its join token
+  (test_identity_recovery.py); the order here keeps this module about load.
 
 One world for the module (control plane, three `web` instances: two v1, one v2, and the
 test's own `trellis proxy`); the phases run in file order and each leaves the world
