@@ -15,14 +15,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from envoy.config.route.v3 import route_components_pb2
 from envoy.extensions.filters.http.fault.v3 import fault_pb2
 
 from trellis.routing.errors import RouteConfigError, field
-from trellis.routing.pb import check_fields, fraction, seconds, unpack
+from trellis.routing.pb import check_fields, fraction, per_filter_config, seconds, unpack
 from trellis.wire import FAULT_FILTER as FAULT_FILTER
 
-_FILTER_CONFIG = route_components_pb2.FilterConfig.DESCRIPTOR.full_name
 _IGNORED = ("max_active_faults", "disable_downstream_cluster_stats")
 
 
@@ -83,12 +81,10 @@ DISABLED = Disabled()
 
 def compile_fault(packed: Any, path: str) -> FaultPolicy | Disabled | None:
     """The packed per-filter config; None when it injects nothing."""
-    if packed.TypeName() == _FILTER_CONFIG:
-        wrapper = route_components_pb2.FilterConfig()
-        unpack(packed, wrapper, path)
-        if wrapper.disabled:
-            return DISABLED
-        path, packed = field(path, "config"), wrapper.config
+    unwrapped = per_filter_config(packed, path)
+    if unwrapped is None:
+        return DISABLED
+    packed, path = unwrapped
     fault = fault_pb2.HTTPFault()
     unpack(packed, fault, path)
     check_fields(fault, path, applied=("delay", "abort"), ignored=_IGNORED)

@@ -15,16 +15,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from envoy.config.route.v3 import route_components_pb2
 from envoy.extensions.filters.http.local_ratelimit.v3 import local_rate_limit_pb2
 
 from trellis.routing.errors import RouteConfigError, field
 from trellis.routing.fault import DISABLED, Disabled
-from trellis.routing.pb import check_fields, fraction, seconds, unpack
+from trellis.routing.pb import check_fields, fraction, per_filter_config, seconds, unpack
 from trellis.routing.ratelimit import TokenBucket
 from trellis.wire import LOCAL_RATELIMIT_FILTER
 
-_FILTER_CONFIG = route_components_pb2.FilterConfig.DESCRIPTOR.full_name
 _APPLIED = (
     "stat_prefix",
     "status",
@@ -47,12 +45,10 @@ def _share(runtime: Any, path: str) -> float:
 def compile_local_rate_limit(packed: Any, path: str) -> Limit:
     """The packed per-filter config at `path`: a new TokenBucket, DISABLED (a FilterConfig
     that turns the filter off here), or None (enabled for no request: no limit)."""
-    if packed.TypeName() == _FILTER_CONFIG:
-        wrapper = route_components_pb2.FilterConfig()
-        unpack(packed, wrapper, path)
-        if wrapper.disabled:
-            return DISABLED
-        path, packed = field(path, "config"), wrapper.config
+    unwrapped = per_filter_config(packed, path)
+    if unwrapped is None:
+        return DISABLED
+    packed, path = unwrapped
     config = local_rate_limit_pb2.LocalRateLimit()
     unpack(packed, config, path)
     check_fields(config, path, applied=_APPLIED, ignored=_IGNORED)

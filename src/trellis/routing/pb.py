@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from envoy.config.route.v3 import route_components_pb2
 from google.protobuf.message import DecodeError
 
 from trellis.routing.errors import RouteConfigError, field
@@ -65,3 +66,19 @@ def unpack(packed: Any, message: Any, path: str) -> None:
         packed.Unpack(message)
     except DecodeError as e:
         raise RouteConfigError(path, f"cannot decode {expected}: {e}") from None
+
+
+_FILTER_CONFIG = route_components_pb2.FilterConfig.DESCRIPTOR.full_name
+
+
+def per_filter_config(packed: Any, path: str) -> tuple[Any, str] | None:
+    """A `typed_per_filter_config` value, unwrapped from Envoy's FilterConfig when it is
+    one: (the filter's own config, its path), or None when the FilterConfig turns the
+    filter off here (`disabled: true`)."""
+    if packed.TypeName() != _FILTER_CONFIG:
+        return packed, path
+    wrapper = route_components_pb2.FilterConfig()
+    unpack(packed, wrapper, path)
+    if wrapper.disabled:
+        return None
+    return wrapper.config, field(path, "config")
